@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from core.actors import ActorFields
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known IANA time zone.")
+
+
+class CabinetState(models.TextChoices):
+    PROVISIONING = "provisioning", "Provisioning"
+    ACTIVE = "active", "Active"
+    MAINTENANCE = "maintenance", "Maintenance"
+    RETIRED = "retired", "Retired"
+
+
+CABINET_TRANSITIONS: dict[str, frozenset[str]] = {
+    CabinetState.PROVISIONING: frozenset({CabinetState.ACTIVE, CabinetState.RETIRED}),
+    CabinetState.ACTIVE: frozenset({CabinetState.MAINTENANCE, CabinetState.RETIRED}),
+    CabinetState.MAINTENANCE: frozenset({CabinetState.ACTIVE, CabinetState.RETIRED}),
+    CabinetState.RETIRED: frozenset(),
+}
+
+
+class ConnectionState(models.TextChoices):
+    NEVER = "never", "Never connected"
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+
+
+class Cabinet(models.Model):
+    serial = models.CharField(max_length=32, unique=True, help_text="Printed on the cabinet.")
+    name = models.CharField(max_length=120)
+    address = models.CharField(max_length=255)
+    city = models.CharField(max_length=80, db_index=True)
+    region = models.CharField(max_length=80, db_index=True)
+    latitude = models.DecimalField(
+        max_digits=9,
+        decimal_places=6,
+        validators=[MinValueValidator(Decimal(-90)), MaxValueValidator(Decimal(90))],
+    )
+    longitude = models.DecimalField(
+        max_digits=9,
+        decimal_places=6,
+        validators=[MinValueValidator(Decimal(-180)), MaxValueValidator(Decimal(180))],
+    )
+    time_zone = models.CharField(
+        max_length=64, default="Asia/Shanghai", validators=[validate_time_zone]
+    )
+    hardware_model = models.CharField(max_length=64)
+    firmware_version = models.CharField(max_length=32, blank=True)
+    config_version = models.CharField(max_length=32, blank=True)
+    state = models.CharField(
+        max_length=16, choices=CabinetState.choices, default=CabinetState.PROVISIONING
+    )
+    connection_state = models.CharField(
+        max_length=16, choices=ConnectionState.choices, default=ConnectionState.NEVER
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["serial"]
+        indexes = [models.Index(fields=["state", "connection_state"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=CabinetState.values), name="cabinet_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(connection_state__in=ConnectionState.values),
+                name="cabinet_connection_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(latitude__gte=-90, latitude__lte=90)
+                & Q(longitude__gte=-180, longitude__lte=180),
+                name="cabinet_coordinates_valid",
+            ),
+            models.CheckConstraint(condition=~Q(serial=""), name="cabinet_serial_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.serial} {self.name}"
+
+
+class CabinetEvent(ActorFields):
+    """Append-only: one row per lifecycle transition of a cabinet."""
+
+    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, choices=CabinetState.choices)
+    to_state = models.CharField(max_length=16, choices=CabinetState.choices)
+    reason = models.CharField(max_length=255, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+
+class CompartmentSize(models.TextChoices):
+    S = "S", "Small"
+    M = "M", "Medium"
+    L = "L", "Large"
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    width_mm: int
+    height_mm: int
+    depth_mm: int
+    max_weight_g: int
+
+
+# Nominal inner dimensions; a hardware model may differ, so each compartment stores its own.
+SIZE_SPECS: dict[str, SizeSpec] = {
+    CompartmentSize.S: SizeSpec(width_mm=420, height_mm=90, depth_mm=560, max_weight_g=5_000),
+    CompartmentSize.M: SizeSpec(width_mm=420, height_mm=190, depth_mm=560, max_weight_g=15_000),
+    CompartmentSize.L: SizeSpec(width_mm=420, height_mm=390, depth_mm=560, max_weight_g=30_000),
+}
+SIZE_ORDER: dict[str, int] = {CompartmentSize.S: 0, CompartmentSize.M: 1, CompartmentSize.L: 2}
+
+
+class CompartmentState(models.TextChoices):
+    FREE = "free", "Free"
+    RESERVED = "reserved", "Reserved"
+    OCCUPIED = "occupied", "Occupied"
+    OUT_OF_SERVICE = "out_of_service", "Out of service"
+
+
+COMPARTMENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    CompartmentState.FREE: frozenset({CompartmentState.RESERVED, CompartmentState.OUT_OF_SERVICE}),
+    CompartmentState.RESERVED: frozenset(
+        {CompartmentState.OCCUPIED, CompartmentState.FREE, CompartmentState.OUT_OF_SERVICE}
+    ),
+    CompartmentState.OCCUPIED: frozenset({CompartmentState.FREE, CompartmentState.OUT_OF_SERVICE}),
+    CompartmentState.OUT_OF_SERVICE: frozenset({CompartmentState.FREE}),
+}
+
+
+class DoorState(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    CLOSED = "closed", "Closed"
+    OPEN = "open", "Open"
+    FAULT = "fault", "Fault"
+
+
+class Compartment(models.Model):
+    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="compartments")
+    label = models.CharField(max_length=8, help_text="As printed on the door, e.g. A01.")
+    size = models.CharField(max_length=1, choices=CompartmentSize.choices)
+    width_mm = models.PositiveIntegerField()
+    height_mm = models.PositiveIntegerField()
+    depth_mm = models.PositiveIntegerField()
+    max_weight_g = models.PositiveIntegerField()
+    state = models.CharField(
+        max_length=16, choices=CompartmentState.choices, default=CompartmentState.FREE
+    )
+    door_state = models.CharField(
+        max_length=8, choices=DoorState.choices, default=DoorState.UNKNOWN
+    )
+    state_changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["cabinet_id", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["cabinet", "label"], name="compartment_label_unique"),
+            models.CheckConstraint(
+                condition=Q(state__in=CompartmentState.values), name="compartment_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(size__in=CompartmentSize.values), name="compartment_size_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(door_state__in=DoorState.values), name="compartment_door_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(width_mm__gt=0, height_mm__gt=0, depth_mm__gt=0, max_weight_g__gt=0),
+                name="compartment_dimensions_positive",
+            ),
+        ]
+        indexes = [models.Index(fields=["cabinet", "state", "size"])]
+
+    def __str__(self) -> str:
+        return f"{self.cabinet.serial}/{self.label}"
+
+    def apply_size_spec(self) -> None:
+        spec = SIZE_SPECS[self.size]
+        self.width_mm, self.height_mm = spec.width_mm, spec.height_mm
+        self.depth_mm, self.max_weight_g = spec.depth_mm, spec.max_weight_g
+
+
+class CompartmentEvent(ActorFields):
+    """Append-only: one row per state change of a compartment."""
+
+    compartment = models.ForeignKey(Compartment, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, choices=CompartmentState.choices)
+    to_state = models.CharField(max_length=16, choices=CompartmentState.choices)
+    reason = models.CharField(max_length=255, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]

@@ -1,0 +1,209 @@
+"""Demo data for the embedded default (`make run`). Idempotent: running it twice adds nothing."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from cabinets.models import Cabinet, CabinetState, Compartment, CompartmentState
+from cabinets.services import compartment_transition, compartments_create
+from core.actors import Actor
+from courier.codes import pickup_code_generate, pickup_code_hash
+from courier.models import Carrier, Courier, Parcel, ParcelStatus
+from courier.services import parcel_announce, parcel_transition
+from identity.models import Identity
+
+DEMO_LAYOUT: list[tuple[str, str]] = (
+    [(f"A{i:02d}", "S") for i in range(1, 7)]
+    + [(f"B{i:02d}", "M") for i in range(1, 5)]
+    + [(f"C{i:02d}", "L") for i in range(1, 3)]
+)
+
+DEMO_CABINETS = [
+    (
+        "SH-XH-0001",
+        "Xuhui Metro Station",
+        "1 Caoxi North Rd",
+        "Shanghai",
+        "Shanghai",
+        "31.193500",
+        "121.437600",
+    ),
+    (
+        "SH-PD-0002",
+        "Lujiazui Tower Lobby",
+        "88 Century Ave",
+        "Shanghai",
+        "Shanghai",
+        "31.235000",
+        "121.505000",
+    ),
+    (
+        "HZ-XH-0003",
+        "West Lake Community",
+        "12 Nanshan Rd",
+        "Hangzhou",
+        "Zhejiang",
+        "30.245000",
+        "120.150000",
+    ),
+]
+
+DEMO_PEOPLE = [
+    ("+8613800000001", "Li Wei"),
+    ("+8613800000002", "Wang Fang"),
+    ("+8613800000003", "Zhang Min"),
+    ("+8613800000004", "Chen Jie"),
+]
+
+# (tracking, recipient phone, size, cabinet serial, deposit it?)
+DEMO_PARCELS = [
+    ("DX100000001", "+8613800000001", "S", "SH-XH-0001", True),
+    ("DX100000002", "+8613800000002", "M", "SH-XH-0001", True),
+    ("DX100000003", "+8613800000003", "S", "SH-XH-0001", False),
+    ("DX100000004", "+8613800000001", "L", "SH-PD-0002", False),
+    ("DX100000005", "+8613800000004", "S", "HZ-XH-0003", True),
+]
+
+
+@dataclass
+class DemoSeedResult:
+    admin_username: str
+    admin_password: str
+    created: dict[str, int] = field(default_factory=dict)
+    pickup_codes: dict[str, str] = field(default_factory=dict)
+
+
+def _admin_password() -> str:
+    path = settings.VAR_DIR / "demo-admin-password"
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(password)
+    path.chmod(0o600)
+    return password
+
+
+def _count(created: dict[str, int], key: str, was_created: bool) -> None:
+    created[key] = created.get(key, 0) + int(was_created)
+
+
+def demo_seed(*, admin_username: str = "admin") -> DemoSeedResult:
+    actor = Actor.system("demo seed")
+    result = DemoSeedResult(admin_username=admin_username, admin_password=_admin_password())
+    created = result.created
+
+    User = get_user_model()
+    with transaction.atomic():
+        user, was_created = User.objects.get_or_create(
+            username=admin_username, defaults={"is_staff": True, "is_superuser": True}
+        )
+        user.set_password(result.admin_password)
+        user.save(update_fields=["password"])
+        _count(created, "users", was_created)
+
+        carrier, was_created = Carrier.objects.get_or_create(
+            code="demo-express", defaults={"name": "Demo Express"}
+        )
+        _count(created, "carriers", was_created)
+        _, was_created = Carrier.objects.get_or_create(
+            code="swift-parcel", defaults={"name": "Swift Parcel"}
+        )
+        _count(created, "carriers", was_created)
+        _, was_created = Courier.objects.get_or_create(
+            carrier=carrier,
+            badge_number="C-0001",
+            defaults={"name": "Liu Yang", "phone": "+8613900000001"},
+        )
+        _count(created, "couriers", was_created)
+
+        cabinets: dict[str, Cabinet] = {}
+        for serial, name, address, city, region, lat, lng in DEMO_CABINETS:
+            cabinet, was_created = Cabinet.objects.get_or_create(
+                serial=serial,
+                defaults={
+                    "name": name,
+                    "address": address,
+                    "city": city,
+                    "region": region,
+                    "latitude": Decimal(lat),
+                    "longitude": Decimal(lng),
+                    "hardware_model": "CB-12",
+                    "firmware_version": "1.0.0",
+                    "config_version": "1",
+                    "state": CabinetState.ACTIVE,
+                },
+            )
+            _count(created, "cabinets", was_created)
+            if was_created:
+                created["compartments"] = created.get("compartments", 0) + len(
+                    compartments_create(cabinet=cabinet, layout=DEMO_LAYOUT)
+                )
+            cabinets[serial] = cabinet
+
+        people: dict[str, Identity] = {}
+        for phone, name in DEMO_PEOPLE:
+            person, was_created = Identity.objects.get_or_create(
+                phone=phone, defaults={"name": name}
+            )
+            _count(created, "identities", was_created)
+            people[phone] = person
+
+    for tracking, phone, size, serial, deposit in DEMO_PARCELS:
+        if Parcel.objects.filter(carrier=carrier, tracking_number=tracking).exists():
+            continue
+        parcel = parcel_announce(
+            carrier=carrier,
+            tracking_number=tracking,
+            recipient=people[phone],
+            size=size,
+            cabinet=cabinets[serial],
+            actor=actor,
+        )
+        _count(created, "parcels", True)
+        if deposit:
+            result.pickup_codes[tracking] = _demo_deposit(parcel=parcel, actor=actor)
+    return result
+
+
+def _demo_deposit(*, parcel: Parcel, actor: Actor) -> str:
+    """Put a demo parcel straight into a free compartment of its size."""
+    compartment = (
+        Compartment.objects.filter(
+            cabinet=parcel.cabinet, size=parcel.size, state=CompartmentState.FREE
+        )
+        .order_by("label")
+        .first()
+    )
+    if compartment is None:
+        return ""
+    code = pickup_code_generate()
+    now = timezone.now()
+    with transaction.atomic():
+        compartment_transition(
+            compartment_id=compartment.pk, to_state=CompartmentState.RESERVED, actor=actor
+        )
+        compartment_transition(
+            compartment_id=compartment.pk, to_state=CompartmentState.OCCUPIED, actor=actor
+        )
+        parcel_transition(
+            parcel_id=parcel.pk,
+            to_status=ParcelStatus.READY,
+            actor=actor,
+            reason="demo deposit",
+            changes={
+                "compartment": compartment,
+                "deposited_at": now,
+                "pickup_deadline": now + timedelta(days=settings.PARCEL_PICKUP_DAYS),
+                "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code=code),
+            },
+        )
+    return code

@@ -1,0 +1,106 @@
+"""Process supervisor for the embedded default. See README: `./scripts/run.sh`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import embedded_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    env["PYTHONUNBUFFERED"] = "1"
+    redis = None
+    if not env.get("REDIS_URL"):
+        redis = embedded_redis.start(preferred_port=int(env.get("EMBEDDED_REDIS_PORT", "6380")))
+        env["REDIS_URL"] = redis.url
+        print(f"* embedded Redis on {redis.url}")
+
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def stop_all(*_: object) -> None:
+        for _name, proc in reversed(children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name, proc in reversed(children):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"* {name} did not stop in time; killing it")
+                proc.kill()
+                proc.wait()
+        if redis is not None:
+            redis.stop()
+
+    try:
+        manage = [PY, str(ROOT / "manage.py")]
+        subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True, cwd=ROOT)
+        subprocess.run([*manage, "seed_demo"], env=env, check=True, cwd=ROOT)
+
+        # The websocket and HTTP server. asyncio loop: uvloop showed long GC-driven
+        # pauses with thousands of sockets (../shared/CHANNELS-NOTES.md).
+        server_cmd = [
+            PY,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--loop",
+            "asyncio",
+            "--ws",
+            "websockets",
+        ]
+        worker_cmd = [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--beat",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--schedule",
+            str(ROOT / "var" / "celerybeat-schedule"),
+        ]
+        for name, cmd in (("server", server_cmd), ("worker", worker_cmd)):
+            children.append((name, subprocess.Popen(cmd, env=env, cwd=ROOT)))
+        print(f"* platform on http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)")
+
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while True:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    print(f"* {name} exited with code {proc.returncode}; stopping the rest")
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\n* stopping")
+        return 0
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

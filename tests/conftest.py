@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """CI must exercise the real services: fail loudly instead of skipping."""
+    if os.environ.get("REQUIRE_SERVICES") != "1":
+        return
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        raise pytest.UsageError(f"REQUIRE_SERVICES=1 but the database engine is {engine}")
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from cabinets.models import Cabinet, Compartment, CompartmentState
+from courier.codes import pickup_code_matches
+from courier.models import Parcel, ParcelEvent, ParcelStatus
+from identity.models import Identity
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _var_dir(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.VAR_DIR = tmp_path
+
+
+def _counts() -> tuple[int, ...]:
+    return (
+        Cabinet.objects.count(),
+        Compartment.objects.count(),
+        Parcel.objects.count(),
+        ParcelEvent.objects.count(),
+        Identity.objects.count(),
+    )
+
+
+def test_seeding_twice_creates_nothing_the_second_time() -> None:
+    call_command("seed_demo", stdout=StringIO())
+    first = _counts()
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    assert _counts() == first
+    assert first[0] >= 3 and first[2] >= 3
+    assert "created: 0 cabinets" in out.getvalue()
+
+
+def test_seeded_ready_parcels_occupy_their_compartments_and_their_codes_work() -> None:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    ready = list(Parcel.objects.filter(status=ParcelStatus.READY).select_related("compartment"))
+    assert ready
+    for parcel in ready:
+        assert parcel.compartment is not None
+        assert parcel.compartment.state == CompartmentState.OCCUPIED
+        code = out.getvalue().split(f"parcel {parcel.tracking_number}: pickup code ")[1][:6]
+        assert pickup_code_matches(
+            parcel_id=parcel.pk, code=code, code_hash=parcel.pickup_code_hash
+        )
+        assert not pickup_code_matches(
+            parcel_id=parcel.pk,
+            code="000000" if code != "000000" else "111111",
+            code_hash=parcel.pickup_code_hash,
+        )
+
+
+def test_the_printed_staff_login_opens_the_admin_and_lists_the_seeded_data() -> None:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    username, password = out.getvalue().split("Staff login: ")[1].split()[0::2]
+    client = Client()
+    assert client.login(username=username, password=password)
+    cabinets = client.get("/admin/cabinets/cabinet/")
+    assert cabinets.status_code == 200
+    assert b"SH-XH-0001" in cabinets.content
+    compartments = client.get("/admin/cabinets/compartment/")
+    assert b"SH-XH-0001/A01" in compartments.content
+    parcels = client.get("/admin/courier/parcel/")
+    assert b"DX100000001" in parcels.content
+    # the stored code hash is never rendered
+    parcel = Parcel.objects.get(tracking_number="DX100000001")
+    page = client.get(f"/admin/courier/parcel/{parcel.pk}/change/")
+    assert page.status_code == 200
+    assert parcel.pickup_code_hash.encode() not in page.content
