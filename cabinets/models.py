@@ -67,6 +67,9 @@ class Cabinet(models.Model):
         max_length=16, choices=ConnectionState.choices, default=ConnectionState.NEVER
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # The latest heartbeat's telemetry (temperature, power, battery, doors, versions).
+    telemetry = models.JSONField(default=dict, blank=True)
+    telemetry_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -168,6 +171,8 @@ class Compartment(models.Model):
         max_length=8, choices=DoorState.choices, default=DoorState.UNKNOWN
     )
     state_changed_at = models.DateTimeField(auto_now_add=True)
+    # Consecutive unlocks that did not open the door; reset by a successful open.
+    failed_open_count = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["cabinet_id", "label"]
@@ -209,3 +214,147 @@ class CompartmentEvent(ActorFields):
 
     class Meta:
         ordering = ["-at", "-id"]
+
+
+class CabinetCredential(ActorFields):
+    """A cabinet's login for the websocket link. Only a hash of the secret is stored.
+
+    The credential reads `<key_id>.<secret>`; `key_id` is public and finds the row. The
+    command-signing key is derived from the platform's master key and `key_id`, so rotating
+    the credential rotates the signing key too and no signing key is stored anywhere."""
+
+    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="credentials")
+    key_id = models.CharField(max_length=24, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cabinet"],
+                condition=Q(revoked_at__isnull=True),
+                name="one_active_credential_per_cabinet",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} ({'revoked' if self.revoked_at else 'active'})"
+
+
+class CommandAction(models.TextChoices):
+    UNLOCK = "unlock", "Unlock a compartment"
+    SET_CONFIG = "set_config", "Set configuration version"
+    SET_FIRMWARE = "set_firmware", "Set firmware version"
+
+
+class CommandStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    RECEIVED = "received", "Received by the cabinet"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REJECTED = "rejected", "Rejected by the cabinet"
+    EXPIRED = "expired", "Expired"
+
+
+COMMAND_OPEN_STATUSES = (CommandStatus.PENDING, CommandStatus.SENT)
+COMMAND_TRANSITIONS: dict[str, frozenset[str]] = {
+    CommandStatus.PENDING: frozenset(
+        {
+            CommandStatus.SENT,
+            CommandStatus.RECEIVED,
+            CommandStatus.SUCCEEDED,
+            CommandStatus.FAILED,
+            CommandStatus.REJECTED,
+            CommandStatus.EXPIRED,
+        }
+    ),
+    # A receipt can overtake the "sent" bookkeeping, and a result can come without a receipt
+    # (the receipt frame was lost with the connection).
+    CommandStatus.SENT: frozenset(
+        {
+            CommandStatus.RECEIVED,
+            CommandStatus.SUCCEEDED,
+            CommandStatus.FAILED,
+            CommandStatus.REJECTED,
+            CommandStatus.EXPIRED,
+        }
+    ),
+    CommandStatus.RECEIVED: frozenset(
+        {CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.EXPIRED}
+    ),
+    CommandStatus.SUCCEEDED: frozenset(),
+    CommandStatus.FAILED: frozenset(),
+    CommandStatus.REJECTED: frozenset(),
+    CommandStatus.EXPIRED: frozenset(),
+}
+
+
+class CabinetCommand(ActorFields):
+    """A command for one cabinet: stored before it is pushed, signed when pushed, acknowledged
+    by the cabinet. Every state change keeps its timestamp on the row."""
+
+    id = models.UUIDField(primary_key=True)
+    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="commands")
+    compartment = models.ForeignKey(
+        Compartment, null=True, blank=True, on_delete=models.CASCADE, related_name="commands"
+    )
+    action = models.CharField(max_length=16, choices=CommandAction.choices)
+    payload = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+    status = models.CharField(
+        max_length=16, choices=CommandStatus.choices, default=CommandStatus.PENDING
+    )
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    send_count = models.PositiveSmallIntegerField(default=0)
+    received_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=CommandStatus.values), name="command_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(action__in=CommandAction.values), name="command_action_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("issued_at")),
+                name="command_expires_after_issue",
+            ),
+            models.CheckConstraint(
+                condition=~Q(action=CommandAction.UNLOCK) | Q(compartment__isnull=False),
+                name="command_unlock_has_compartment",
+            ),
+        ]
+        indexes = [models.Index(fields=["cabinet", "status", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.cabinet_id}/{self.compartment_id or '-'} ({self.status})"
+
+
+class CabinetMessage(models.Model):
+    """Every event a cabinet sent (door events, command results, face scans, code entries),
+    kept once: the cabinet's own event id is the key, so a replay from its offline queue is
+    recognised and acknowledged without being applied twice. Never holds images."""
+
+    id = models.UUIDField(primary_key=True)
+    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="messages")
+    type = models.CharField(max_length=24)
+    payload = models.JSONField(default=dict, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["cabinet", "type", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} from {self.cabinet_id}"

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from cabinet_agent.protocol import WEBSOCKET_PATH
+from cabinets.consumers import CabinetConsumer
+
+websocket_urlpatterns = [
+    path(WEBSOCKET_PATH.lstrip("/"), CabinetConsumer.as_asgi()),
+]

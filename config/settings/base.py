@@ -155,3 +155,26 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Cabinet link --------------------------------------------------------------------------
+# Master key from which each cabinet's command-signing key is derived (see cabinets/keys.py).
+CABINET_SIGNING_MASTER_KEY = env.str("CABINET_SIGNING_MASTER_KEY", default="")
+CABINET_HEARTBEAT_INTERVAL_S = env.int("CABINET_HEARTBEAT_INTERVAL_S", default=30)
+# A cabinet with no heartbeat for this long is marked offline.
+CABINET_OFFLINE_AFTER_S = env.int("CABINET_OFFLINE_AFTER_S", default=90)
+# Telemetry is written to the database when it changes, or at least this often.
+CABINET_TELEMETRY_WRITE_INTERVAL_S = env.int("CABINET_TELEMETRY_WRITE_INTERVAL_S", default=600)
+# Unlock commands are valid this long; a cabinet that reconnects later never executes them.
+CABINET_UNLOCK_TTL_S = env.int("CABINET_UNLOCK_TTL_S", default=30)
+CABINET_CONFIG_COMMAND_TTL_S = env.int("CABINET_CONFIG_COMMAND_TTL_S", default=3600)
+# Consecutive failed opens after which a compartment is taken out of service.
+CABINET_MAX_FAILED_OPENS = env.int("CABINET_MAX_FAILED_OPENS", default=3)
+
+CELERY_BEAT_SCHEDULE["cabinets-liveness"] = {
+    "task": "cabinets.tasks.cabinets_liveness_sync_task",
+    "schedule": 15.0,
+}
+CELERY_BEAT_SCHEDULE["cabinets-expire-commands"] = {
+    "task": "cabinets.tasks.commands_expire_task",
+    "schedule": 10.0,
+}

@@ -21,6 +21,7 @@ if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters long.")
 _require("DATABASE_URL")
 _require("REDIS_URL")
+CABINET_SIGNING_MASTER_KEY = _require("CABINET_SIGNING_MASTER_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set in production.")

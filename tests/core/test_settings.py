@@ -17,6 +17,7 @@ GOOD_ENV = {
     "DATABASE_URL": "postgres://app@db.internal:5432/cabinets",
     "REDIS_URL": "redis://cache.internal:6379/0",
     "DJANGO_ALLOWED_HOSTS": "cabinets.example.com",
+    "CABINET_SIGNING_MASTER_KEY": "a-long-random-master-key-for-signing-cabinet-commands",
 }
 # Warnings `check --deploy` may print under production settings, each with its reason.
 EXPLAINED_DEPLOY_WARNINGS = {

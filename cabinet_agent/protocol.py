@@ -1,0 +1,679 @@
+"""The cabinet link protocol, version 1: shared by the platform and the cabinet agent.
+
+Standard library only, so the Django consumer and the cabinet import the same definitions.
+docs/cabinet-protocol.md is the normative description; this module is its executable form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import random
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any
+
+PROTOCOL_VERSION = 1
+WEBSOCKET_PATH = "/ws/cabinet/"
+AUTH_SCHEME = "Cabinet"
+PROTOCOL_HEADER = "Cabinet-Protocol"
+SIGNATURE_DOMAIN = "cabinet-command-v1"
+
+MAX_FRAME_BYTES = 1024 * 1024
+MAX_IMAGE_BYTES = 512 * 1024
+MAX_COMMAND_LIFETIME_MS = 24 * 60 * 60 * 1000
+DEFAULT_HEARTBEAT_INTERVAL_S = 30
+DEFAULT_MAX_CLOCK_SKEW_MS = 30_000
+
+# Message types, server -> cabinet.
+HELLO = "hello"
+COMMAND = "command"
+ACK = "ack"
+ERROR = "error"
+FACE_RESULT = "face_result"
+CODE_RESULT = "code_result"
+
+# Message types, cabinet -> server.
+HEARTBEAT = "heartbeat"
+COMMAND_RECEIPT = "command_receipt"
+COMMAND_REJECTED = "command_rejected"
+COMMAND_RESULT = "command_result"
+DOOR_EVENT = "door_event"
+FACE_SCAN = "face_scan"
+CODE_ENTRY = "code_entry"
+
+SERVER_MESSAGE_TYPES = frozenset({HELLO, COMMAND, ACK, ERROR, FACE_RESULT, CODE_RESULT})
+CABINET_MESSAGE_TYPES = frozenset(
+    {
+        HEARTBEAT,
+        COMMAND_RECEIPT,
+        COMMAND_REJECTED,
+        COMMAND_RESULT,
+        DOOR_EVENT,
+        FACE_SCAN,
+        CODE_ENTRY,
+    }
+)
+# Cabinet events are queued durably by the cabinet, acknowledged by the server and deduplicated
+# by their "id". Heartbeats are not events: a lost heartbeat is superseded by the next one.
+CABINET_EVENT_TYPES = CABINET_MESSAGE_TYPES - {HEARTBEAT}
+# A face or a code stands for a person in front of the cabinet now; replaying one minutes later
+# could open a door for whoever happens to be there, so these expire instead of waiting forever.
+INTERACTIVE_EVENT_TYPES = frozenset({FACE_SCAN, CODE_ENTRY})
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_VIOLATION = 4400
+    BAD_CREDENTIAL = 4401
+    REVOKED = 4403
+    HEARTBEAT_TIMEOUT = 4408
+    REPLACED = 4409
+    UNSUPPORTED_PROTOCOL = 4426
+
+
+class ErrorCode(StrEnum):
+    MALFORMED_JSON = "malformed_json"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_FRAME = "invalid_frame"
+    FRAME_TOO_LARGE = "frame_too_large"
+    UNKNOWN_COMMAND = "unknown_command"
+    RETRY_LATER = "retry_later"
+
+
+class Action(StrEnum):
+    UNLOCK = "unlock"
+    SET_CONFIG = "set_config"
+    SET_FIRMWARE = "set_firmware"
+
+
+class RejectReason(StrEnum):
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    WRONG_CABINET = "wrong_cabinet"
+    INVALID_COMMAND = "invalid_command"
+    UNKNOWN_COMPARTMENT = "unknown_compartment"
+
+
+class DoorState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    FAULT = "fault"
+
+
+class DoorEvent(StrEnum):
+    OPENED = "opened"
+    CLOSED = "closed"
+    FORCED = "forced"
+    FAULT = "fault"
+
+
+class ResultStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Power(StrEnum):
+    MAINS = "mains"
+    BATTERY = "battery"
+
+
+class ScanPurpose(StrEnum):
+    PICKUP = "pickup"
+    DROPOFF = "dropoff"
+
+
+class FaceOutcome(StrEnum):
+    """Known outcomes; cabinets show `message` and treat an unknown outcome like `no_match`."""
+
+    UNLOCKING = "unlocking"
+    NO_MATCH = "no_match"
+    RETAKE = "retake"
+    RETAKE_LIGHT_ON = "retake_light_on"
+    USE_CODE = "use_code"
+    LOCKED_OUT = "locked_out"
+    UNAVAILABLE = "unavailable"
+
+
+class CodeOutcome(StrEnum):
+    UNLOCKING = "unlocking"
+    NO_MATCH = "no_match"
+    LOCKED_OUT = "locked_out"
+    UNAVAILABLE = "unavailable"
+
+
+class ProtocolError(ValueError):
+    """A frame that does not follow the protocol; `code` is an ErrorCode for the error frame."""
+
+    def __init__(self, code: ErrorCode, message: str, *, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- Credentials ---------------------------------------------------------------------------
+
+KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{4,64}")
+SECRET_RE = re.compile(r"[A-Za-z0-9_-]{22,256}")
+
+
+def parse_credential(header_value: str | None) -> tuple[str, str] | None:
+    """Split an `Authorization: Cabinet <key_id>.<secret>` value; None if it is not one."""
+    if not header_value:
+        return None
+    parts = header_value.strip().split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != AUTH_SCHEME.lower():
+        return None
+    key_id, dot, secret = parts[1].strip().partition(".")
+    if not dot or not KEY_ID_RE.fullmatch(key_id) or not SECRET_RE.fullmatch(secret):
+        return None
+    return key_id, secret
+
+
+def authorization_header(credential: str) -> str:
+    return f"{AUTH_SCHEME} {credential}"
+
+
+def hash_secret(secret: str) -> str:
+    # The secret is 256 random bits, not a password: a fast hash is enough and keeps the
+    # handshake cheap during a reconnect storm.
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def secret_matches(secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+def new_credential() -> tuple[str, str, str]:
+    """Return (credential, key_id, secret_hash); only the hash is stored by the platform."""
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return f"{key_id}.{secret}", key_id, hash_secret(secret)
+
+
+def new_signing_key() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def parse_signing_key(hex_key: str) -> bytes:
+    try:
+        key = bytes.fromhex(hex_key.strip())
+    except ValueError as exc:
+        raise ValueError("signing key must be hexadecimal") from exc
+    if len(key) < 16:
+        raise ValueError("signing key must be at least 16 bytes (32 hex digits)")
+    return key
+
+
+# --- Field checks --------------------------------------------------------------------------
+
+SERIAL_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+LABEL_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+CODE_RE = re.compile(r"[0-9]{4,12}")
+TOKEN_RE = re.compile(r"[a-z0-9_]{1,64}")
+SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+MAX_MS = 2**53 - 1
+
+Check = Callable[[Any], bool]
+
+
+def is_uuid(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def is_ms(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_MS
+
+
+def _int_between(low: int, high: int) -> Check:
+    return lambda value: type(value) is int and low <= value <= high
+
+
+def _matches(pattern: re.Pattern[str]) -> Check:
+    return lambda value: isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def _text(max_length: int) -> Check:
+    return lambda value: isinstance(value, str) and len(value) <= max_length
+
+
+def _one_of(enum: type[StrEnum]) -> Check:
+    values = frozenset(member.value for member in enum)
+    return lambda value: isinstance(value, str) and value in values
+
+
+def _optional(check: Check) -> Check:
+    return lambda value: value is None or check(value)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _is_jpeg_base64(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > (MAX_IMAGE_BYTES * 4) // 3 + 4:
+        return False
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return raw[:3] == b"\xff\xd8\xff"
+
+
+_is_serial = _matches(SERIAL_RE)
+_is_label = _matches(LABEL_RE)
+_door_state = _one_of(DoorState)
+
+_TELEMETRY_FIELDS: dict[str, Check] = {
+    "temperature_c": _optional(_is_number),
+    "power": _one_of(Power),
+    "battery_pct": _optional(_int_between(0, 100)),
+    "firmware_version": _text(64),
+    "config_version": _int_between(0, 2**31),
+    "doors": lambda doors: (
+        isinstance(doors, dict)
+        and len(doors) <= 256
+        and all(_is_label(label) and _door_state(state) for label, state in doors.items())
+    ),
+}
+
+
+def _is_telemetry(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        name in value and check(value[name]) for name, check in _TELEMETRY_FIELDS.items()
+    )
+
+
+SERVER_FRAME_FIELDS: dict[str, dict[str, Check]] = {
+    HELLO: {
+        "protocol": _int_between(1, 1000),
+        "cabinet": _is_serial,
+        "server_time": is_ms,
+        "heartbeat_interval": _int_between(1, 3600),
+    },
+    # The command itself is checked by verify_command, so that a malformed command is answered
+    # with command_rejected rather than dropped.
+    COMMAND: {"command": _is_dict, "signature": _text(128)},
+    ACK: {"ref": is_uuid},
+    ERROR: {"code": _matches(TOKEN_RE), "message": _text(1000), "ref": _optional(_text(64))},
+    FACE_RESULT: {"scan_id": is_uuid, "outcome": _matches(TOKEN_RE), "message": _text(500)},
+    CODE_RESULT: {"entry_id": is_uuid, "outcome": _matches(TOKEN_RE), "message": _text(500)},
+}
+
+CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
+    HEARTBEAT: {"id": is_uuid, "sent_at": is_ms, "telemetry": _is_telemetry},
+    COMMAND_RECEIPT: {"id": is_uuid, "command_id": is_uuid, "at": is_ms},
+    # A rejected command may be malformed, so its id is echoed only if it was a short string.
+    COMMAND_REJECTED: {
+        "id": is_uuid,
+        "command_id": _optional(_text(64)),
+        "reason": _one_of(RejectReason),
+        "at": is_ms,
+    },
+    COMMAND_RESULT: {
+        "id": is_uuid,
+        "command_id": is_uuid,
+        "status": _one_of(ResultStatus),
+        "door": _optional(_door_state),
+        "detail": _text(500),
+        "at": is_ms,
+    },
+    DOOR_EVENT: {"id": is_uuid, "compartment": _is_label, "event": _one_of(DoorEvent), "at": is_ms},
+    FACE_SCAN: {
+        "id": is_uuid,
+        "purpose": _one_of(ScanPurpose),
+        "image": _is_jpeg_base64,
+        "light_on": _is_bool,
+        "taken_at": is_ms,
+    },
+    CODE_ENTRY: {"id": is_uuid, "code": _matches(CODE_RE), "entered_at": is_ms},
+}
+
+
+def decode_frame(text: str | bytes) -> dict[str, Any]:
+    """Parse one websocket text frame into a dict with a string "type"."""
+    if len(text) > MAX_FRAME_BYTES:
+        raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, "frame exceeds 1 MiB")
+    if isinstance(text, bytes):
+        raise ProtocolError(ErrorCode.MALFORMED_JSON, "binary frames are not used; send JSON text")
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.MALFORMED_JSON, "frame is not valid JSON") from exc
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise ProtocolError(ErrorCode.INVALID_FRAME, 'frame must be an object with a "type"')
+    return frame
+
+
+def encode_frame(frame: Mapping[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+
+
+def _validate(frame: dict[str, Any], table: dict[str, dict[str, Check]]) -> dict[str, Any]:
+    kind = frame.get("type")
+    fields = table.get(kind) if isinstance(kind, str) else None
+    ref = frame.get("id") if isinstance(frame.get("id"), str) and len(frame["id"]) <= 64 else None
+    if fields is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref=ref)
+    # Unknown extra fields are ignored so that either side can add optional fields later.
+    bad = [name for name, check in fields.items() if name not in frame or not check(frame[name])]
+    if bad:
+        raise ProtocolError(
+            ErrorCode.INVALID_FRAME, f"{kind}: missing or invalid {', '.join(bad)}", ref=ref
+        )
+    return frame
+
+
+def validate_server_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    """Check a frame the cabinet received; raises ProtocolError."""
+    return _validate(frame, SERVER_FRAME_FIELDS)
+
+
+def validate_cabinet_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    """Check a frame the server received; raises ProtocolError."""
+    return _validate(frame, CABINET_FRAME_FIELDS)
+
+
+# --- Frame builders: server -> cabinet -------------------------------------------------------
+
+
+def make_hello(*, cabinet: str, server_time: int, heartbeat_interval: int) -> dict[str, Any]:
+    return {
+        "type": HELLO,
+        "protocol": PROTOCOL_VERSION,
+        "cabinet": cabinet,
+        "server_time": server_time,
+        "heartbeat_interval": heartbeat_interval,
+    }
+
+
+def make_command(
+    *,
+    cabinet: str,
+    action: str,
+    compartment: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+    issued_at: int,
+    ttl_ms: int,
+    command_id: str | None = None,
+) -> dict[str, Any]:
+    """Build the unsigned command object (the "command" member of a command frame)."""
+    return {
+        "id": command_id or new_id(),
+        "action": action,
+        "cabinet": cabinet,
+        "compartment": compartment,
+        "payload": dict(payload or {}),
+        "issued_at": issued_at,
+        "expires_at": issued_at + ttl_ms,
+    }
+
+
+def make_command_frame(key: bytes, command: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": COMMAND, "command": dict(command), "signature": sign_command(key, command)}
+
+
+def make_ack(ref: str) -> dict[str, Any]:
+    return {"type": ACK, "ref": ref}
+
+
+def make_error(code: str, message: str, *, ref: str | None = None) -> dict[str, Any]:
+    return {"type": ERROR, "code": str(code), "message": message, "ref": ref}
+
+
+def make_face_result(*, scan_id: str, outcome: str, message: str) -> dict[str, Any]:
+    return {"type": FACE_RESULT, "scan_id": scan_id, "outcome": str(outcome), "message": message}
+
+
+def make_code_result(*, entry_id: str, outcome: str, message: str) -> dict[str, Any]:
+    return {"type": CODE_RESULT, "entry_id": entry_id, "outcome": str(outcome), "message": message}
+
+
+# --- Frame builders: cabinet -> server -------------------------------------------------------
+
+
+def make_heartbeat(*, sent_at: int, telemetry: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": HEARTBEAT, "id": new_id(), "sent_at": sent_at, "telemetry": dict(telemetry)}
+
+
+def make_telemetry(
+    *,
+    temperature_c: float | None,
+    power: str,
+    battery_pct: int | None,
+    firmware_version: str,
+    config_version: int,
+    doors: Mapping[str, str],
+) -> dict[str, Any]:
+    return {
+        "temperature_c": temperature_c,
+        "power": str(power),
+        "battery_pct": battery_pct,
+        "firmware_version": firmware_version,
+        "config_version": config_version,
+        "doors": {label: str(state) for label, state in doors.items()},
+    }
+
+
+def make_command_receipt(*, command_id: str, at: int) -> dict[str, Any]:
+    return {"type": COMMAND_RECEIPT, "id": new_id(), "command_id": command_id, "at": at}
+
+
+def make_command_rejected(*, command_id: str | None, reason: str, at: int) -> dict[str, Any]:
+    return {
+        "type": COMMAND_REJECTED,
+        "id": new_id(),
+        "command_id": command_id,
+        "reason": str(reason),
+        "at": at,
+    }
+
+
+def make_command_result(
+    *, command_id: str, status: str, door: str | None, detail: str, at: int
+) -> dict[str, Any]:
+    return {
+        "type": COMMAND_RESULT,
+        "id": new_id(),
+        "command_id": command_id,
+        "status": str(status),
+        "door": None if door is None else str(door),
+        "detail": detail[:500],
+        "at": at,
+    }
+
+
+def make_door_event(*, compartment: str, event: str, at: int) -> dict[str, Any]:
+    return {
+        "type": DOOR_EVENT,
+        "id": new_id(),
+        "compartment": compartment,
+        "event": str(event),
+        "at": at,
+    }
+
+
+def make_face_scan(*, purpose: str, image: bytes, light_on: bool, taken_at: int) -> dict[str, Any]:
+    return {
+        "type": FACE_SCAN,
+        "id": new_id(),
+        "purpose": str(purpose),
+        "image": base64.b64encode(image).decode("ascii"),
+        "light_on": light_on,
+        "taken_at": taken_at,
+    }
+
+
+def make_code_entry(*, code: str, entered_at: int) -> dict[str, Any]:
+    return {"type": CODE_ENTRY, "id": new_id(), "code": code, "entered_at": entered_at}
+
+
+# --- Command signing -----------------------------------------------------------------------
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def check_command(command: Any) -> None:
+    """Raise ProtocolError(INVALID_FRAME) unless `command` has the exact signed shape."""
+    problems: list[str] = []
+    if not isinstance(command, Mapping):
+        raise ProtocolError(ErrorCode.INVALID_FRAME, "command must be an object")
+    if not is_uuid(command.get("id")):
+        problems.append("id")
+    if not _is_serial(command.get("cabinet")):
+        problems.append("cabinet")
+    action = command.get("action")
+    if not _one_of(Action)(action):
+        problems.append("action")
+    compartment = command.get("compartment", "missing")
+    if action == Action.UNLOCK and not _is_label(compartment):
+        problems.append("compartment")
+    if action != Action.UNLOCK and compartment is not None:
+        problems.append("compartment")
+    if not isinstance(command.get("payload"), dict):
+        problems.append("payload")
+    issued_at: Any = command.get("issued_at")
+    expires_at: Any = command.get("expires_at")
+    if not is_ms(issued_at):
+        problems.append("issued_at")
+    elif not is_ms(expires_at) or not 0 < expires_at - issued_at <= MAX_COMMAND_LIFETIME_MS:
+        problems.append("expires_at")
+    if problems:
+        raise ProtocolError(ErrorCode.INVALID_FRAME, f"command: invalid {', '.join(problems)}")
+
+
+def canonical_command(command: Mapping[str, Any]) -> bytes:
+    """The exact bytes that are signed: eight lines joined by "\\n", UTF-8, no trailing newline.
+
+    cabinet-command-v1 / id / cabinet / action / compartment or "" / canonical JSON payload /
+    issued_at / expires_at (decimal integers, unix milliseconds).
+    """
+    check_command(command)
+    try:
+        payload = canonical_json(command["payload"])
+    except ValueError as exc:
+        raise ProtocolError(ErrorCode.INVALID_FRAME, "command: payload is not JSON") from exc
+    lines = [
+        SIGNATURE_DOMAIN,
+        command["id"],
+        command["cabinet"],
+        command["action"],
+        command["compartment"] or "",
+        payload,
+        str(command["issued_at"]),
+        str(command["expires_at"]),
+    ]
+    return "\n".join(lines).encode("utf-8")
+
+
+def sign_command(key: bytes, command: Mapping[str, Any]) -> str:
+    return hmac.new(key, canonical_command(command), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    reason: RejectReason | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+VERIFIED = VerifyResult(ok=True)
+
+
+def verify_command(
+    key: bytes,
+    command: Any,
+    signature: Any,
+    *,
+    cabinet: str,
+    now_ms: int,
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+) -> VerifyResult:
+    """Check shape, then signature, then addressee, then the validity window.
+
+    The signature is checked before anything that depends on the command's content, so an
+    unauthenticated frame never learns more than "bad_signature" (or "invalid_command").
+    """
+    try:
+        message = canonical_command(command)
+    except ProtocolError:
+        return VerifyResult(False, RejectReason.INVALID_COMMAND)
+    if not isinstance(signature, str) or not SIGNATURE_RE.fullmatch(signature):
+        return VerifyResult(False, RejectReason.BAD_SIGNATURE)
+    expected = hmac.new(key, message, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return VerifyResult(False, RejectReason.BAD_SIGNATURE)
+    if command["cabinet"] != cabinet:
+        return VerifyResult(False, RejectReason.WRONG_CABINET)
+    if now_ms > command["expires_at"] + max_clock_skew_ms:
+        return VerifyResult(False, RejectReason.EXPIRED)
+    if now_ms < command["issued_at"] - max_clock_skew_ms:
+        return VerifyResult(False, RejectReason.NOT_YET_VALID)
+    return VERIFIED
+
+
+# --- Reconnect backoff ---------------------------------------------------------------------
+
+
+def backoff_delay(
+    attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None
+) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt)).
+
+    attempt 0 is the first retry. Full jitter spreads a fleet that lost its server at the same
+    instant (restart, daphne's 24 h close) over the whole window instead of synchronised waves.
+    """
+    ceiling = min(cap, base * 2 ** min(max(attempt, 0), 62))
+    return (rng or random).uniform(0.0, ceiling)
+
+
+# --- Worked example (docs/cabinet-protocol.md shows these values; a test keeps them equal) -------
+
+EXAMPLE_SIGNING_KEY_HEX = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+EXAMPLE_COMMAND: dict[str, Any] = {
+    "id": "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b",
+    "action": "unlock",
+    "cabinet": "CAB-0001",
+    "compartment": "A01",
+    "payload": {"reason": "pickup", "parcel": "P-2026-000123"},
+    "issued_at": 1767225600000,
+    "expires_at": 1767225720000,
+}

@@ -1,0 +1,33 @@
+"""The one way to push something to a connected cabinet: through the channel layer, after
+the transaction that decided it has committed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def cabinet_group(cabinet_id: int) -> str:
+    return f"cabinet.{cabinet_id}"
+
+
+def push_now(cabinet_id: int, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:  # pragma: no cover - a misconfiguration, surfaced loudly
+        raise RuntimeError("CHANNEL_LAYERS is not configured")
+    try:
+        async_to_sync(layer.group_send)(cabinet_group(cabinet_id), message)
+    except Exception:
+        # The database row is the truth: an undelivered command is re-sent on reconnect.
+        logger.exception("push to cabinet %s failed", cabinet_id)
+
+
+def push_after_commit(cabinet_id: int, message: dict[str, Any]) -> None:
+    # A cabinet must never act on a decision that was rolled back.
+    transaction.on_commit(lambda: push_now(cabinet_id, message))

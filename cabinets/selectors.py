@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from cabinet_agent import protocol
+from cabinets.keys import signing_key_for
+from cabinets.models import (
+    COMMAND_OPEN_STATUSES,
+    CabinetCommand,
+    CabinetCredential,
+    CabinetState,
+)
+
+
+@dataclass(frozen=True)
+class CabinetSession:
+    cabinet_id: int
+    serial: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    session: CabinetSession | None
+    reason: str  # "ok", "missing", "malformed", "unknown", "revoked", "retired"
+
+
+def cabinet_authenticate(authorization: str | None) -> AuthResult:
+    if not authorization:
+        return AuthResult(None, "missing")
+    parsed = protocol.parse_credential(authorization)
+    if parsed is None:
+        return AuthResult(None, "malformed")
+    key_id, secret = parsed
+    credential = CabinetCredential.objects.select_related("cabinet").filter(key_id=key_id).first()
+    if credential is None or not protocol.secret_matches(secret, credential.secret_hash):
+        return AuthResult(None, "unknown")
+    if credential.revoked_at is not None:
+        return AuthResult(None, "revoked")
+    if credential.cabinet.state == CabinetState.RETIRED:
+        return AuthResult(None, "retired")
+    return AuthResult(
+        CabinetSession(
+            cabinet_id=credential.cabinet_id, serial=credential.cabinet.serial, key_id=key_id
+        ),
+        "ok",
+    )
+
+
+def _ms(value: Any) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def command_frame(command: CabinetCommand, *, serial: str, key_id: str) -> dict[str, Any]:
+    """The signed frame for a command, as the cabinet will verify it."""
+    body = {
+        "id": str(command.id),
+        "action": command.action,
+        "cabinet": serial,
+        "compartment": command.compartment.label if command.compartment_id else None,
+        "payload": command.payload,
+        "issued_at": _ms(command.issued_at),
+        "expires_at": _ms(command.expires_at),
+    }
+    return protocol.make_command_frame(signing_key_for(key_id), body)
+
+
+def active_key_id(cabinet_id: int) -> str | None:
+    return (
+        CabinetCredential.objects.filter(cabinet_id=cabinet_id, revoked_at__isnull=True)
+        .values_list("key_id", flat=True)
+        .first()
+    )
+
+
+def commands_to_deliver(session: CabinetSession) -> list[dict[str, Any]]:
+    """Signed frames of every unacknowledged command that has not expired, oldest first."""
+    commands = (
+        CabinetCommand.objects.filter(
+            cabinet_id=session.cabinet_id,
+            status__in=COMMAND_OPEN_STATUSES,
+            expires_at__gt=timezone.now(),
+        )
+        .select_related("compartment")
+        .order_by("issued_at")
+    )
+    return [command_frame(c, serial=session.serial, key_id=session.key_id) for c in commands]

@@ -1,0 +1,120 @@
+"""A small platform stand-in: authenticates like the real consumer, greets, records, acks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from cabinet_agent import protocol
+
+SERIAL = "CAB-0001"
+CREDENTIAL = "k3y1d0001.c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+SIGNING_KEY = bytes(range(32, 64))
+
+
+class FakePlatform:
+    def __init__(self, *, auto_ack: bool = True, heartbeat_interval: int = 30) -> None:
+        self.auto_ack = auto_ack
+        self.heartbeat_interval = heartbeat_interval
+        self.secret_hash = protocol.hash_secret(CREDENTIAL.split(".", 1)[1])
+        self.requests: list[Request] = []
+        self.received: list[dict[str, Any]] = []
+        self.sessions = 0
+        self.port = 0
+        self._server: Server | None = None
+        self._ws: ServerConnection | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{protocol.WEBSOCKET_PATH}"
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handler, "127.0.0.1", self.port, process_request=self._authenticate
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.requests.append(request)
+        parsed = protocol.parse_credential(request.headers.get("Authorization"))
+        if parsed is None or parsed[0] != CREDENTIAL.split(".")[0]:
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "bad credential\n")
+        if not protocol.secret_matches(parsed[1], self.secret_hash):
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "bad credential\n")
+        return None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        self._ws = ws
+        self.sessions += 1
+        hello = protocol.make_hello(
+            cabinet=SERIAL,
+            server_time=protocol.now_ms(),
+            heartbeat_interval=self.heartbeat_interval,
+        )
+        await ws.send(protocol.encode_frame(hello))
+        try:
+            async for raw in ws:
+                frame = protocol.validate_cabinet_frame(protocol.decode_frame(raw))
+                self.received.append(frame)
+                if self.auto_ack and frame["type"] in protocol.CABINET_EVENT_TYPES:
+                    await ws.send(protocol.encode_frame(protocol.make_ack(frame["id"])))
+        except ConnectionClosed:
+            pass
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        assert self._ws is not None
+        await self._ws.send(protocol.encode_frame(frame))
+
+    async def ack(self, event_id: str) -> None:
+        await self.send(protocol.make_ack(event_id))
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [frame for frame in self.received if frame["type"] == kind]
+
+    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 3.0) -> Any:
+        return await eventually(predicate, timeout=timeout)
+
+
+async def eventually(predicate: Callable[[], Any], *, timeout: float = 3.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+def signed_command(
+    *,
+    action: str = protocol.Action.UNLOCK,
+    compartment: str | None = "A01",
+    payload: dict[str, Any] | None = None,
+    issued_at: int | None = None,
+    ttl_ms: int = 120_000,
+    cabinet: str = SERIAL,
+    key: bytes = SIGNING_KEY,
+) -> dict[str, Any]:
+    command = protocol.make_command(
+        cabinet=cabinet,
+        action=action,
+        compartment=compartment,
+        payload=payload,
+        issued_at=protocol.now_ms() if issued_at is None else issued_at,
+        ttl_ms=ttl_ms,
+    )
+    return protocol.make_command_frame(key, command)

@@ -1,0 +1,299 @@
+"""The cabinet websocket consumer, driven in-process with WebsocketCommunicator over the real
+channels_redis layer and the real database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from cabinet_agent import protocol
+from cabinets.models import (
+    Cabinet,
+    CabinetCommand,
+    CabinetMessage,
+    CommandStatus,
+    Compartment,
+    CompartmentState,
+    ConnectionState,
+    DoorState,
+)
+from cabinets.presence import presence_snapshot
+from cabinets.services import (
+    cabinet_credential_issue,
+    cabinet_credential_revoke,
+    commands_expire,
+    compartment_unlock,
+)
+from core.actors import Actor
+from tests.cabinets.link import communicator, receive, send, telemetry
+from tests.factories import CabinetFactory, CompartmentFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+STAFF = Actor.system("test")
+
+
+@pytest.fixture
+def provisioned():  # type: ignore[no-untyped-def]
+    cabinet = CabinetFactory(serial="SH-LINK-1")
+    compartment = CompartmentFactory(cabinet=cabinet, label="A01")
+    issued = cabinet_credential_issue(cabinet=cabinet, actor=STAFF)
+    return cabinet, compartment, issued
+
+
+async def _connect(credential: str):  # type: ignore[no-untyped-def]
+    comm = communicator(credential)
+    connected, _ = await comm.connect(timeout=5)
+    assert connected
+    hello = await receive(comm)
+    assert hello["type"] == "hello"
+    return comm, hello
+
+
+@pytest.mark.parametrize("credential", [None, "garbage", "abcd1234.this-is-not-the-secret-at-all"])
+def test_it_refuses_a_cabinet_without_a_valid_credential(provisioned, credential) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        comm = communicator(credential)
+        connected, _ = await comm.connect(timeout=5)
+        assert not connected
+
+    async_to_sync(scenario)()
+
+
+def test_it_refuses_a_revoked_credential_and_accepts_the_rotated_one(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, old = provisioned
+    new = cabinet_credential_issue(cabinet=cabinet, actor=STAFF)
+
+    async def scenario() -> None:
+        refused = communicator(old.credential)
+        assert not (await refused.connect(timeout=5))[0]
+        comm, hello = await _connect(new.credential)
+        assert hello["cabinet"] == cabinet.serial
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    cabinet_credential_revoke(cabinet=cabinet, actor=STAFF, reason="stolen")
+
+    async def after_revoke() -> None:
+        assert not (await communicator(new.credential).connect(timeout=5))[0]
+
+    async_to_sync(after_revoke)()
+
+
+def test_a_heartbeat_marks_the_cabinet_online_and_stores_telemetry(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, compartment, issued = provisioned
+
+    async def scenario() -> None:
+        comm, hello = await _connect(issued.credential)
+        assert hello["heartbeat_interval"] > 0
+        await send(
+            comm,
+            protocol.make_heartbeat(
+                sent_at=protocol.now_ms(), telemetry=telemetry(doors={"A01": "open"})
+            ),
+        )
+        # a heartbeat is not acknowledged; a following bad frame proves it was processed
+        await comm.send_to(text_data="{")
+        assert (await receive(comm))["code"] == "malformed_json"
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    cabinet.refresh_from_db()
+    compartment.refresh_from_db()
+    assert cabinet.telemetry["temperature_c"] == 21.5
+    assert cabinet.firmware_version == "1.2.0"
+    assert cabinet.config_version == "7"
+    assert compartment.door_state == DoorState.OPEN
+    # the disconnect marks it offline again
+    assert cabinet.connection_state == ConnectionState.OFFLINE
+
+
+def test_while_connected_the_cabinet_is_online_and_present(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        state = await database_sync_to_async(
+            lambda: Cabinet.objects.get(pk=cabinet.pk).connection_state
+        )()
+        assert state == ConnectionState.ONLINE
+        assert cabinet.pk in await database_sync_to_async(presence_snapshot)()
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    assert cabinet.pk not in presence_snapshot()
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json", "malformed_json"),
+        ("[1, 2]", "invalid_frame"),
+        ('{"type": "teleport", "id": "x"}', "unknown_type"),
+        ('{"type": "door_event", "id": "not-a-uuid"}', "invalid_frame"),
+        (
+            '{"type": "heartbeat", "id": "%s", "sent_at": -5, "telemetry": {}}' % protocol.new_id(),
+            "invalid_frame",
+        ),
+    ],
+)
+def test_malformed_or_unknown_frames_get_an_error_frame_and_the_link_stays_up(
+    provisioned, raw: str, code: str
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await comm.send_to(text_data=raw)
+        error = await receive(comm)
+        assert error["type"] == "error" and error["code"] == code
+        # still usable
+        event = protocol.make_door_event(compartment="A01", event="closed", at=protocol.now_ms())
+        await send(comm, event)
+        assert await receive(comm) == {"type": "ack", "ref": event["id"]}
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_an_unlock_is_pushed_signed_after_commit_and_its_receipt_and_result_are_recorded(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, compartment, issued = provisioned
+    key = bytes.fromhex(issued.signing_key_hex)
+
+    async def scenario() -> str:
+        comm, _ = await _connect(issued.credential)
+        command = await database_sync_to_async(compartment_unlock)(
+            compartment=compartment, actor=STAFF, reason="support case 17"
+        )
+        frame = await receive(comm)
+        assert frame["type"] == "command"
+        body = frame["command"]
+        assert body["id"] == str(command.id)
+        assert (body["cabinet"], body["compartment"], body["action"]) == (
+            cabinet.serial,
+            "A01",
+            "unlock",
+        )
+        assert protocol.verify_command(
+            key, body, frame["signature"], cabinet=cabinet.serial, now_ms=protocol.now_ms()
+        )
+        receipt = protocol.make_command_receipt(command_id=body["id"], at=protocol.now_ms())
+        await send(comm, receipt)
+        reply = await receive(comm)
+        assert reply == {"type": "ack", "ref": receipt["id"]}
+        received = await database_sync_to_async(
+            lambda: CabinetCommand.objects.get(pk=command.pk).status
+        )()
+        assert received == CommandStatus.RECEIVED
+        result = protocol.make_command_result(
+            command_id=body["id"], status="succeeded", door="open", detail="", at=protocol.now_ms()
+        )
+        await send(comm, result)
+        assert (await receive(comm))["ref"] == result["id"]
+        await comm.disconnect()
+        return body["id"]
+
+    command_id = async_to_sync(scenario)()
+    command = CabinetCommand.objects.get(pk=command_id)
+    assert command.status == CommandStatus.SUCCEEDED
+    assert command.sent_at and command.received_at and command.completed_at
+    assert command.send_count == 1
+    compartment.refresh_from_db()
+    assert compartment.door_state == DoorState.OPEN
+
+
+def test_a_replayed_event_is_acknowledged_but_applied_once(provisioned) -> None:  # type: ignore[no-untyped-def]
+    _, compartment, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        event = protocol.make_door_event(compartment="A01", event="opened", at=protocol.now_ms())
+        for _ in range(2):
+            await send(comm, event)
+            assert await receive(comm) == {"type": "ack", "ref": event["id"]}
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    assert CabinetMessage.objects.filter(type="door_event").count() == 1
+
+
+def test_unacknowledged_commands_are_resent_on_reconnect_but_expired_ones_are_not(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, compartment, issued = provisioned
+    # issued while the cabinet is offline
+    live = compartment_unlock(compartment=compartment, actor=STAFF, reason="live")
+    stale = compartment_unlock(compartment=compartment, actor=STAFF, reason="stale")
+    past = timezone.now() - timedelta(minutes=2)
+    CabinetCommand.objects.filter(pk=stale.pk).update(
+        issued_at=past, expires_at=past + timedelta(seconds=30)
+    )
+    assert commands_expire() == 1
+
+    async def scenario() -> list[str]:
+        comm, _ = await _connect(issued.credential)
+        first = await receive(comm)
+        assert await comm.receive_nothing(timeout=0.3)
+        await comm.disconnect()
+        # reconnect without acknowledging: the same command again
+        comm, _ = await _connect(issued.credential)
+        second = await receive(comm)
+        await comm.disconnect()
+        return [first["command"]["id"], second["command"]["id"]]
+
+    assert async_to_sync(scenario)() == [str(live.pk), str(live.pk)]
+    live.refresh_from_db()
+    assert live.send_count == 2
+    stale.refresh_from_db()
+    assert stale.status == CommandStatus.EXPIRED
+
+
+def test_a_second_connection_replaces_the_first(provisioned) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+
+    async def scenario() -> None:
+        first, _ = await _connect(issued.credential)
+        second, _ = await _connect(issued.credential)
+        closed = await first.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.REPLACED}
+        # the replacement is the live one
+        event = protocol.make_door_event(compartment="A01", event="closed", at=protocol.now_ms())
+        await send(second, event)
+        assert (await receive(second))["ref"] == event["id"]
+        await second.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_repeated_failed_opens_take_the_compartment_out_of_service(provisioned, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CABINET_MAX_FAILED_OPENS = 3
+    _, compartment, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        for _ in range(3):
+            await database_sync_to_async(compartment_unlock)(
+                compartment=compartment, actor=STAFF, reason="try"
+            )
+            frame = await receive(comm)
+            result = protocol.make_command_result(
+                command_id=frame["command"]["id"],
+                status="failed",
+                door="closed",
+                detail="lock jammed",
+                at=protocol.now_ms(),
+            )
+            await send(comm, result)
+            assert (await receive(comm))["type"] == "ack"
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    compartment = Compartment.objects.get(pk=compartment.pk)
+    assert compartment.state == CompartmentState.OUT_OF_SERVICE
+    assert compartment.failed_open_count == 3
+    assert compartment.events.get().reason == "3 failed opens in a row"
