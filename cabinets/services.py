@@ -228,13 +228,19 @@ def _command_finish(
     return True
 
 
+def _locked_command(*, cabinet_id: int, command_id: str) -> CabinetCommand | None:
+    # Locked: a receipt, a result and the expiry task may race on one command. Scoped to the
+    # cabinet, so one cabinet can never acknowledge another's command.
+    return (
+        CabinetCommand.objects.select_for_update()
+        .filter(pk=command_id, cabinet_id=cabinet_id)
+        .first()
+    )
+
+
 def command_receipt_record(*, cabinet_id: int, command_id: str) -> bool:
     with transaction.atomic():
-        command = (
-            CabinetCommand.objects.select_for_update()
-            .filter(pk=command_id, cabinet_id=cabinet_id)
-            .first()
-        )
+        command = _locked_command(cabinet_id=cabinet_id, command_id=command_id)
         if command is None:
             return False
         return _command_finish(
@@ -246,11 +252,7 @@ def command_rejected_record(*, cabinet_id: int, command_id: str | None, reason: 
     if not command_id or not protocol.is_uuid(command_id):
         return False
     with transaction.atomic():
-        command = (
-            CabinetCommand.objects.select_for_update()
-            .filter(pk=command_id, cabinet_id=cabinet_id)
-            .first()
-        )
+        command = _locked_command(cabinet_id=cabinet_id, command_id=command_id)
         if command is None:
             return False
         logger.warning("cabinet %s rejected command %s: %s", cabinet_id, command_id, reason)
@@ -271,11 +273,7 @@ def command_result_record(
     """The cabinet's report of what it did. A failed unlock counts against the compartment:
     after CABINET_MAX_FAILED_OPENS in a row it is taken out of service."""
     with transaction.atomic():
-        command = (
-            CabinetCommand.objects.select_for_update()
-            .filter(pk=command_id, cabinet_id=cabinet_id)
-            .first()
-        )
+        command = _locked_command(cabinet_id=cabinet_id, command_id=command_id)
         if command is None:
             return False
         to_status = CommandStatus.SUCCEEDED if status == "succeeded" else CommandStatus.FAILED
