@@ -162,3 +162,19 @@ class ParcelEvent(ActorFields):
 
     class Meta:
         ordering = ["at", "id"]
+
+
+class CarrierStaff(models.Model):
+    """A staff user of one carrier: in the admin they see only their carrier's parcels."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="carrier_staff"
+    )
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="staff")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "carrier staff"
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.carrier.code}"

@@ -20,3 +20,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # real worker on Redis.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
+
+# Processes started by the end-to-end tests (Celery worker, ASGI server) must reach the test
+# database, so on SQLite it is a file, not the default in-memory database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405
+    VAR_DIR.mkdir(exist_ok=True)  # noqa: F405
