@@ -95,6 +95,7 @@ class CabinetAgent:
         self.server_errors: list[dict[str, Any]] = []
         self.face_results: list[dict[str, Any]] = []
         self.code_results: list[dict[str, Any]] = []
+        self.courier_results: list[dict[str, Any]] = []
         self.on_face_result: Callable[[dict[str, Any]], None] | None = None
         self.on_code_result: Callable[[dict[str, Any]], None] | None = None
 
@@ -160,6 +161,21 @@ class CabinetAgent:
         if not protocol.CODE_RE.fullmatch(code):
             raise ValueError("a pickup code is 4 to 12 digits")
         frame = protocol.make_code_entry(code=code, entered_at=self._clock())
+        self._queue_event(frame, ttl_s=self.config.interactive_ttl)
+        return frame["id"]
+
+    def courier_request(
+        self, *, badge: str, pin: str, action: str, tracking_number: str | None = None
+    ) -> str:
+        """Queue what a courier asked for at the screen; returns its id (the courier_result's
+        request_id)."""
+        frame = protocol.make_courier_request(
+            badge=badge,
+            pin=pin,
+            action=protocol.CourierAction(action),
+            tracking_number=tracking_number,
+            at=self._clock(),
+        )
         self._queue_event(frame, ttl_s=self.config.interactive_ttl)
         return frame["id"]
 
@@ -400,6 +416,8 @@ class CabinetAgent:
             self.code_results.append(frame)
             if self.on_code_result is not None:
                 self.on_code_result(frame)
+        elif kind == protocol.COURIER_RESULT:
+            self.courier_results.append(frame)
         else:
             log.warning("ignoring an unexpected %s", kind)
 

@@ -40,6 +40,7 @@ ACK = "ack"
 ERROR = "error"
 FACE_RESULT = "face_result"
 CODE_RESULT = "code_result"
+COURIER_RESULT = "courier_result"
 
 # Message types, cabinet -> server.
 HEARTBEAT = "heartbeat"
@@ -49,8 +50,11 @@ COMMAND_RESULT = "command_result"
 DOOR_EVENT = "door_event"
 FACE_SCAN = "face_scan"
 CODE_ENTRY = "code_entry"
+COURIER_REQUEST = "courier_request"
 
-SERVER_MESSAGE_TYPES = frozenset({HELLO, COMMAND, ACK, ERROR, FACE_RESULT, CODE_RESULT})
+SERVER_MESSAGE_TYPES = frozenset(
+    {HELLO, COMMAND, ACK, ERROR, FACE_RESULT, CODE_RESULT, COURIER_RESULT}
+)
 CABINET_MESSAGE_TYPES = frozenset(
     {
         HEARTBEAT,
@@ -60,6 +64,7 @@ CABINET_MESSAGE_TYPES = frozenset(
         DOOR_EVENT,
         FACE_SCAN,
         CODE_ENTRY,
+        COURIER_REQUEST,
     }
 )
 # Cabinet events are queued durably by the cabinet, acknowledged by the server and deduplicated
@@ -67,7 +72,7 @@ CABINET_MESSAGE_TYPES = frozenset(
 CABINET_EVENT_TYPES = CABINET_MESSAGE_TYPES - {HEARTBEAT}
 # A face or a code stands for a person in front of the cabinet now; replaying one minutes later
 # could open a door for whoever happens to be there, so these expire instead of waiting forever.
-INTERACTIVE_EVENT_TYPES = frozenset({FACE_SCAN, CODE_ENTRY})
+INTERACTIVE_EVENT_TYPES = frozenset({FACE_SCAN, CODE_ENTRY, COURIER_REQUEST})
 
 
 class CloseCode(IntEnum):
@@ -143,6 +148,24 @@ class FaceOutcome(StrEnum):
     USE_CODE = "use_code"
     LOCKED_OUT = "locked_out"
     UNAVAILABLE = "unavailable"
+
+
+class CourierAction(StrEnum):
+    """What a courier logged in at the cabinet asks for."""
+
+    DEPOSIT = "deposit"  # open a compartment for the scanned tracking number
+    BIGGER = "bigger"  # the parcel did not fit: open a larger compartment instead
+    COLLECT = "collect"  # open every compartment holding this carrier's returns and drop-offs
+
+
+class CourierOutcome(StrEnum):
+    UNLOCKING = "unlocking"
+    NOT_AUTHORIZED = "not_authorized"
+    UNKNOWN_PARCEL = "unknown_parcel"
+    NO_COMPARTMENT = "no_compartment"
+    NOTHING_TO_COLLECT = "nothing_to_collect"
+    REFUSED = "refused"
+    LOCKED_OUT = "locked_out"
 
 
 class CodeOutcome(StrEnum):
@@ -330,6 +353,14 @@ SERVER_FRAME_FIELDS: dict[str, dict[str, Check]] = {
     ERROR: {"code": _matches(TOKEN_RE), "message": _text(1000), "ref": _optional(_text(64))},
     FACE_RESULT: {"scan_id": is_uuid, "outcome": _matches(TOKEN_RE), "message": _text(500)},
     CODE_RESULT: {"entry_id": is_uuid, "outcome": _matches(TOKEN_RE), "message": _text(500)},
+    COURIER_RESULT: {
+        "request_id": is_uuid,
+        "outcome": _matches(TOKEN_RE),
+        "compartments": lambda labels: (
+            isinstance(labels, list) and len(labels) <= 256 and all(map(_is_label, labels))
+        ),
+        "message": _text(500),
+    },
 }
 
 CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
@@ -359,6 +390,14 @@ CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
         "taken_at": is_ms,
     },
     CODE_ENTRY: {"id": is_uuid, "code": _matches(CODE_RE), "entered_at": is_ms},
+    COURIER_REQUEST: {
+        "id": is_uuid,
+        "badge": _text(32),
+        "pin": _matches(CODE_RE),
+        "action": _one_of(CourierAction),
+        "tracking_number": _optional(_text(40)),
+        "at": is_ms,
+    },
 }
 
 
@@ -461,6 +500,18 @@ def make_code_result(*, entry_id: str, outcome: str, message: str) -> dict[str, 
     return {"type": CODE_RESULT, "entry_id": entry_id, "outcome": str(outcome), "message": message}
 
 
+def make_courier_result(
+    *, request_id: str, outcome: str, compartments: list[str], message: str
+) -> dict[str, Any]:
+    return {
+        "type": COURIER_RESULT,
+        "request_id": request_id,
+        "outcome": str(outcome),
+        "compartments": list(compartments),
+        "message": message,
+    }
+
+
 # --- Frame builders: cabinet -> server -------------------------------------------------------
 
 
@@ -538,6 +589,20 @@ def make_face_scan(*, purpose: str, image: bytes, light_on: bool, taken_at: int)
 
 def make_code_entry(*, code: str, entered_at: int) -> dict[str, Any]:
     return {"type": CODE_ENTRY, "id": new_id(), "code": code, "entered_at": entered_at}
+
+
+def make_courier_request(
+    *, badge: str, pin: str, action: str, tracking_number: str | None, at: int
+) -> dict[str, Any]:
+    return {
+        "type": COURIER_REQUEST,
+        "id": new_id(),
+        "badge": badge,
+        "pin": pin,
+        "action": str(action),
+        "tracking_number": tracking_number,
+        "at": at,
+    }
 
 
 # --- Command signing -----------------------------------------------------------------------

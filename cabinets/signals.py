@@ -16,3 +16,5 @@ command_finished = Signal()
 face_scan_received = Signal()
 # sender=Cabinet class; kwargs: cabinet_id, entry_id, code, entered_at
 code_entry_received = Signal()
+# sender=Cabinet class; kwargs: cabinet_id, request_id, badge, pin, action, tracking_number, at
+courier_request_received = Signal()
