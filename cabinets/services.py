@@ -40,6 +40,7 @@ from cabinets.selectors import active_key_id, command_frame
 from cabinets.signals import (
     code_entry_received,
     command_finished,
+    courier_request_received,
     door_event,
     face_scan_received,
 )
@@ -393,7 +394,9 @@ def cabinet_message_handle(*, cabinet_id: int, frame: dict[str, Any]) -> Inbound
     as its effect, so a replay after a lost ack is recognised and only acknowledged."""
     kind = frame["type"]
     # Neither the face image nor the typed code is kept.
-    stored = {k: v for k, v in frame.items() if k not in ("type", "id", "image", "code")}
+    stored = {
+        k: v for k, v in frame.items() if k not in ("type", "id", "image", "code", "pin")
+    }
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -450,6 +453,18 @@ def _apply(*, cabinet_id: int, frame: dict[str, Any]) -> bool:
             image=base64.b64decode(frame["image"]),
             light_on=frame["light_on"],
             taken_at=_from_ms(frame["taken_at"]),
+        )
+        return True
+    if kind == protocol.COURIER_REQUEST:
+        courier_request_received.send(
+            sender=Cabinet,
+            cabinet_id=cabinet_id,
+            request_id=frame["id"],
+            badge=frame["badge"],
+            pin=frame["pin"],
+            action=frame["action"],
+            tracking_number=frame.get("tracking_number"),
+            at=_from_ms(frame["at"]),
         )
         return True
     if kind == protocol.CODE_ENTRY:
