@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .base import *  # noqa: F403
 from .base import env
 
@@ -24,5 +26,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # Processes started by the end-to-end tests (Celery worker, ASGI server) must reach the test
 # database, so on SQLite it is a file, not the default in-memory database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405
+    # One file per test run, so that runs side by side never share a database.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
+    }
     VAR_DIR.mkdir(exist_ok=True)  # noqa: F405
