@@ -6,3 +6,7 @@ from django.apps import AppConfig
 class CabinetsConfig(AppConfig):
     name = "cabinets"
     verbose_name = "Cabinets"
+
+    def ready(self) -> None:
+        # Registers the rollout tasks and connects the driver's command_finished receiver.
+        from cabinets import rollout_tasks  # noqa: F401

@@ -358,3 +358,268 @@ class CabinetMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} from {self.cabinet_id}"
+
+
+# --- Fleet administration: tags, provisioning imports, staged rollouts ----------------------
+
+
+class CabinetTag(models.Model):
+    """A free label ("pilot", "mall", "cold-chain") to target cabinets in a rollout."""
+
+    name = models.SlugField(max_length=40, unique=True)
+    cabinets = models.ManyToManyField(Cabinet, related_name="tags", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CabinetImport(ActorFields):
+    """Append-only: one row per CSV import of cabinets (who, when, what it changed)."""
+
+    filename = models.CharField(max_length=255, blank=True)
+    rows = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"import {self.filename or '-'} ({self.at:%Y-%m-%d %H:%M})"
+
+
+class RolloutKind(models.TextChoices):
+    CONFIG = "config", "Configuration"
+    FIRMWARE = "firmware", "Firmware"
+
+
+ROLLOUT_KIND_ACTION: dict[str, str] = {
+    RolloutKind.CONFIG: CommandAction.SET_CONFIG,
+    RolloutKind.FIRMWARE: CommandAction.SET_FIRMWARE,
+}
+# The cabinet field that tells whether a cabinet already runs a rollout's version.
+ROLLOUT_KIND_VERSION_FIELD: dict[str, str] = {
+    RolloutKind.CONFIG: "config_version",
+    RolloutKind.FIRMWARE: "firmware_version",
+}
+
+
+class RolloutState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    ABORTED = "aborted", "Aborted"
+
+
+ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
+    RolloutState.DRAFT: frozenset({RolloutState.RUNNING, RolloutState.ABORTED}),
+    RolloutState.RUNNING: frozenset(
+        {RolloutState.PAUSED, RolloutState.COMPLETED, RolloutState.ABORTED}
+    ),
+    RolloutState.PAUSED: frozenset({RolloutState.RUNNING, RolloutState.ABORTED}),
+    # "Retry failed" reopens a completed rollout.
+    RolloutState.COMPLETED: frozenset({RolloutState.RUNNING}),
+    RolloutState.ABORTED: frozenset(),
+}
+
+
+class Rollout(ActorFields):
+    """A config or firmware version delivered to a filtered set of cabinets, wave by wave.
+
+    Driven by Celery (cabinets.rollouts.rollout_advance); the admin only changes its state."""
+
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=16, choices=RolloutKind.choices)
+    version = models.CharField(max_length=32)
+    # Extra payload keys sent with the version (firmware url and sha256, config settings).
+    payload = models.JSONField(default=dict, blank=True)
+    # Target filter; an empty value matches every cabinet.
+    target_region = models.CharField(max_length=80, blank=True)
+    target_tag = models.ForeignKey(
+        CabinetTag, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    target_hardware_model = models.CharField(max_length=64, blank=True)
+    # Cumulative wave sizes: "5" is five cabinets, "10%" is a tenth of the targets.
+    wave_plan = models.JSONField(default=list)
+    success_threshold_pct = models.PositiveSmallIntegerField(
+        default=95, validators=[MaxValueValidator(100)]
+    )
+    error_threshold_pct = models.PositiveSmallIntegerField(
+        default=20, validators=[MaxValueValidator(100)]
+    )
+    min_sample = models.PositiveIntegerField(default=5)
+    command_ttl_s = models.PositiveIntegerField(default=3600)
+    state = models.CharField(
+        max_length=16, choices=RolloutState.choices, default=RolloutState.DRAFT
+    )
+    state_reason = models.CharField(max_length=255, blank=True)
+    planned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=RolloutState.values), name="rollout_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=RolloutKind.values), name="rollout_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(success_threshold_pct__lte=100, error_threshold_pct__lte=100),
+                name="rollout_thresholds_are_percentages",
+            ),
+            models.CheckConstraint(condition=~Q(version=""), name="rollout_version_not_empty"),
+            models.CheckConstraint(
+                condition=Q(command_ttl_s__gt=0, command_ttl_s__lte=86_400),
+                name="rollout_command_ttl_in_protocol_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["state"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()} {self.version})"
+
+
+class RolloutWaveState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    STOPPED = "stopped", "Stopped"
+
+
+class RolloutWave(models.Model):
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="waves")
+    number = models.PositiveSmallIntegerField()
+    spec = models.CharField(max_length=16, help_text='As planned: "5" or "10%".')
+    size = models.PositiveIntegerField(default=0)
+    state = models.CharField(
+        max_length=16, choices=RolloutWaveState.choices, default=RolloutWaveState.PENDING
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["rollout_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["rollout", "number"], name="rollout_wave_unique"),
+            models.CheckConstraint(
+                condition=Q(state__in=RolloutWaveState.values), name="rollout_wave_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rollout.name} wave {self.number} ({self.spec})"
+
+
+class RolloutTargetState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    SENT = "sent", "Sent"
+    RECEIVED = "received", "Received"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    TIMED_OUT = "timed_out", "Timed out"
+    SKIPPED = "skipped", "Skipped (already at version)"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ROLLOUT_TARGET_TRANSITIONS: dict[str, frozenset[str]] = {
+    RolloutTargetState.SCHEDULED: frozenset(
+        {RolloutTargetState.SENT, RolloutTargetState.SKIPPED, RolloutTargetState.CANCELLED}
+    ),
+    RolloutTargetState.SENT: frozenset(
+        {
+            RolloutTargetState.RECEIVED,
+            RolloutTargetState.SUCCEEDED,
+            RolloutTargetState.FAILED,
+            RolloutTargetState.TIMED_OUT,
+            RolloutTargetState.CANCELLED,
+        }
+    ),
+    RolloutTargetState.RECEIVED: frozenset(
+        {RolloutTargetState.SUCCEEDED, RolloutTargetState.FAILED, RolloutTargetState.TIMED_OUT}
+    ),
+    # "Retry failed" schedules them again.
+    RolloutTargetState.FAILED: frozenset({RolloutTargetState.SCHEDULED}),
+    RolloutTargetState.TIMED_OUT: frozenset({RolloutTargetState.SCHEDULED}),
+    RolloutTargetState.SUCCEEDED: frozenset(),
+    RolloutTargetState.SKIPPED: frozenset(),
+    RolloutTargetState.CANCELLED: frozenset(),
+}
+ROLLOUT_TARGET_OPEN = (
+    RolloutTargetState.SCHEDULED,
+    RolloutTargetState.SENT,
+    RolloutTargetState.RECEIVED,
+)
+
+
+class RolloutTarget(models.Model):
+    """One cabinet of a rollout and where its delivery stands."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="targets")
+    wave = models.ForeignKey(RolloutWave, on_delete=models.CASCADE, related_name="targets")
+    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="rollout_targets")
+    state = models.CharField(
+        max_length=16, choices=RolloutTargetState.choices, default=RolloutTargetState.SCHEDULED
+    )
+    command = models.OneToOneField(
+        CabinetCommand,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rollout_target",
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["wave_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout", "cabinet"], name="rollout_target_one_per_cabinet"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=RolloutTargetState.values),
+                name="rollout_target_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state__in=[RolloutTargetState.SENT, RolloutTargetState.RECEIVED])
+                | Q(command__isnull=False),
+                name="rollout_target_in_flight_has_command",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["rollout", "state"]),
+            models.Index(fields=["wave", "state"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cabinet_id} in rollout {self.rollout_id} ({self.state})"
+
+
+class RolloutEvent(ActorFields):
+    """Append-only audit: every operator action and every automatic decision on a rollout."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=32)
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16, blank=True)
+    wave_number = models.PositiveSmallIntegerField(null=True, blank=True)
+    detail = models.CharField(max_length=255, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} on rollout {self.rollout_id}"

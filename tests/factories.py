@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 
 from cabinets.models import Cabinet, CabinetState, Compartment, CompartmentSize
 from courier.models import Carrier, Courier, Parcel
@@ -76,3 +77,40 @@ class ParcelFactory(factory.django.DjangoModelFactory):
     recipient = factory.SubFactory(IdentityFactory)
     size = CompartmentSize.S
     cabinet = factory.SubFactory(CabinetFactory)
+
+
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    """A platform staff user (superuser: sees everything in the admin)."""
+
+    class Meta:
+        model = "auth.User"
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    is_staff = True
+    is_superuser = True
+    password = factory.django.Password("staff-password-123")
+
+
+class CarrierStaffFactory(factory.django.DjangoModelFactory):
+    """A carrier's staff member: an admin login limited to that carrier's parcels."""
+
+    class Meta:
+        model = "courier.CarrierStaff"
+
+    user = factory.SubFactory(
+        StaffUserFactory,
+        username=factory.Sequence(lambda n: f"carrier-staff{n}"),
+        is_superuser=False,
+    )
+    carrier = factory.SubFactory(CarrierFactory)
+
+
+class BiometricConsentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "identity.BiometricConsent"
+
+    identity = factory.SubFactory(IdentityFactory)
+    status = "given"
+    policy_version = "2026-1"
+    given_at = factory.LazyFunction(timezone.now)

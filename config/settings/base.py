@@ -88,7 +88,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -177,4 +177,25 @@ CELERY_BEAT_SCHEDULE["cabinets-liveness"] = {
 CELERY_BEAT_SCHEDULE["cabinets-expire-commands"] = {
     "task": "cabinets.tasks.commands_expire_task",
     "schedule": 10.0,
+}
+
+# --- Fleet admin -----------------------------------------------------------------------------
+# Dashboard alerts: a cabinet offline (and not in maintenance) this long, a door open this long,
+# a ready parcel whose pickup deadline is this close.
+FLEET_ALERT_OFFLINE_AFTER_S = env.int("FLEET_ALERT_OFFLINE_AFTER_S", default=900)
+FLEET_ALERT_DOOR_OPEN_AFTER_S = env.int("FLEET_ALERT_DOOR_OPEN_AFTER_S", default=300)
+FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S = env.int("FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S", default=43_200)
+# Map tiles, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png"; empty: markers only.
+FLEET_MAP_TILE_URL = env.str("FLEET_MAP_TILE_URL", default="")
+FLEET_MAP_TILE_ATTRIBUTION = env.str("FLEET_MAP_TILE_ATTRIBUTION", default="")
+# Rollouts: how often beat advances them, and how many commands one tick issues per rollout.
+ROLLOUT_TICK_S = env.float("ROLLOUT_TICK_S", default=10.0)
+ROLLOUT_SEND_BATCH = env.int("ROLLOUT_SEND_BATCH", default=500)
+# Cabinets with this tag go first, so the first wave lands on the pilots.
+ROLLOUT_PILOT_TAG = env.str("ROLLOUT_PILOT_TAG", default="pilot")
+CABINET_IMPORT_MAX_ROWS = env.int("CABINET_IMPORT_MAX_ROWS", default=20_000)
+
+CELERY_BEAT_SCHEDULE["cabinets-rollouts-advance"] = {
+    "task": "cabinets.rollout_tasks.rollouts_advance_task",
+    "schedule": ROLLOUT_TICK_S,
 }
