@@ -1,11 +1,35 @@
+"""Admin: statuses and figures only. Face images, templates, ID numbers and login codes are
+never displayed; transitions go through services as actions."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from identity.models import BiometricConsent, FaceEnrollment, FaceTemplate, Identity
+from core.actors import Actor
+from core.admin import ReadOnlyEventAdmin
+from identity import services
+from identity.models import (
+    BiometricConsent,
+    EnrollmentEvent,
+    EnrollmentPhoto,
+    FaceEnrollment,
+    FaceTemplate,
+    Identity,
+    OneTimeCode,
+    RealIdCheck,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Identity)
@@ -17,6 +41,27 @@ class IdentityAdmin(admin.ModelAdmin):
     # The ID-number hash is a secret-derived value; it is never shown.
     exclude = ("id_number_hash",)
     readonly_fields = ("real_name_verified_at", "created_at")
+    actions = ["delete_face_data", "withdraw_consent"]
+
+    @admin.action(description="Delete face data (templates and photos) now")
+    def delete_face_data(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
+        actor = Actor.staff(request.user)  # type: ignore[arg-type]
+        deleted = sum(
+            services.face_data_delete(identity=identity, actor=actor, reason="deleted by staff")
+            for identity in queryset.order_by("pk")
+        )
+        self.message_user(request, f"{deleted} face templates deleted.", messages.SUCCESS)
+
+    @admin.action(description="Withdraw biometric consent (deletes face data)")
+    def withdraw_consent(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
+        actor = Actor.staff(request.user)  # type: ignore[arg-type]
+        deleted = sum(
+            services.consent_withdraw(identity=identity, actor=actor)
+            for identity in queryset.order_by("pk")
+        )
+        self.message_user(
+            request, f"Consent withdrawn; {deleted} face templates deleted.", messages.SUCCESS
+        )
 
 
 @admin.register(BiometricConsent)
@@ -31,6 +76,17 @@ class BiometricConsentAdmin(admin.ModelAdmin):
         return False
 
 
+class EnrollmentEventInline(admin.TabularInline):
+    model = EnrollmentEvent
+    fields = ("at", "from_status", "to_status", "reason", "actor_kind", "actor_label")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(FaceEnrollment)
 class FaceEnrollmentAdmin(admin.ModelAdmin):
     list_display = ("identity", "status", "created_at", "updated_at")
@@ -38,9 +94,28 @@ class FaceEnrollmentAdmin(admin.ModelAdmin):
     search_fields = ("identity__phone", "identity__name")
     list_select_related = ("identity",)
     readonly_fields = ("identity", "consent", "status", "created_at", "updated_at")
+    inlines = [EnrollmentEventInline]
+    actions = ["delete_face_data"]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.action(description="Delete the person's face data now")
+    def delete_face_data(self, request: HttpRequest, queryset: QuerySet[FaceEnrollment]) -> None:
+        actor = Actor.staff(request.user)  # type: ignore[arg-type]
+        people = Identity.objects.filter(enrollments__in=queryset).distinct().order_by("pk")
+        deleted = sum(
+            services.face_data_delete(identity=identity, actor=actor, reason="deleted by staff")
+            for identity in people
+        )
+        self.message_user(request, f"{deleted} face templates deleted.", messages.SUCCESS)
+
+
+@admin.register(EnrollmentEvent)
+class EnrollmentEventAdmin(ReadOnlyEventAdmin):
+    list_display = ("enrollment", "from_status", "to_status", "reason", "actor_kind", "at")
+    list_filter = ("to_status", "actor_kind")
+    search_fields = ("enrollment__identity__phone",)
 
 
 @admin.register(FaceTemplate)
@@ -56,3 +131,56 @@ class FaceTemplateAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(EnrollmentPhoto)
+class EnrollmentPhotoAdmin(ReadOnlyAdmin):
+    """Outcome of each photo; the photo itself is never displayed."""
+
+    list_display = ("id", "enrollment", "status", "refusal_code", "size_bytes", "processed_at")
+    list_filter = ("status", "refusal_code")
+    search_fields = ("enrollment__identity__phone",)
+    fields = (
+        "enrollment",
+        "status",
+        "content_type",
+        "size_bytes",
+        "refusal_code",
+        "refusal_message",
+        "quality",
+        "created_at",
+        "processed_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EnrollmentPhoto]:
+        return super().get_queryset(request).defer("data")
+
+
+@admin.register(OneTimeCode)
+class OneTimeCodeAdmin(ReadOnlyAdmin):
+    list_display = ("identity", "created_at", "expires_at", "attempts", "used_at")
+    search_fields = ("identity__phone",)
+    fields = ("identity", "created_at", "expires_at", "attempts", "used_at")
+    readonly_fields = fields
+
+
+@admin.register(RealIdCheck)
+class RealIdCheckAdmin(ReadOnlyAdmin):
+    list_display = ("identity", "decision", "distance", "threshold", "created_at", "decided_at")
+    list_filter = ("decision",)
+    search_fields = ("identity__phone", "identity__name")
+    fields = (
+        "identity",
+        "decision",
+        "distance",
+        "threshold",
+        "refusal_code",
+        "refusal_message",
+        "created_at",
+        "decided_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RealIdCheck]:
+        return super().get_queryset(request).defer("portrait")

@@ -33,6 +33,7 @@ REFUSALS: dict[str, str] = {
     "multiple_faces": "Two faces in the picture: only the person enrolling should be in the photo.",
     "face_too_small": "Move closer to the camera.",
     "too_blurry": "The photo is blurred: hold still and try again.",
+    "processing_error": "Something went wrong while reading this photo: please try again.",
 }
 
 _MAGIC: tuple[tuple[str, bytes, int], ...] = (
@@ -156,6 +157,30 @@ def process_photo(
 
 def decode_photo(data: bytes, *, limits: PhotoLimits = PhotoLimits()) -> np.ndarray:
     """Upright HxWx3 uint8 RGB pixels of a JPEG/PNG/WEBP upload, within `limits`."""
+    image = _open_checked(data, limits)
+    try:
+        image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FaceRefused("too_many_pixels", details={"max_pixels": limits.max_pixels}) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise FaceRefused("corrupt_image") from exc
+
+    try:
+        upright = ImageOps.exif_transpose(image) or image
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
+        # Broken EXIF should not cost the user their photo; the pixels are fine.
+        upright = image
+    return _to_rgb_array(upright)
+
+
+def inspect_photo(data: bytes, *, limits: PhotoLimits = PhotoLimits()) -> str:
+    """The format of an upload that passes every check short of decoding its pixels, or
+    `FaceRefused`. Cheap enough for a web request: it reads the header and the tail only."""
+    image = _open_checked(data, limits)
+    return str(image.format)
+
+
+def _open_checked(data: bytes, limits: PhotoLimits) -> Image.Image:
     if not data:
         raise FaceRefused("empty")
     if len(data) > limits.max_bytes:
@@ -186,20 +211,7 @@ def decode_photo(data: bytes, *, limits: PhotoLimits = PhotoLimits()) -> np.ndar
         )
     if width < 1 or height < 1:
         raise FaceRefused("corrupt_image")
-
-    try:
-        image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise FaceRefused("too_many_pixels", details={"max_pixels": limits.max_pixels}) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise FaceRefused("corrupt_image") from exc
-
-    try:
-        upright = ImageOps.exif_transpose(image) or image
-    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
-        # Broken EXIF should not cost the user their photo; the pixels are fine.
-        upright = image
-    return _to_rgb_array(upright)
+    return image
 
 
 def process_rgb(

@@ -5,6 +5,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from core.actors import ActorFields
+
 phone_validator = RegexValidator(
     r"^\+[1-9]\d{6,14}$", "Enter the phone number in international form, e.g. +8613800138000."
 )
@@ -88,6 +90,25 @@ class EnrollmentStatus(models.TextChoices):
     DELETED = "deleted", "Deleted"
 
 
+# Photos are processed one by one; the enrollment follows them: processing while any is
+# pending, enrolled once one is accepted, failed when all were refused. Deleted is final.
+ENROLLMENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    EnrollmentStatus.PENDING: frozenset({EnrollmentStatus.PROCESSING, EnrollmentStatus.DELETED}),
+    EnrollmentStatus.PROCESSING: frozenset(
+        {EnrollmentStatus.ENROLLED, EnrollmentStatus.FAILED, EnrollmentStatus.DELETED}
+    ),
+    EnrollmentStatus.ENROLLED: frozenset({EnrollmentStatus.PROCESSING, EnrollmentStatus.DELETED}),
+    EnrollmentStatus.FAILED: frozenset({EnrollmentStatus.PROCESSING, EnrollmentStatus.DELETED}),
+    EnrollmentStatus.DELETED: frozenset(),
+}
+ENROLLMENT_OPEN_STATUSES = (
+    EnrollmentStatus.PENDING,
+    EnrollmentStatus.PROCESSING,
+    EnrollmentStatus.ENROLLED,
+    EnrollmentStatus.FAILED,
+)
+
+
 class FaceEnrollment(models.Model):
     identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="enrollments")
     consent = models.ForeignKey(
@@ -104,6 +125,11 @@ class FaceEnrollment(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=EnrollmentStatus.values), name="enrollment_status_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["identity"],
+                condition=Q(status__in=ENROLLMENT_OPEN_STATUSES),
+                name="one_open_enrollment_per_identity",
             ),
         ]
 
@@ -143,3 +169,134 @@ class FaceTemplate(models.Model):
 
     def __str__(self) -> str:
         return f"template #{self.pk} ({self.model_name}, {self.status})"
+
+
+class EnrollmentEvent(ActorFields):
+    """Append-only audit row: one per enrollment status transition."""
+
+    enrollment = models.ForeignKey(FaceEnrollment, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=16, choices=EnrollmentStatus.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=EnrollmentStatus.choices)
+    reason = models.CharField(max_length=255, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+
+class PhotoStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for a worker"
+    ACCEPTED = "accepted", "Accepted"
+    REFUSED = "refused", "Refused"
+
+
+class EnrollmentPhoto(models.Model):
+    """A selfie waiting for, or done with, processing. The raw bytes live here only until a
+    worker has processed them (plus FACE_PHOTO_RETENTION_S); never shown anywhere."""
+
+    enrollment = models.ForeignKey(FaceEnrollment, on_delete=models.CASCADE, related_name="photos")
+    status = models.CharField(
+        max_length=16, choices=PhotoStatus.choices, default=PhotoStatus.PENDING
+    )
+    data = models.BinaryField(null=True, blank=True, editable=False)
+    content_type = models.CharField(max_length=16)
+    size_bytes = models.PositiveIntegerField()
+    refusal_code = models.CharField(max_length=32, blank=True)
+    refusal_message = models.CharField(max_length=255, blank=True)
+    quality = models.JSONField(default=dict, blank=True)
+    template = models.OneToOneField(
+        FaceTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="photo"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=PhotoStatus.values), name="photo_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status=PhotoStatus.PENDING, processed_at__isnull=True)
+                | (~Q(status=PhotoStatus.PENDING) & Q(processed_at__isnull=False)),
+                name="photo_processed_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=PhotoStatus.REFUSED) | ~Q(refusal_code=""),
+                name="photo_refused_has_code",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=PhotoStatus.PENDING) | Q(data__isnull=False),
+                name="photo_pending_has_data",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "processed_at"])]
+
+    def __str__(self) -> str:
+        return f"photo #{self.pk} ({self.status})"
+
+
+class OneTimeCode(models.Model):
+    """A login code sent by SMS, stored only as a keyed hash."""
+
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="login_codes")
+    code_hash = models.CharField(max_length=64)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["identity", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"login code #{self.pk}"
+
+
+class RealIdDecision(models.TextChoices):
+    PENDING = "pending", "Waiting for a worker"
+    VERIFIED = "verified", "Verified"
+    NOT_VERIFIED = "not_verified", "Not the same person"
+    NO_REFERENCE = "no_reference", "No enrolled face to compare with"
+    REFUSED = "refused", "Portrait photo unusable"
+
+
+class RealIdCheck(models.Model):
+    """One attempt at real-name verification: the decision and its figures. The ID number is
+    kept only as its keyed hash, and the portrait only until a worker has compared it."""
+
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="real_id_checks")
+    id_number_hash = models.CharField(max_length=64)
+    portrait = models.BinaryField(null=True, blank=True, editable=False)
+    decision = models.CharField(
+        max_length=16, choices=RealIdDecision.choices, default=RealIdDecision.PENDING
+    )
+    distance = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    refusal_code = models.CharField(max_length=32, blank=True)
+    refusal_message = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decision__in=RealIdDecision.values), name="real_id_decision_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(decision=RealIdDecision.PENDING, decided_at__isnull=True)
+                | (~Q(decision=RealIdDecision.PENDING) & Q(decided_at__isnull=False)),
+                name="real_id_decided_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(decision=RealIdDecision.VERIFIED)
+                | (Q(distance__isnull=False) & Q(threshold__isnull=False)),
+                name="real_id_verified_has_distance",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"real-ID check #{self.pk} ({self.decision})"

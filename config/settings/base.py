@@ -199,3 +199,36 @@ CELERY_BEAT_SCHEDULE["cabinets-rollouts-advance"] = {
     "task": "cabinets.rollout_tasks.rollouts_advance_task",
     "schedule": ROLLOUT_TICK_S,
 }
+
+# --- Identity and faces ----------------------------------------------------------------------
+# Matching policy: the defaults are identity.matching's (a test keeps them equal); see
+# docs/face-calibration.md before changing them.
+FACE_MATCH_THRESHOLD = env.float("FACE_MATCH_THRESHOLD", default=0.44)
+FACE_MATCH_MARGIN = env.float("FACE_MATCH_MARGIN", default=0.08)
+FACE_VERIFY_THRESHOLD = env.float("FACE_VERIFY_THRESHOLD", default=0.40)
+# Fernet keys for face templates, newest first: the first encrypts, all decrypt. Required in
+# production; elsewhere a key is derived from SECRET_KEY when empty.
+FACE_TEMPLATE_KEYS: list[str] = env.list("FACE_TEMPLATE_KEYS", default=[])
+# Seconds a raw enrollment photo is kept after processing; 0 deletes it at once.
+FACE_PHOTO_RETENTION_S = env.int("FACE_PHOTO_RETENTION_S", default=0)
+FACE_PHOTO_MAX_BYTES = env.int("FACE_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
+FACE_PHOTO_MAX_PIXELS = env.int("FACE_PHOTO_MAX_PIXELS", default=40_000_000)
+# Photos one enrollment may receive in all, refused ones included.
+FACE_PHOTOS_PER_ENROLLMENT = env.int("FACE_PHOTOS_PER_ENROLLMENT", default=12)
+# Key of the HMAC under which resident ID numbers are stored. Required in production.
+ID_NUMBER_HASH_KEY = env.str("ID_NUMBER_HASH_KEY", default="")
+BIOMETRIC_POLICY_VERSION = env.str("BIOMETRIC_POLICY_VERSION", default="2026-1")
+ENROLLMENT_LINK_MAX_AGE_S = env.int("ENROLLMENT_LINK_MAX_AGE_S", default=7 * 24 * 3600)
+# The enrollment page's login lasts this long.
+ENROLLMENT_SESSION_AGE_S = env.int("ENROLLMENT_SESSION_AGE_S", default=3600)
+OTP_TTL_S = env.int("OTP_TTL_S", default=300)
+OTP_MAX_ATTEMPTS = env.int("OTP_MAX_ATTEMPTS", default=5)
+OTP_MAX_SENDS_PER_HOUR = env.int("OTP_MAX_SENDS_PER_HOUR", default=5)
+# Dotted path of the SMS backend class (identity/notify.py).
+SMS_BACKEND = env.str("SMS_BACKEND", default="identity.notify.ConsoleSmsBackend")
+
+CELERY_BEAT_SCHEDULE["identity-purge-photos"] = {
+    "task": "identity.tasks.enrollment_photos_purge_task",
+    "schedule": 600.0,
+}
+

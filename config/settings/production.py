@@ -22,6 +22,10 @@ if len(SECRET_KEY) < 50:
 _require("DATABASE_URL")
 _require("REDIS_URL")
 CABINET_SIGNING_MASTER_KEY = _require("CABINET_SIGNING_MASTER_KEY")
+FACE_TEMPLATE_KEYS = env.list("FACE_TEMPLATE_KEYS", default=[])
+if not FACE_TEMPLATE_KEYS:
+    raise ImproperlyConfigured("FACE_TEMPLATE_KEYS must be set in production.")
+ID_NUMBER_HASH_KEY = _require("ID_NUMBER_HASH_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set in production.")
