@@ -15,6 +15,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/carrier/", include("courier.api_urls")),
     path("api/v1/identity/", include("identity.api_urls")),
     path("enroll/", include("identity.urls")),
+    path("", include("courier.urls")),
 ]

@@ -28,6 +28,8 @@ class Courier(models.Model):
     name = models.CharField(max_length=120)
     phone = models.CharField(max_length=16)
     badge_number = models.CharField(max_length=32, help_text="Shown at the cabinet to log in.")
+    # The PIN typed at the cabinet with the badge number; a Django password hash.
+    pin_hash = models.CharField(max_length=128, blank=True)
     is_active = models.BooleanField(default=True)
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -50,6 +52,11 @@ class Courier(models.Model):
         return f"{self.name} ({self.carrier.code})"
 
 
+class ParcelDirection(models.TextChoices):
+    DELIVERY = "delivery", "Delivery to a recipient"
+    DROPOFF = "dropoff", "Drop-off by a sender"
+
+
 class ParcelStatus(models.TextChoices):
     ANNOUNCED = "announced", "Announced"
     READY = "ready", "Deposited, ready for pickup"
@@ -57,19 +64,34 @@ class ParcelStatus(models.TextChoices):
     EXPIRED = "expired", "Expired, awaiting return"
     RETURNED = "returned", "Returned to carrier"
     CANCELLED = "cancelled", "Cancelled"
+    DROPPED_OFF = "dropped_off", "Dropped off, awaiting courier"
+    COLLECTED = "collected", "Collected by courier"
 
 
+# Deliveries: announced -> ready -> picked_up | expired -> returned.
+# Drop-offs: announced -> dropped_off -> collected.
 PARCEL_TRANSITIONS: dict[str, frozenset[str]] = {
-    ParcelStatus.ANNOUNCED: frozenset({ParcelStatus.READY, ParcelStatus.CANCELLED}),
+    ParcelStatus.ANNOUNCED: frozenset(
+        {ParcelStatus.READY, ParcelStatus.DROPPED_OFF, ParcelStatus.CANCELLED}
+    ),
     ParcelStatus.READY: frozenset({ParcelStatus.PICKED_UP, ParcelStatus.EXPIRED}),
     ParcelStatus.EXPIRED: frozenset({ParcelStatus.RETURNED}),
+    ParcelStatus.DROPPED_OFF: frozenset({ParcelStatus.COLLECTED}),
     ParcelStatus.PICKED_UP: frozenset(),
     ParcelStatus.RETURNED: frozenset(),
     ParcelStatus.CANCELLED: frozenset(),
+    ParcelStatus.COLLECTED: frozenset(),
 }
 
 # A parcel in one of these statuses physically occupies its compartment.
-PARCEL_IN_COMPARTMENT = (ParcelStatus.READY, ParcelStatus.EXPIRED)
+PARCEL_IN_COMPARTMENT = (ParcelStatus.READY, ParcelStatus.EXPIRED, ParcelStatus.DROPPED_OFF)
+DELIVERY_ONLY_STATUSES = (
+    ParcelStatus.READY,
+    ParcelStatus.PICKED_UP,
+    ParcelStatus.EXPIRED,
+    ParcelStatus.RETURNED,
+)
+DROPOFF_ONLY_STATUSES = (ParcelStatus.DROPPED_OFF, ParcelStatus.COLLECTED)
 
 
 class Parcel(models.Model):
@@ -84,6 +106,9 @@ class Parcel(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="parcels_sent",
+    )
+    direction = models.CharField(
+        max_length=16, choices=ParcelDirection.choices, default=ParcelDirection.DELIVERY
     )
     size = models.CharField(max_length=1, choices=CompartmentSize.choices)
     cabinet = models.ForeignKey(
@@ -101,6 +126,13 @@ class Parcel(models.Model):
     )
     pickup_deadline = models.DateTimeField(null=True, blank=True)
     pickup_code_hash = models.CharField(max_length=128, blank=True)
+    # Set while a compartment is reserved for this parcel and its door is open for the
+    # courier (delivery) or the sender (drop-off); cleared when the door closes.
+    reserved_at = models.DateTimeField(null=True, blank=True)
+    # Set when a face or code authorised opening the door for pickup or collection; the
+    # door's "closed" event then completes it.
+    release_authorized_at = models.DateTimeField(null=True, blank=True)
+    extension_count = models.PositiveSmallIntegerField(default=0)
     deposited_at = models.DateTimeField(null=True, blank=True)
     picked_up_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -114,8 +146,24 @@ class Parcel(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["compartment"],
-                condition=Q(status__in=PARCEL_IN_COMPARTMENT),
+                condition=Q(status__in=PARCEL_IN_COMPARTMENT)
+                | Q(status=ParcelStatus.ANNOUNCED, compartment__isnull=False),
                 name="one_active_parcel_per_compartment",
+            ),
+            models.CheckConstraint(
+                condition=Q(direction__in=ParcelDirection.values), name="parcel_direction_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(direction=ParcelDirection.DELIVERY, status__in=DROPOFF_ONLY_STATUSES)
+                & ~Q(direction=ParcelDirection.DROPOFF, status__in=DELIVERY_ONLY_STATUSES),
+                name="parcel_status_matches_direction",
+            ),
+            models.CheckConstraint(
+                condition=~Q(direction=ParcelDirection.DROPOFF) | Q(sender__isnull=False),
+                name="parcel_dropoff_has_sender",
+            ),
+            models.CheckConstraint(
+                condition=Q(extension_count__lte=1), name="parcel_extended_at_most_once"
             ),
             models.CheckConstraint(
                 condition=Q(status__in=ParcelStatus.values), name="parcel_status_valid"
@@ -125,12 +173,13 @@ class Parcel(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(status__in=PARCEL_IN_COMPARTMENT)
-                | (
-                    Q(compartment__isnull=False)
-                    & Q(deposited_at__isnull=False)
-                    & Q(pickup_deadline__isnull=False)
-                ),
+                | (Q(compartment__isnull=False) & Q(deposited_at__isnull=False)),
                 name="parcel_in_compartment_has_deposit",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=(ParcelStatus.READY, ParcelStatus.EXPIRED))
+                | Q(pickup_deadline__isnull=False),
+                name="parcel_awaiting_pickup_has_deadline",
             ),
             models.CheckConstraint(
                 condition=~Q(status=ParcelStatus.PICKED_UP) | Q(picked_up_at__isnull=False),
@@ -178,3 +227,85 @@ class CarrierStaff(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.carrier.code}"
+
+
+class CarrierApiKey(models.Model):
+    """A carrier's key for the REST API: `<prefix>.<secret>`; only a hash is stored."""
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=80, default="default")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.carrier.code}:{self.prefix}"
+
+
+class NotificationKind(models.TextChoices):
+    READY = "ready", "Ready for pickup"
+    REMINDER = "reminder", "Pickup reminder"
+    EXPIRED = "expired", "Expired"
+
+
+class Notification(models.Model):
+    """One message to a recipient about a parcel. Unique per kind: tasks that run twice
+    never send twice."""
+
+    parcel = models.ForeignKey(Parcel, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=16, choices=NotificationKind.choices)
+    channel = models.CharField(max_length=16)
+    to = models.CharField(max_length=254)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parcel", "kind", "channel"], name="one_notification_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.parcel_id} via {self.channel}"
+
+
+class AttemptMethod(models.TextChoices):
+    FACE = "face", "Face scan"
+    CODE = "code", "Pickup code"
+    COURIER = "courier", "Courier login"
+
+
+class AccessAttempt(models.Model):
+    """Every attempt at a cabinet to open a door: decision and figures, never the image or
+    the code. Also the basis of lockouts."""
+
+    cabinet = models.ForeignKey("cabinets.Cabinet", on_delete=models.CASCADE, related_name="+")
+    method = models.CharField(max_length=8, choices=AttemptMethod.choices)
+    purpose = models.CharField(max_length=16, blank=True)
+    event_id = models.UUIDField(null=True, blank=True, unique=True)
+    success = models.BooleanField()
+    outcome = models.CharField(max_length=32)
+    identity = models.ForeignKey(
+        "identity.Identity", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    courier = models.ForeignKey(
+        Courier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    distance = models.FloatField(null=True, blank=True)
+    second_distance = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    margin = models.FloatField(null=True, blank=True)
+    detail = models.CharField(max_length=255, blank=True)
+    parcels = models.ManyToManyField(Parcel, blank=True, related_name="access_attempts")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["cabinet", "method", "success", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.method} at {self.cabinet_id}: {self.outcome}"

@@ -261,16 +261,21 @@ def enrollment_transition(
     return enrollment
 
 
+def _consent_required(identity: Identity) -> BiometricConsent:
+    consent = consent_current(identity=identity)
+    if consent is None:
+        raise ConsentRequired(
+            "Give consent to biometric processing before sending photos; "
+            "your pickup code works either way."
+        )
+    return consent
+
+
 def enrollment_start(*, identity: Identity, actor: Actor) -> FaceEnrollment:
     """The person's open enrollment, or a new one. Needs consent."""
     with transaction.atomic():
         _lock_identity(identity.pk)
-        consent = consent_current(identity=identity)
-        if consent is None:
-            raise ConsentRequired(
-                "Give consent to biometric processing before sending photos; "
-                "your pickup code works either way."
-            )
+        consent = _consent_required(identity)
         enrollment = (
             FaceEnrollment.objects.select_for_update()
             .filter(identity=identity, status__in=ENROLLMENT_OPEN_STATUSES)
@@ -290,6 +295,7 @@ def enrollment_start(*, identity: Identity, actor: Actor) -> FaceEnrollment:
 def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) -> EnrollmentPhoto:
     """Queue a selfie for a worker. Only cheap checks here (bytes, type, header, pixel count,
     completeness); detection and encoding happen in `enrollment_photo_process`."""
+    _consent_required(identity)
     fmt = _photo_precheck(data)
     with transaction.atomic():
         enrollment = enrollment_start(identity=identity, actor=actor)

@@ -110,7 +110,6 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -144,8 +143,32 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
-# --- Domain settings -------------------------------------------------------------------------
+# --- Parcels -----------------------------------------------------------------------------------
 PARCEL_PICKUP_DAYS = env.int("PARCEL_PICKUP_DAYS", default=3)
+# A reminder goes out this many hours before the pickup deadline.
+PARCEL_REMINDER_BEFORE_H = env.int("PARCEL_REMINDER_BEFORE_H", default=24)
+# A recipient may extend the deadline once, by this many days.
+PARCEL_EXTENSION_DAYS = env.int("PARCEL_EXTENSION_DAYS", default=2)
+# Wrong pickup codes / unmatched faces / wrong courier PINs at one cabinet within the window
+# lock that method at that cabinet for the rest of the window. The code always stays usable
+# for face lockouts: a locked face never blocks the code.
+CODE_LOCKOUT_ATTEMPTS = env.int("CODE_LOCKOUT_ATTEMPTS", default=5)
+CODE_LOCKOUT_WINDOW_S = env.int("CODE_LOCKOUT_WINDOW_S", default=900)
+FACE_LOCKOUT_ATTEMPTS = env.int("FACE_LOCKOUT_ATTEMPTS", default=5)
+FACE_LOCKOUT_WINDOW_S = env.int("FACE_LOCKOUT_WINDOW_S", default=600)
+COURIER_LOCKOUT_ATTEMPTS = env.int("COURIER_LOCKOUT_ATTEMPTS", default=5)
+COURIER_LOCKOUT_WINDOW_S = env.int("COURIER_LOCKOUT_WINDOW_S", default=900)
+# A face scan or code older than this when it reaches the platform is refused: the person
+# may have left.
+ACCESS_REQUEST_MAX_AGE_S = env.int("ACCESS_REQUEST_MAX_AGE_S", default=60)
+# Public base URL used in notifications (enrollment and extension links).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="parcels@cabinets.invalid")
+
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "parcels-remind": {"task": "courier.tasks.parcels_remind_task", "schedule": 900.0},
+    "parcels-expire": {"task": "courier.tasks.parcels_expire_task", "schedule": 300.0},
+}
 
 LOGGING = {
     "version": 1,

@@ -18,6 +18,8 @@ GOOD_ENV = {
     "REDIS_URL": "redis://cache.internal:6379/0",
     "DJANGO_ALLOWED_HOSTS": "cabinets.example.com",
     "CABINET_SIGNING_MASTER_KEY": "a-long-random-master-key-for-signing-cabinet-commands",
+    "FACE_TEMPLATE_KEYS": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    "ID_NUMBER_HASH_KEY": "a-long-random-key-for-hashing-resident-id-numbers",
 }
 # Warnings `check --deploy` may print under production settings, each with its reason.
 EXPLAINED_DEPLOY_WARNINGS = {

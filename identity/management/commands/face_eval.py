@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from django.conf import settings
@@ -37,4 +36,4 @@ class Command(BaseCommand):
             )
         except NotADirectoryError as exc:
             raise CommandError(f"Not a directory: {exc}") from exc
-        sys.stdout.write(format_report(report))
+        self.stdout.write(format_report(report), ending="")

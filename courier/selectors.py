@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from cabinets.models import Cabinet
+from courier.models import (
+    AccessAttempt,
+    Carrier,
+    Parcel,
+    ParcelDirection,
+    ParcelEvent,
+    ParcelStatus,
+)
+
+
+def parcels_ready_at(*, cabinet_id: int) -> QuerySet[Parcel]:
+    return Parcel.objects.filter(
+        cabinet_id=cabinet_id, status=ParcelStatus.READY, compartment__isnull=False
+    ).select_related("compartment", "recipient")
+
+
+def recipients_waiting_at(*, cabinet_id: int) -> list[int]:
+    """Identity ids of the people with a parcel ready in this cabinet: the only candidates a
+    face scan there is compared with."""
+    return sorted(
+        set(parcels_ready_at(cabinet_id=cabinet_id).values_list("recipient_id", flat=True))
+    )
+
+
+def senders_expected_at(*, cabinet_id: int) -> list[int]:
+    return sorted(
+        set(
+            Parcel.objects.filter(
+                cabinet_id=cabinet_id,
+                direction=ParcelDirection.DROPOFF,
+                status=ParcelStatus.ANNOUNCED,
+                compartment__isnull=True,
+            ).values_list("sender_id", flat=True)
+        )
+    )
+
+
+def failed_attempts(*, cabinet_id: int, method: str, since: datetime) -> int:
+    return AccessAttempt.objects.filter(
+        cabinet_id=cabinet_id, method=method, success=False, at__gte=since
+    ).count()
+
+
+def parcel_for_carrier(*, carrier: Carrier, tracking_number: str) -> Parcel | None:
+    return (
+        Parcel.objects.filter(carrier=carrier, tracking_number=tracking_number)
+        .select_related("cabinet", "compartment", "recipient", "sender")
+        .first()
+    )
+
+
+def parcel_events(*, parcel: Parcel) -> QuerySet[ParcelEvent]:
+    return parcel.events.order_by("at", "id")
+
+
+def parcel_changes(*, carrier: Carrier, after: int, limit: int) -> list[ParcelEvent]:
+    """The carrier's change feed: parcel events in id order after a cursor."""
+    return list(
+        ParcelEvent.objects.filter(parcel__carrier=carrier, pk__gt=after)
+        .select_related("parcel")
+        .order_by("pk")[:limit]
+    )
+
+
+def collection_list(*, carrier: Carrier) -> dict[Cabinet, list[Parcel]]:
+    """What the carrier's couriers must collect, by cabinet: expired parcels to return and
+    parcels dropped off by senders."""
+    parcels = (
+        Parcel.objects.filter(carrier=carrier)
+        .filter(Q(status=ParcelStatus.EXPIRED) | Q(status=ParcelStatus.DROPPED_OFF))
+        .select_related("cabinet", "compartment")
+        .order_by("cabinet__serial", "compartment__label")
+    )
+    grouped: dict[Cabinet, list[Parcel]] = defaultdict(list)
+    for parcel in parcels:
+        grouped[parcel.cabinet].append(parcel)
+    return dict(grouped)
+
+
+def parcels_due_for_reminder(*, before: datetime) -> QuerySet[Parcel]:
+    return Parcel.objects.filter(
+        status=ParcelStatus.READY, pickup_deadline__lte=before, pickup_deadline__gt=timezone.now()
+    ).exclude(notifications__kind="reminder")
+
+
+def parcels_past_deadline(*, now: datetime) -> QuerySet[Parcel]:
+    return Parcel.objects.filter(status=ParcelStatus.READY, pickup_deadline__lte=now)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from courier import access
+from courier.models import NotificationKind
+from courier.notifications import parcel_notify
+from courier.selectors import parcels_due_for_reminder
+from courier.services import parcels_expire
+
+
+@shared_task(
+    ignore_result=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=30,
+    time_limit=60,
+)
+def parcel_notify_task(parcel_id: int, kind: str, code: str = "") -> int:
+    return parcel_notify(parcel_id=parcel_id, kind=kind, code=code)
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
+def parcels_remind_task() -> int:
+    before = timezone.now() + timedelta(hours=settings.PARCEL_REMINDER_BEFORE_H)
+    ids = list(parcels_due_for_reminder(before=before).values_list("pk", flat=True))
+    for parcel_id in ids:
+        parcel_notify_task.delay(parcel_id, NotificationKind.REMINDER)
+    return len(ids)
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
+def parcels_expire_task() -> int:
+    return parcels_expire()
+
+
+# Face work is slow (about 0.2 s) and never runs in the consumer or inside a transaction.
+@shared_task(ignore_result=True, soft_time_limit=20, time_limit=30, acks_late=False)
+def face_scan_task(
+    cabinet_id: int, scan_id: str, purpose: str, image_b64: str, light_on: bool, taken_at: str
+) -> str:
+    return access.face_scan_answer(
+        cabinet_id=cabinet_id,
+        scan_id=scan_id,
+        purpose=purpose,
+        image_b64=image_b64,
+        light_on=light_on,
+        taken_at=taken_at,
+    )

@@ -1,0 +1,127 @@
+"""Recipients at the cabinet with their 6-digit code."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from cabinet_agent import protocol
+from cabinets.models import Compartment, CompartmentState
+from core.actors import Actor
+from courier.codes import pickup_code_hash
+from courier.models import AccessAttempt, Parcel, ParcelEvent, ParcelStatus
+from courier.services import parcel_transition
+from tests.courier.conftest import cabinet_says, door, results, unlocks
+from tests.factories import IdentityFactory, ParcelFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ready_parcel(cabinet, carrier):  # type: ignore[no-untyped-def]
+    compartment = Compartment.objects.get(cabinet=cabinet, label="A01")
+    Compartment.objects.filter(pk=compartment.pk).update(state=CompartmentState.OCCUPIED)
+    parcel = ParcelFactory(carrier=carrier, cabinet=cabinet, recipient=IdentityFactory())
+    parcel_transition(
+        parcel_id=parcel.pk,
+        to_status=ParcelStatus.READY,
+        actor=Actor.system("test"),
+        changes={
+            "compartment": compartment,
+            "deposited_at": timezone.now(),
+            "pickup_deadline": timezone.now() + timezone.timedelta(days=3),
+            "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code="123456"),
+        },
+    )
+    return parcel
+
+
+def _type(cabinet, code: str) -> None:  # type: ignore[no-untyped-def]
+    cabinet_says(cabinet, protocol.make_code_entry(code=code, entered_at=protocol.now_ms()))
+
+
+def test_the_right_code_opens_the_compartment_and_closing_it_completes_the_pickup(
+    cabinet, ready_parcel, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        _type(cabinet, "123456")
+    [answer] = results(pushes, "code_result")
+    assert answer["outcome"] == "unlocking" and "A01" in answer["message"]
+    assert [c["compartment"] for c in unlocks(pushes)] == ["A01"]
+    with django_capture_on_commit_callbacks(execute=True):
+        door(cabinet, "A01", "opened")
+        door(cabinet, "A01", "closed")
+    parcel = Parcel.objects.get(pk=ready_parcel.pk)
+    assert parcel.status == ParcelStatus.PICKED_UP and parcel.picked_up_at is not None
+    assert parcel.compartment is None
+    assert Compartment.objects.get(cabinet=cabinet, label="A01").state == CompartmentState.FREE
+    attempt = AccessAttempt.objects.get()
+    assert attempt.success and attempt.method == "code" and list(attempt.parcels.all()) == [parcel]
+
+
+def test_a_wrong_code_opens_nothing_and_is_recorded(
+    cabinet, ready_parcel, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        _type(cabinet, "654321")
+    assert results(pushes, "code_result")[0]["outcome"] == "no_match"
+    assert not unlocks(pushes)
+    assert not AccessAttempt.objects.get().success
+
+
+def test_wrong_codes_lock_the_keypad_even_for_the_right_code(
+    cabinet, ready_parcel, pushes, settings, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    settings.CODE_LOCKOUT_ATTEMPTS = 3
+    with django_capture_on_commit_callbacks(execute=True):
+        for wrong in ("111111", "222222", "333333"):
+            _type(cabinet, wrong)
+        _type(cabinet, "123456")
+    assert [r["outcome"] for r in results(pushes, "code_result")] == [
+        "no_match",
+        "no_match",
+        "no_match",
+        "locked_out",
+    ]
+    assert not unlocks(pushes)
+
+
+def test_the_door_closing_without_an_authorised_opening_picks_up_nothing(
+    cabinet, ready_parcel, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        door(cabinet, "A01", "forced")
+        door(cabinet, "A01", "closed")
+    assert Parcel.objects.get(pk=ready_parcel.pk).status == ParcelStatus.READY
+
+
+def test_an_expired_parcel_no_longer_opens_with_its_code(
+    cabinet, ready_parcel, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    parcel_transition(
+        parcel_id=ready_parcel.pk, to_status=ParcelStatus.EXPIRED, actor=Actor.system("t")
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        _type(cabinet, "123456")
+    assert results(pushes, "code_result")[0]["outcome"] == "no_match"
+
+
+def test_typing_the_code_twice_opens_the_door_once(
+    cabinet, ready_parcel, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        _type(cabinet, "123456")
+        _type(cabinet, "123456")
+    assert len(unlocks(pushes)) == 1
+    assert [r["outcome"] for r in results(pushes, "code_result")] == ["unlocking", "unlocking"]
+
+
+def test_a_replayed_code_entry_is_answered_once(
+    cabinet, ready_parcel, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    entry = protocol.make_code_entry(code="123456", entered_at=protocol.now_ms())
+    with django_capture_on_commit_callbacks(execute=True):
+        cabinet_says(cabinet, entry)
+        cabinet_says(cabinet, entry)
+    assert len(results(pushes, "code_result")) == 1
+    assert ParcelEvent.objects.filter(parcel=ready_parcel).count() == 1

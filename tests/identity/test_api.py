@@ -1,0 +1,196 @@
+"""The enrollment REST API: token authentication, the same flows, one error shape."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from identity.models import FaceTemplate, Identity, RealIdCheck
+from identity.notify import SentSms
+from identity.tokens import enrollment_token_make
+from tests.factories import StaffUserFactory
+from tests.identity.conftest import BIDEN, OBAMA, OBAMA2, fifty_megapixels, truncated
+from tests.identity.faces import face_bytes, requires_faces
+from tests.identity.test_real_id import VALID
+
+pytestmark = pytest.mark.django_db
+
+API = "/api/v1/identity/"
+
+
+def as_person(identity: Identity) -> APIClient:
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Enrollment {enrollment_token_make(identity_id=identity.pk)}"
+    )
+    return client
+
+
+def photo(data: bytes) -> SimpleUploadedFile:
+    return SimpleUploadedFile("selfie.jpg", data, content_type="image/jpeg")
+
+
+Capture = Callable[..., object]
+
+
+def test_endpoints_need_the_enrollment_token(recipient: Identity) -> None:
+    anonymous = APIClient().get(API + "enrollment/")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "not_authenticated"
+    forged = APIClient()
+    forged.credentials(HTTP_AUTHORIZATION="Enrollment 1:abc:def")
+    response = forged.get(API + "enrollment/")
+    assert response.status_code == 401
+    assert set(response.json()) == {"error", "message", "details"}
+
+
+def test_a_staff_session_is_not_a_person(client: object, recipient: Identity) -> None:
+    api = APIClient()
+    api.force_login(StaffUserFactory())
+    assert api.get(API + "enrollment/").status_code in (401, 403)
+
+
+def test_phone_login_returns_a_token_that_opens_the_api(
+    recipient: Identity, sms_outbox: list[SentSms], django_capture_on_commit_callbacks: Capture
+) -> None:
+    api = APIClient()
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        sent = api.post(API + "login/code/", {"phone": recipient.phone}, format="json")
+    assert sent.status_code == 202
+    code = re.search(r"\b(\d{6})\b", sms_outbox[0].text).group(1)  # type: ignore[union-attr]
+    bad = api.post(API + "login/verify/", {"phone": recipient.phone, "code": "12"}, format="json")
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "invalid_code"
+    good = api.post(API + "login/verify/", {"phone": recipient.phone, "code": code}, format="json")
+    token = good.json()["token"]
+    api.credentials(HTTP_AUTHORIZATION=f"Enrollment {token}")
+    overview = api.get(API + "enrollment/").json()
+    assert overview["name"] == "Li Wei"
+    assert overview["consent"] is False
+    assert overview["status"] == "none"
+
+
+def test_consent_must_be_explicit(recipient: Identity) -> None:
+    api = as_person(recipient)
+    refused = api.post(API + "consent/", {"agree": False}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "validation_error"
+    assert api.post(API + "photos/", {"photo": photo(b"x")}).json()["error"] == "consent_required"
+    given = api.post(API + "consent/", {"agree": True}, format="json")
+    assert given.status_code == 200
+    assert given.json()["consent"] is True
+
+
+@requires_faces
+def test_a_photo_posted_to_the_api_enrolls_and_nothing_biometric_comes_back(
+    consenting_recipient: Identity, django_capture_on_commit_callbacks: Capture
+) -> None:
+    api = as_person(consenting_recipient)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        posted = api.post(API + "photos/", {"photo": photo(face_bytes(OBAMA))})
+    assert posted.status_code == 202
+    assert posted.json()["status"] == "pending"
+    detail = api.get(API + f"photos/{posted.json()['id']}/").json()
+    assert detail["status"] == "accepted"
+    overview = api.get(API + "enrollment/")
+    assert overview.json()["status"] == "enrolled"
+    assert overview.json()["templates"] == 1
+    text = json.dumps([detail, overview.json()])
+    for word in ("encoding", "embedding", "quality", "brightness", "box"):
+        assert word not in text
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [(fifty_megapixels, "too_many_pixels"), (lambda: truncated(OBAMA), "corrupt_image")],
+    ids=["50-megapixels", "truncated"],
+)
+@requires_faces
+def test_oversized_and_truncated_files_get_the_error_shape_not_a_500(
+    consenting_recipient: Identity, make: Callable[[], bytes], code: str
+) -> None:
+    response = as_person(consenting_recipient).post(API + "photos/", {"photo": photo(make())})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == code
+    assert set(body) == {"error", "message", "details"}
+
+
+def test_a_missing_file_is_a_validation_error(consenting_recipient: Identity) -> None:
+    response = as_person(consenting_recipient).post(API + "photos/", {})
+    assert response.status_code == 400
+    assert response.json()["details"]["photo"]
+
+
+def test_another_persons_photo_is_not_found(
+    consenting_recipient: Identity, stranger: Identity
+) -> None:
+    assert as_person(stranger).get(API + "photos/1/").json()["error"] == "not_found"
+
+
+@requires_faces
+def test_withdrawal_through_the_api_deletes_templates(
+    consenting_recipient: Identity, django_capture_on_commit_callbacks: Capture
+) -> None:
+    api = as_person(consenting_recipient)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        api.post(API + "photos/", {"photo": photo(face_bytes(OBAMA))})
+    assert FaceTemplate.objects.count() == 1
+    withdrawn = api.delete(API + "consent/")
+    assert withdrawn.json()["consent"] is False
+    assert withdrawn.json()["templates"] == 0
+    assert FaceTemplate.objects.count() == 0
+
+
+@requires_faces
+def test_face_data_deletion_through_the_api(
+    consenting_recipient: Identity, django_capture_on_commit_callbacks: Capture
+) -> None:
+    api = as_person(consenting_recipient)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        api.post(API + "photos/", {"photo": photo(face_bytes(OBAMA))})
+    deleted = api.delete(API + "face/")
+    assert deleted.json()["consent"] is True
+    assert deleted.json()["templates"] == 0
+
+
+@requires_faces
+def test_real_id_check_through_the_api(
+    consenting_recipient: Identity, django_capture_on_commit_callbacks: Capture
+) -> None:
+    api = as_person(consenting_recipient)
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        api.post(API + "photos/", {"photo": photo(face_bytes(OBAMA))})
+    invalid = api.post(API + "real-id/", {"id_number": "123", "portrait": photo(b"x")})
+    assert invalid.json()["error"] == "invalid_id_number"
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        posted = api.post(
+            API + "real-id/", {"id_number": VALID, "portrait": photo(face_bytes(OBAMA2))}
+        )
+    assert posted.status_code == 202
+    decided = api.get(API + f"real-id/{posted.json()['id']}/").json()
+    assert decided["decision"] == "verified"
+    assert decided["distance"] <= decided["threshold"] == 0.40
+    assert VALID not in json.dumps(decided)
+    assert "id_number_hash" not in decided
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        other = api.post(
+            API + "real-id/", {"id_number": VALID, "portrait": photo(face_bytes(BIDEN))}
+        )
+    assert api.get(API + f"real-id/{other.json()['id']}/").json()["decision"] == "not_verified"
+    assert RealIdCheck.objects.count() == 2
+
+
+def test_the_schema_documents_the_identity_api(client: object) -> None:
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    document = schema.json() if schema["Content-Type"].endswith("json") else None
+    text = schema.content.decode()
+    assert "/api/v1/identity/photos/" in text
+    assert "enrollmentToken" in text
+    assert document is None or "paths" in document
