@@ -170,11 +170,11 @@ def demo_seed(*, admin_username: str = "admin") -> DemoSeedResult:
         )
         _count(created, "parcels", True)
         if deposit:
-            result.pickup_codes[tracking] = _demo_deposit(parcel=parcel, actor=actor)
+            result.pickup_codes[tracking] = demo_deposit(parcel=parcel, actor=actor)
     return result
 
 
-def _demo_deposit(*, parcel: Parcel, actor: Actor) -> str:
+def demo_deposit(*, parcel: Parcel, actor: Actor) -> str:
     """Put a demo parcel straight into a free compartment of its size."""
     compartment = (
         Compartment.objects.filter(
