@@ -467,7 +467,7 @@ def face_scan_answer(
             else "Face not recognised: a drop-off needs the sender's verified face."
         )
         return finish(Outcome.NO_MATCH, message, detail=decision.decision, figures=figures)
-    identity_id = int(decision.best_key)
+    identity_id = int(str(decision.best_key))
 
     if pickup:
         parcels = list(parcels_ready_at(cabinet_id=cabinet_id).filter(recipient_id=identity_id))

@@ -311,7 +311,7 @@ PARCEL_DONE = (
 )
 
 # What closing the door completes, per status of the parcel inside.
-_RELEASE_DONE = {
+_RELEASE_DONE: dict[str, str] = {
     ParcelStatus.READY: ParcelStatus.PICKED_UP,
     ParcelStatus.EXPIRED: ParcelStatus.RETURNED,
     ParcelStatus.DROPPED_OFF: ParcelStatus.COLLECTED,

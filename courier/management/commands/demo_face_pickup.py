@@ -67,10 +67,10 @@ class Command(BaseCommand):
         if not identity_has_face(identity=person):
             self.stdout.write(f"1. Enrolling {person.name}'s face from {enroll_photo.name} ...")
             consent_give(identity=person, source="demo")
-            photo = enrollment_photo_submit(
+            submitted = enrollment_photo_submit(
                 identity=person, data=enroll_photo.read_bytes(), actor=actor
             )
-            outcome = enrollment_photo_process(photo_id=photo.pk)
+            outcome = enrollment_photo_process(photo_id=submitted.pk)
             if not identity_has_face(identity=person):
                 raise CommandError(f"Enrollment failed: {outcome}")
         else:
