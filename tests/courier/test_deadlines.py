@@ -113,3 +113,59 @@ def test_expired_parcels_are_on_the_carriers_collection_list_and_a_courier_retur
     assert Parcel.objects.get(pk=ready.pk).status == ParcelStatus.RETURNED
     assert Compartment.objects.get(cabinet=cabinet, label="A01").state == CompartmentState.FREE
     assert collection_list(carrier=carrier) == {}
+
+
+def test_a_courier_collects_a_dropped_off_parcel(
+    cabinet, carrier, courier, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    from courier.models import ParcelDirection
+
+    compartment = Compartment.objects.get(cabinet=cabinet, label="B01")
+    Compartment.objects.filter(pk=compartment.pk).update(state=CompartmentState.OCCUPIED)
+    parcel = ParcelFactory(
+        carrier=carrier,
+        cabinet=cabinet,
+        direction=ParcelDirection.DROPOFF,
+        sender=IdentityFactory(),
+    )
+    parcel_transition(
+        parcel_id=parcel.pk,
+        to_status=ParcelStatus.DROPPED_OFF,
+        actor=Actor.system("test"),
+        changes={"compartment": compartment, "deposited_at": T0},
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        courier_asks(cabinet, "collect")
+    assert [c["compartment"] for c in unlocks(pushes)] == ["B01"]
+    with django_capture_on_commit_callbacks(execute=True):
+        door(cabinet, "B01", "closed")
+    assert Parcel.objects.get(pk=parcel.pk).status == ParcelStatus.COLLECTED
+    assert Compartment.objects.get(pk=compartment.pk).state == CompartmentState.FREE
+
+
+def test_another_carriers_courier_collects_nothing(
+    ready, cabinet, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth.hashers import make_password
+
+    from tests.factories import CourierFactory
+
+    CourierFactory(badge_number="X-9", pin_hash=make_password("9999"))
+    with time_machine.travel(T0 + timedelta(days=4), tick=False):
+        parcels_expire_task()
+    from cabinet_agent import protocol
+    from tests.courier.conftest import cabinet_says
+
+    with django_capture_on_commit_callbacks(execute=True):
+        cabinet_says(
+            cabinet,
+            protocol.make_courier_request(
+                badge="X-9",
+                pin="9999",
+                action="collect",
+                tracking_number=None,
+                at=protocol.now_ms(),
+            ),
+        )
+    assert results(pushes, "courier_result")[0]["outcome"] == "nothing_to_collect"
+    assert not unlocks(pushes)
