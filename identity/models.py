@@ -153,7 +153,9 @@ class FaceTemplate(models.Model):
         max_length=16, choices=TemplateStatus.choices, default=TemplateStatus.ACTIVE
     )
     model_name = models.CharField(max_length=64)
-    model_version = models.CharField(max_length=32)
+    # Weights, library and alignment, e.g. "face_recognition_models 0.3.0; dlib 20.0.1.post1;
+    # landmarks large": encodings are comparable only within one version.
+    model_version = models.CharField(max_length=128)
     embedding_encrypted = models.BinaryField()
     quality = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

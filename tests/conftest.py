@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.live.worker"]
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """CI must exercise the real services: fail loudly instead of skipping."""
