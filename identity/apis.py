@@ -78,8 +78,9 @@ class PersonApi(APIView):
     permission_classes = [IsEnrollingPerson]
 
     def person(self, request: Request) -> Identity:
-        identity: Identity = request.auth
-        return identity
+        # IsEnrollingPerson has checked that request.auth is an Identity.
+        assert isinstance(request.auth, Identity)
+        return request.auth
 
     def overview(self, request: Request, code: int = status.HTTP_200_OK) -> Response:
         overview = selectors.enrollment_overview(identity=self.person(request))

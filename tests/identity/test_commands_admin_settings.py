@@ -116,3 +116,14 @@ def test_staff_delete_face_data_through_an_admin_action(
     assert not FaceTemplate.objects.exists()
     event = consenting_recipient.enrollments.get().events.last()
     assert (event.to_status, event.actor_kind) == ("deleted", "staff")
+
+
+@pytest.mark.django_db
+def test_enrollment_link_prints_a_working_link(client: Client, recipient: Identity) -> None:
+    out = StringIO()
+    call_command("enrollment_link", recipient.phone, "--base-url", "http://x.test/", stdout=out)
+    link = out.getvalue().strip()
+    assert link.startswith("http://x.test/enroll/t/")
+    assert client.get(link.removeprefix("http://x.test")).status_code == 302
+    with pytest.raises(CommandError):
+        call_command("enrollment_link", "+8613899999999", stdout=StringIO())
