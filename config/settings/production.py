@@ -26,6 +26,11 @@ FACE_TEMPLATE_KEYS = env.list("FACE_TEMPLATE_KEYS", default=[])
 if not FACE_TEMPLATE_KEYS:
     raise ImproperlyConfigured("FACE_TEMPLATE_KEYS must be set in production.")
 ID_NUMBER_HASH_KEY = _require("ID_NUMBER_HASH_KEY")
+# The console backend would write login and pickup codes to the log: production names a real
+# gateway class explicitly.
+SMS_BACKEND = _require("SMS_BACKEND")
+if SMS_BACKEND.startswith("identity.notify."):
+    raise ImproperlyConfigured("SMS_BACKEND must be a real SMS gateway in production.")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set in production.")

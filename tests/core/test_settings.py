@@ -20,6 +20,7 @@ GOOD_ENV = {
     "CABINET_SIGNING_MASTER_KEY": "a-long-random-master-key-for-signing-cabinet-commands",
     "FACE_TEMPLATE_KEYS": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     "ID_NUMBER_HASH_KEY": "a-long-random-key-for-hashing-resident-id-numbers",
+    "SMS_BACKEND": "gateway.sms.ProviderBackend",
 }
 # Warnings `check --deploy` may print under production settings, each with its reason.
 EXPLAINED_DEPLOY_WARNINGS = {
@@ -52,6 +53,14 @@ def test_production_refuses_to_start_without_each_secret(missing: str) -> None:
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert missing in result.stderr
+
+
+def test_production_refuses_the_console_sms_backend() -> None:
+    result = _run(
+        "import django; django.setup()",
+        {**GOOD_ENV, "SMS_BACKEND": "identity.notify.ConsoleSmsBackend"},
+    )
+    assert result.returncode != 0 and "real SMS gateway" in result.stderr
 
 
 def test_production_refuses_a_short_secret_key() -> None:

@@ -244,4 +244,3 @@ def test_a_drop_off_is_refused_for_someone_else(
         _scan(cabinet, "examples/knn_examples/train/biden/biden2.jpg", purpose="dropoff")
     assert results(pushes, "face_result")[0]["outcome"] == "no_match"
     assert not unlocks(pushes)
-
