@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.utils import timezone
 
 from cabinets.models import Cabinet, CabinetState, Compartment, CompartmentState
 from cabinets.services import compartment_transition, compartments_create
 from core.actors import Actor
+from courier.authentication import carrier_api_key_issue
 from courier.codes import pickup_code_generate, pickup_code_hash
-from courier.models import Carrier, Courier, Parcel, ParcelStatus
+from courier.models import Carrier, CarrierApiKey, Courier, Parcel, ParcelStatus
 from courier.services import parcel_announce, parcel_transition
 from identity.models import Identity
 
@@ -77,19 +80,37 @@ DEMO_PARCELS = [
 class DemoSeedResult:
     admin_username: str
     admin_password: str
+    courier_badge: str = ""
+    courier_pin: str = ""
+    carrier_api_key: str = ""
     created: dict[str, int] = field(default_factory=dict)
     pickup_codes: dict[str, str] = field(default_factory=dict)
 
 
-def _admin_password() -> str:
-    path = settings.VAR_DIR / "demo-admin-password"
+def _demo_secret(name: str, make: Callable[[], str]) -> str:
+    """A demo secret kept in var/ (mode 0600), so repeated seeds print the same one."""
+    path = settings.VAR_DIR / name
     if path.exists():
         return path.read_text().strip()
-    password = secrets.token_urlsafe(12)
+    value = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(password)
+    path.write_text(value)
     path.chmod(0o600)
-    return password
+    return value
+
+
+def _admin_password() -> str:
+    return _demo_secret("demo-admin-password", lambda: secrets.token_urlsafe(12))
+
+
+def _carrier_api_key(carrier: Carrier) -> str:
+    key = _demo_secret("demo-carrier-api-key", lambda: carrier_api_key_issue(carrier=carrier))
+    prefix = key.partition(".")[0]
+    if not CarrierApiKey.objects.filter(carrier=carrier, prefix=prefix).exists():
+        # A fresh database with an old var/ file: issue a key that exists.
+        (settings.VAR_DIR / "demo-carrier-api-key").unlink()
+        key = _demo_secret("demo-carrier-api-key", lambda: carrier_api_key_issue(carrier=carrier))
+    return key
 
 
 def _count(created: dict[str, int], key: str, was_created: bool) -> None:
@@ -118,12 +139,20 @@ def demo_seed(*, admin_username: str = "admin") -> DemoSeedResult:
             code="swift-parcel", defaults={"name": "Swift Parcel"}
         )
         _count(created, "carriers", was_created)
-        _, was_created = Courier.objects.get_or_create(
+        courier, was_created = Courier.objects.get_or_create(
             carrier=carrier,
             badge_number="C-0001",
             defaults={"name": "Liu Yang", "phone": "+8613900000001"},
         )
         _count(created, "couriers", was_created)
+        result.courier_badge = courier.badge_number
+        result.courier_pin = _demo_secret(
+            "demo-courier-pin", lambda: f"{secrets.randbelow(10**4):04d}"
+        )
+        if not courier.pin_hash or not check_password(result.courier_pin, courier.pin_hash):
+            courier.pin_hash = make_password(result.courier_pin)
+            courier.save(update_fields=["pin_hash"])
+        result.carrier_api_key = _carrier_api_key(carrier)
 
         cabinets: dict[str, Cabinet] = {}
         for serial, name, address, city, region, lat, lng in DEMO_CABINETS:

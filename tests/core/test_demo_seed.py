@@ -77,3 +77,24 @@ def test_the_printed_staff_login_opens_the_admin_and_lists_the_seeded_data() -> 
     page = client.get(f"/admin/courier/parcel/{parcel.pk}/change/")
     assert page.status_code == 200
     assert parcel.pickup_code_hash.encode() not in page.content
+
+
+def test_the_printed_courier_pin_and_carrier_key_work_and_stay_the_same() -> None:
+    from django.contrib.auth.hashers import check_password
+    from rest_framework.test import APIClient
+
+    from courier.models import Courier
+
+    first, second = StringIO(), StringIO()
+    call_command("seed_demo", stdout=first)
+    call_command("seed_demo", stdout=second)
+    text = first.getvalue()
+    pin = text.split(" PIN ")[1].split()[0]
+    key = text.split("carrier API key (Demo Express): ")[1].split()[0]
+    assert pin in second.getvalue() and key in second.getvalue()
+    assert check_password(pin, Courier.objects.get(badge_number="C-0001").pin_hash)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    response = client.get("/api/v1/carrier/parcels/")
+    assert response.status_code == 200
+    assert {p["tracking_number"] for p in response.json()["results"]} >= {"DX100000001"}

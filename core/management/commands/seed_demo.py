@@ -17,5 +17,10 @@ class Command(BaseCommand):
         for tracking, code in result.pickup_codes.items():
             self.stdout.write(f"  parcel {tracking}: pickup code {code}")
         self.stdout.write(
+            f"  courier at the cabinet screen: badge {result.courier_badge},"
+            f" PIN {result.courier_pin}"
+        )
+        self.stdout.write(f"  carrier API key (Demo Express): {result.carrier_api_key}")
+        self.stdout.write(
             self.style.SUCCESS(f"Staff login: {result.admin_username} / {result.admin_password}")
         )
