@@ -4,8 +4,10 @@ Protocol: docs/cabinet-protocol.md (cabinet_agent/protocol.py is its executable 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -20,8 +22,16 @@ from cabinets.selectors import CabinetSession, cabinet_authenticate, commands_to
 
 logger = logging.getLogger(__name__)
 
-# Consecutive invalid frames after which the socket is closed (a broken or hostile client).
-MAX_PROTOCOL_VIOLATIONS = 20
+# Protocol §12: one bad frame is answered, not punished; more than this many within the
+# window close the socket with 4400 (a broken or hostile client).
+MAX_BAD_FRAMES = 10
+BAD_FRAME_WINDOW_S = 60.0
+# Protocol §9: no frame at all for this many heartbeat intervals closes the socket with 4408.
+SILENT_HEARTBEATS = 3
+# Frames that prove a command reached the cabinet (protocol §8).
+COMMAND_ACKNOWLEDGEMENTS = frozenset(
+    {protocol.COMMAND_RECEIPT, protocol.COMMAND_RESULT, protocol.COMMAND_REJECTED}
+)
 
 
 def _telemetry_digest(telemetry: dict[str, Any]) -> tuple[Any, ...]:
@@ -35,27 +45,46 @@ def _telemetry_digest(telemetry: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def supported_protocol(headers: dict[bytes, bytes]) -> bool:
+    """`Cabinet-Protocol` may list several versions; a missing header means version 1."""
+    raw = headers.get(protocol.PROTOCOL_HEADER.lower().encode())
+    if raw is None:
+        return True
+    offered = {part.strip() for part in raw.decode("latin-1").split(",")}
+    return str(protocol.PROTOCOL_VERSION) in offered
+
+
 class CabinetConsumer(AsyncWebsocketConsumer):
     session: CabinetSession | None = None
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers") or [])
+        if not supported_protocol(headers):
+            self._refuse("unsupported_protocol")
+            # Before accept, this refuses the handshake (HTTP 403): nothing is disclosed.
+            await self.close()
+            return
         raw = headers.get(b"authorization")
         auth = await database_sync_to_async(cabinet_authenticate)(
             raw.decode("latin-1") if raw else None
         )
         if auth.session is None:
-            client = self.scope.get("client") or ("?", 0)
-            logger.warning("cabinet link refused (%s) from %s", auth.reason, client[0])
-            # Before accept, this refuses the handshake (HTTP 403): nothing is disclosed.
+            self._refuse(auth.reason)
             await self.close()
             return
         self.session = auth.session
         self.replaced = False
-        self.violations = 0
+        self.bad_frames: deque[float] = deque()
         self.telemetry_digest: tuple[Any, ...] | None = None
         self.telemetry_written_at = 0.0
         self.delivered: set[str] = set()
+        self.resends: dict[str, asyncio.Task[None]] = {}
+        loop = asyncio.get_running_loop()
+        self.last_frame_at = loop.time()
+        # A timer handle, not a task: 10,000 sleeping coroutines would cost memory per socket.
+        self.silence_timer: asyncio.TimerHandle | None = loop.call_later(
+            self._silence_timeout(), self._check_silence
+        )
         group = cabinet_group(auth.session.cabinet_id)
         # A newer connection of the same cabinet wins; the older one is told and closes.
         await self.channel_layer.group_send(
@@ -81,6 +110,11 @@ class CabinetConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.session is None:
             return
+        if self.silence_timer is not None:
+            self.silence_timer.cancel()
+            self.silence_timer = None
+        for task in list(self.resends.values()):
+            task.cancel()
         await self.channel_layer.group_discard(
             cabinet_group(self.session.cabinet_id), self.channel_name
         )
@@ -90,18 +124,22 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             )
             await presence_forget(self.session.cabinet_id)
 
+    def _refuse(self, reason: str) -> None:
+        client = self.scope.get("client") or ("?", 0)
+        logger.warning("cabinet link refused (%s) from %s", reason, client[0])
+
     # --- frames from the cabinet ------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         assert self.session is not None
+        self.last_frame_at = asyncio.get_running_loop().time()
         try:
             frame = protocol.validate_cabinet_frame(
                 protocol.decode_frame(text_data if text_data is not None else bytes_data or b"")
             )
         except protocol.ProtocolError as exc:
-            await self._violation(exc.code, exc.message, ref=exc.ref)
+            await self._bad_frame(exc.code, exc.message, ref=exc.ref)
             return
-        self.violations = 0
         if frame["type"] == protocol.HEARTBEAT:
             await self._heartbeat(frame)
             return
@@ -118,6 +156,8 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 )
             )
             return
+        if frame["type"] in COMMAND_ACKNOWLEDGEMENTS:
+            self._stop_resending(frame.get("command_id"))
         await self._send(protocol.make_ack(frame["id"]))
 
     async def _heartbeat(self, frame: dict[str, Any]) -> None:
@@ -135,13 +175,34 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             )
             self.telemetry_digest, self.telemetry_written_at = digest, now
 
-    async def _violation(self, code: str, message: str, *, ref: str | None) -> None:
-        self.violations += 1
+    async def _bad_frame(self, code: str, message: str, *, ref: str | None) -> None:
+        assert self.session is not None
+        now = asyncio.get_running_loop().time()
+        self.bad_frames.append(now)
+        while self.bad_frames and self.bad_frames[0] <= now - BAD_FRAME_WINDOW_S:
+            self.bad_frames.popleft()
         await self._send(protocol.make_error(code, message, ref=ref))
-        if self.violations >= MAX_PROTOCOL_VIOLATIONS:
-            assert self.session is not None
+        if len(self.bad_frames) > MAX_BAD_FRAMES:
             logger.warning("cabinet %s: closing after repeated invalid frames", self.session.serial)
             await self.close(code=protocol.CloseCode.PROTOCOL_VIOLATION)
+
+    # --- liveness -------------------------------------------------------------------------
+
+    @staticmethod
+    def _silence_timeout() -> float:
+        return float(SILENT_HEARTBEATS * settings.CABINET_HEARTBEAT_INTERVAL_S)
+
+    def _check_silence(self) -> None:
+        loop = asyncio.get_running_loop()
+        remaining = self.last_frame_at + self._silence_timeout() - loop.time()
+        if remaining > 0:
+            self.silence_timer = loop.call_later(remaining, self._check_silence)
+            return
+        self.silence_timer = None
+        assert self.session is not None
+        logger.info("cabinet %s: silent for %.0f s, closing", self.session.serial, -remaining)
+        # Kept referenced: the loop holds only a weak reference to a task.
+        self.closing = loop.create_task(self.close(code=protocol.CloseCode.HEARTBEAT_TIMEOUT))
 
     # --- messages from the platform (channel layer) --------------------------------------------
 
@@ -159,13 +220,42 @@ class CabinetConsumer(AsyncWebsocketConsumer):
     async def link_revoke(self, message: dict[str, Any]) -> None:
         await self.close(code=protocol.CloseCode.REVOKED)
 
+    # --- commands -------------------------------------------------------------------------
+
     async def _deliver(self, frame: dict[str, Any]) -> None:
         command_id = frame["command"]["id"]
         if command_id in self.delivered:
             return
         self.delivered.add(command_id)
         await self._send(frame)
-        await database_sync_to_async(services.command_mark_sent)(command_id=command_id)
+        if await database_sync_to_async(services.command_mark_sent)(command_id=command_id):
+            self.resends[command_id] = asyncio.create_task(self._resend_until_received(frame))
+
+    async def _resend_until_received(self, frame: dict[str, Any]) -> None:
+        """A push can be lost (the layer's capacity, a dying socket) and `group_send` confirms
+        nothing, so the same frame goes again while no receipt came and it has not expired."""
+        command_id = frame["command"]["id"]
+        try:
+            while True:
+                await asyncio.sleep(settings.CABINET_RECEIPT_TIMEOUT_S)
+                if protocol.now_ms() >= frame["command"]["expires_at"]:
+                    return
+                try:
+                    await self._send(frame)
+                except Exception:  # the socket is going away; disconnect() cleans up
+                    return
+                # False once a receipt, result or rejection was stored (from any connection).
+                if not await database_sync_to_async(services.command_mark_sent)(
+                    command_id=command_id
+                ):
+                    return
+        finally:
+            self.resends.pop(command_id, None)
+
+    def _stop_resending(self, command_id: str | None) -> None:
+        task = self.resends.pop(command_id, None) if command_id else None
+        if task is not None:
+            task.cancel()
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode_frame(frame))

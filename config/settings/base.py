@@ -113,11 +113,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # RedisChannelLayer with a pool that waits instead of raising when all its
+        # connections are busy (a reconnect storm); see cabinets/channel_layer.py.
+        "BACKEND": "cabinets.channel_layer.FleetRedisChannelLayer",
         "CONFIG": {
             # redis-py 8 defaults to a 5 s socket timeout, shorter than the layer's 5 s
             # BZPOPMIN: reads time out and sockets drop (channels_redis issue 422).
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": None,
+                    "max_connections": 100,
+                    "pool_timeout": 30,
+                }
+            ],
             # Per server process, not per socket: the default 100 drops unlock bursts.
             "capacity": 10_000,
             "expiry": 60,
@@ -254,4 +263,11 @@ CELERY_BEAT_SCHEDULE["identity-purge-photos"] = {
     "task": "identity.tasks.enrollment_photos_purge_task",
     "schedule": 600.0,
 }
+
+# --- Cabinet link (fleet) --------------------------------------------------------------------
+# A pushed command with no receipt after this many seconds is sent again on the same
+# connection, until it expires (protocol §9).
+CABINET_RECEIPT_TIMEOUT_S = env.float("CABINET_RECEIPT_TIMEOUT_S", default=5.0)
+# The ASGI process freezes its start-up objects out of the garbage collector (config/asgi.py).
+CABINET_ASGI_GC_FREEZE = env.bool("CABINET_ASGI_GC_FREEZE", default=True)
 

@@ -11,10 +11,12 @@ from cabinet_agent import protocol
 from config.asgi import application
 
 
-def communicator(credential: str | None) -> WebsocketCommunicator:
+def communicator(credential: str | None, *, version: str | None = None) -> WebsocketCommunicator:
     headers = []
     if credential is not None:
         headers.append((b"authorization", protocol.authorization_header(credential).encode()))
+    if version is not None:
+        headers.append((protocol.PROTOCOL_HEADER.lower().encode(), version.encode()))
     return WebsocketCommunicator(application, protocol.WEBSOCKET_PATH, headers=headers)
 
 

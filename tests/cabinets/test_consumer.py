@@ -25,6 +25,7 @@ from cabinets.presence import presence_snapshot
 from cabinets.services import (
     cabinet_credential_issue,
     cabinet_credential_revoke,
+    command_issue,
     commands_expire,
     compartment_unlock,
 )
@@ -297,3 +298,125 @@ def test_repeated_failed_opens_take_the_compartment_out_of_service(provisioned, 
     assert compartment.state == CompartmentState.OUT_OF_SERVICE
     assert compartment.failed_open_count == 3
     assert compartment.events.get().reason == "3 failed opens in a row"
+
+
+@pytest.mark.parametrize(("version", "accepted"), [("1", True), ("2, 1", True), ("2", False)])
+def test_it_refuses_a_cabinet_offering_only_an_unsupported_protocol_version(
+    provisioned, version: str, accepted: bool
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm = communicator(issued.credential, version=version)
+        connected, _ = await comm.connect(timeout=5)
+        assert connected is accepted
+        if connected:
+            assert (await receive(comm))["type"] == "hello"
+            await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_command_without_receipt_is_sent_again_on_the_same_connection_until_received(
+    provisioned, settings
+) -> None:  # type: ignore[no-untyped-def]
+    settings.CABINET_RECEIPT_TIMEOUT_S = 0.2
+    _, compartment, issued = provisioned
+
+    async def scenario() -> str:
+        comm, _ = await _connect(issued.credential)
+        await database_sync_to_async(compartment_unlock)(
+            compartment=compartment, actor=STAFF, reason="pickup"
+        )
+        first = await receive(comm)
+        # no receipt: the very same frame (id and signature) comes again, more than once
+        assert await receive(comm) == first
+        assert await receive(comm) == first
+        receipt = protocol.make_command_receipt(command_id=first["command"]["id"], at=1)
+        await send(comm, receipt)
+        reply = await receive(comm)
+        while reply["type"] == "command":  # a resend may cross the receipt
+            reply = await receive(comm)
+        assert reply == {"type": "ack", "ref": receipt["id"]}
+        assert await comm.receive_nothing(timeout=1.0)
+        await comm.disconnect()
+        return first["command"]["id"]
+
+    command = CabinetCommand.objects.get(pk=async_to_sync(scenario)())
+    assert command.status == CommandStatus.RECEIVED
+    assert command.send_count >= 3
+
+
+def test_resending_stops_when_the_command_expires(provisioned, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CABINET_RECEIPT_TIMEOUT_S = 0.2
+    cabinet, compartment, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        command = await database_sync_to_async(command_issue)(
+            cabinet=cabinet, compartment=compartment, action="unlock", actor=STAFF, ttl_s=1
+        )
+        frames = [await receive(comm)]
+        # resent every 0.2 s while valid; once expired, nothing more comes
+        while not await comm.receive_nothing(timeout=0.8):
+            frames.append(await receive(comm))
+        assert len(frames) >= 3
+        assert {f["command"]["id"] for f in frames} == {str(command.id)}
+        assert protocol.now_ms() >= frames[0]["command"]["expires_at"]
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals(
+    provisioned, settings
+) -> None:  # type: ignore[no-untyped-def]
+    settings.CABINET_HEARTBEAT_INTERVAL_S = 1
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, hello = await _connect(issued.credential)
+        assert hello["heartbeat_interval"] == 1
+        # heartbeats every interval keep the link up past three intervals
+        for _ in range(5):
+            await send(
+                comm, protocol.make_heartbeat(sent_at=protocol.now_ms(), telemetry=telemetry())
+            )
+            assert await comm.receive_nothing(timeout=0.8)
+        # then silence
+        closed = await comm.receive_output(timeout=10)
+        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.HEARTBEAT_TIMEOUT}
+        # the server answers its own close with websocket.disconnect, as uvicorn does
+        await comm.disconnect(code=protocol.CloseCode.HEARTBEAT_TIMEOUT)
+
+    async_to_sync(scenario)()
+    cabinet.refresh_from_db()
+    assert cabinet.connection_state == ConnectionState.OFFLINE
+
+
+def test_bad_frames_close_the_link_only_when_more_than_ten_arrive_within_a_minute(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        for count in range(1, 11):
+            await comm.send_to(text_data="not json")
+            assert (await receive(comm))["code"] == "malformed_json"
+            if count == 5:
+                # a good frame in between does not wipe the count
+                event = protocol.make_door_event(compartment="A01", event="closed", at=1)
+                await send(comm, event)
+                assert (await receive(comm))["ref"] == event["id"]
+        # ten bad frames: still open
+        event = protocol.make_door_event(compartment="A01", event="closed", at=1)
+        await send(comm, event)
+        assert (await receive(comm))["ref"] == event["id"]
+        # the eleventh within the minute closes it
+        await comm.send_to(text_data="not json")
+        assert (await receive(comm))["code"] == "malformed_json"
+        closed = await comm.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.PROTOCOL_VIOLATION}
+
+    async_to_sync(scenario)()
