@@ -1,28 +1,126 @@
+"""Parcel admin with two audiences: platform staff see every carrier; a carrier's staff
+(a CarrierStaff row) see only their own carrier's records and nothing of the others, in lists,
+filters, detail pages and permissions alike."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin import ReadOnlyEventAdmin
-from courier.models import Carrier, Courier, Parcel, ParcelEvent
+from courier.models import Carrier, CarrierStaff, Courier, Parcel, ParcelEvent
+
+_UNSET = object()
+
+
+def staff_carrier_id(request: HttpRequest) -> int | None:
+    """The carrier a user works for, or None for platform staff. One query per request."""
+    cached = getattr(request, "_staff_carrier_id", _UNSET)
+    if cached is _UNSET:
+        user = request.user
+        cached = (
+            CarrierStaff.objects.filter(user_id=user.pk)
+            .values_list("carrier_id", flat=True)
+            .first()
+            if user.is_authenticated and not user.is_superuser
+            else None
+        )
+        request._staff_carrier_id = cached  # type: ignore[attr-defined]
+    return cached  # type: ignore[return-value]
+
+
+class CarrierScopedAdmin(admin.ModelAdmin):
+    """Limits a carrier's staff to rows of their carrier (`carrier_path` leads to it). They
+    may look, never add or delete: parcels change through the API and the cabinets."""
+
+    carrier_path = "carrier"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        qs = super().get_queryset(request)
+        carrier_id = staff_carrier_id(request)
+        if carrier_id is not None:
+            qs = qs.filter(**{f"{self.carrier_path}_id": carrier_id})
+        return qs
+
+    def _own(self, request: HttpRequest, obj: Any) -> bool:
+        carrier_id = staff_carrier_id(request)
+        if carrier_id is None or obj is None:
+            return True
+        *path, last = self.carrier_path.split("__")
+        for part in path:
+            obj = getattr(obj, part)
+        return getattr(obj, f"{last}_id") == carrier_id
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) and self._own(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if staff_carrier_id(request) is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if staff_carrier_id(request) is not None:
+            return False
+        return super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if staff_carrier_id(request) is not None:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        # A carrier filter would list every carrier's name.
+        filters = super().get_list_filter(request)
+        if staff_carrier_id(request) is None:
+            return filters
+        return tuple(f for f in filters if f != self.carrier_path)
 
 
 @admin.register(Carrier)
-class CarrierAdmin(admin.ModelAdmin):
+class CarrierAdmin(CarrierScopedAdmin):
     list_display = ("name", "code", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("name", "code")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        qs = admin.ModelAdmin.get_queryset(self, request)
+        carrier_id = staff_carrier_id(request)
+        return qs if carrier_id is None else qs.filter(pk=carrier_id)
+
+    def _own(self, request: HttpRequest, obj: Any) -> bool:
+        carrier_id = staff_carrier_id(request)
+        return carrier_id is None or obj is None or obj.pk == carrier_id
+
+
+@admin.register(CarrierStaff)
+class CarrierStaffAdmin(admin.ModelAdmin):
+    """Platform staff decide who works for which carrier."""
+
+    list_display = ("user", "carrier", "created_at")
+    list_filter = ("carrier",)
+    search_fields = ("user__username", "carrier__code")
+    list_select_related = ("user", "carrier")
+    raw_id_fields = ("user",)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return staff_carrier_id(request) is None and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return staff_carrier_id(request) is None and super().has_view_permission(request, obj)
+
 
 @admin.register(Courier)
-class CourierAdmin(admin.ModelAdmin):
+class CourierAdmin(CarrierScopedAdmin):
     list_display = ("name", "carrier", "badge_number", "phone", "is_active")
     list_filter = ("is_active", "carrier")
     search_fields = ("name", "badge_number", "phone")
     list_select_related = ("carrier",)
     raw_id_fields = ("user",)
+    show_full_result_count = False
 
 
 class ParcelEventInline(admin.TabularInline):
@@ -35,9 +133,12 @@ class ParcelEventInline(admin.TabularInline):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(Parcel)
-class ParcelAdmin(admin.ModelAdmin):
+class ParcelAdmin(CarrierScopedAdmin):
     list_display = (
         "tracking_number",
         "carrier",
@@ -49,7 +150,7 @@ class ParcelAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("status", "size", "carrier")
-    search_fields = ("tracking_number", "recipient__phone", "cabinet__serial")
+    search_fields = ("=tracking_number", "=recipient__phone", "=cabinet__serial")
     list_select_related = ("carrier", "cabinet", "compartment__cabinet")
     raw_id_fields = ("recipient", "sender", "cabinet", "compartment")
     readonly_fields = (
@@ -61,12 +162,14 @@ class ParcelAdmin(admin.ModelAdmin):
     )
     exclude = ("pickup_code_hash",)
     inlines = [ParcelEventInline]
-    date_hierarchy = "created_at"
+    # No date_hierarchy: its year/month links are a scan of every parcel on each page view.
+    list_per_page = 100
     show_full_result_count = False
 
 
 @admin.register(ParcelEvent)
-class ParcelEventAdmin(ReadOnlyEventAdmin):
+class ParcelEventAdmin(ReadOnlyEventAdmin, CarrierScopedAdmin):
+    carrier_path = "parcel__carrier"
     list_display = (
         "at",
         "parcel",
@@ -77,5 +180,6 @@ class ParcelEventAdmin(ReadOnlyEventAdmin):
         "reason",
     )
     list_filter = ("to_status", "actor_kind")
-    search_fields = ("parcel__tracking_number",)
+    search_fields = ("=parcel__tracking_number",)
     list_select_related = ("parcel__carrier",)
+    show_full_result_count = False

@@ -1,0 +1,278 @@
+"""Read-only selectors for the fleet dashboard. Every number is one aggregate query, so the
+page costs the same dozen queries for five cabinets or ten thousand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from cabinets.models import (
+    Cabinet,
+    CabinetMessage,
+    CabinetState,
+    Compartment,
+    CompartmentEvent,
+    CompartmentState,
+    ConnectionState,
+    DoorState,
+    Rollout,
+    RolloutState,
+    RolloutTarget,
+)
+from core.actors import ActorKind
+
+ALERT_ROWS = 20
+# The actor the cabinet link records when it takes a compartment out of service by itself.
+AUTOMATIC_OUT_OF_SERVICE_ACTOR = "cabinet link"
+
+
+def _parcel_model() -> Any:
+    # Through the app registry: `cabinets` does not import `courier` (which imports it); the
+    # dashboard is the one read-only place that looks at parcels from here.
+    return apps.get_model("courier", "Parcel")
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    region: str
+    total: int
+    online: int
+    offline: int
+    never: int
+    maintenance: int
+    provisioning: int
+
+
+def fleet_by_region() -> list[RegionRow]:
+    """Cabinets per region: online, offline (or never connected), in maintenance. Retired
+    cabinets are not part of the fleet."""
+    in_service = ~Q(state=CabinetState.MAINTENANCE) & ~Q(state=CabinetState.PROVISIONING)
+    rows = (
+        Cabinet.objects.exclude(state=CabinetState.RETIRED)
+        .values("region")
+        .annotate(
+            total=Count("id"),
+            online=Count("id", filter=in_service & Q(connection_state=ConnectionState.ONLINE)),
+            offline=Count("id", filter=in_service & Q(connection_state=ConnectionState.OFFLINE)),
+            never=Count("id", filter=in_service & Q(connection_state=ConnectionState.NEVER)),
+            maintenance=Count("id", filter=Q(state=CabinetState.MAINTENANCE)),
+            provisioning=Count("id", filter=Q(state=CabinetState.PROVISIONING)),
+        )
+        .order_by("region")
+    )
+    return [RegionRow(**row) for row in rows]
+
+
+def occupancy() -> dict[str, int]:
+    """Compartments by state across the fleet (retired cabinets excluded)."""
+    counts = Compartment.objects.exclude(cabinet__state=CabinetState.RETIRED).aggregate(
+        total=Count("id"),
+        **{state: Count("id", filter=Q(state=state)) for state in CompartmentState.values},
+    )
+    return {key: value or 0 for key, value in counts.items()}
+
+
+@dataclass(frozen=True)
+class DaySeries:
+    days: list[date]
+    announced: list[int]
+    picked_up: list[int]
+
+
+def parcels_per_day(*, days: int = 14, now: datetime | None = None) -> DaySeries:
+    """Parcels announced and picked up per local day, the last `days` days (two queries)."""
+    Parcel = _parcel_model()
+    now = now or timezone.now()
+    tz = timezone.get_current_timezone()
+    today = timezone.localdate(now)
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=tz)
+
+    def series(field: str) -> dict[date, int]:
+        rows = (
+            Parcel.objects.filter(**{f"{field}__gte": since})
+            .annotate(day=TruncDate(field, tzinfo=tz))
+            .values("day")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        return {row["day"]: row["n"] for row in rows}
+
+    announced, picked_up = series("created_at"), series("picked_up_at")
+    day_list = [first + timedelta(days=i) for i in range(days)]
+    return DaySeries(
+        days=day_list,
+        announced=[announced.get(d, 0) for d in day_list],
+        picked_up=[picked_up.get(d, 0) for d in day_list],
+    )
+
+
+@dataclass(frozen=True)
+class Alert:
+    count: int
+    rows: list[Any]
+
+
+def offline_cabinets(*, now: datetime | None = None) -> Alert:
+    """In service, and silent for longer than FLEET_ALERT_OFFLINE_AFTER_S."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.FLEET_ALERT_OFFLINE_AFTER_S)
+    qs = Cabinet.objects.filter(
+        state=CabinetState.ACTIVE, connection_state=ConnectionState.OFFLINE, last_seen_at__lt=cutoff
+    )
+    return _alert(
+        qs.order_by("last_seen_at").only("id", "serial", "name", "region", "last_seen_at")
+    )
+
+
+def compartments_out_of_service_automatically() -> Alert:
+    """Out of service, where the last move was the link's own (failed opens in a row)."""
+    last_event = CompartmentEvent.objects.filter(compartment=OuterRef("pk")).order_by("-at", "-id")
+    qs = (
+        Compartment.objects.filter(state=CompartmentState.OUT_OF_SERVICE)
+        .annotate(
+            last_actor_kind=Subquery(last_event.values("actor_kind")[:1]),
+            last_actor_label=Subquery(last_event.values("actor_label")[:1]),
+            last_reason=Subquery(last_event.values("reason")[:1]),
+        )
+        .filter(last_actor_kind=ActorKind.SYSTEM, last_actor_label=AUTOMATIC_OUT_OF_SERVICE_ACTOR)
+        .select_related("cabinet")
+        .order_by("-state_changed_at")
+    )
+    return _alert(qs)
+
+
+def doors_left_open(*, now: datetime | None = None) -> Alert:
+    """Doors reported open for longer than FLEET_ALERT_DOOR_OPEN_AFTER_S. "Open since" is the
+    latest door event for that compartment, or its last state change when the door was only
+    seen open in telemetry."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.FLEET_ALERT_DOOR_OPEN_AFTER_S)
+    last_door_event = (
+        CabinetMessage.objects.filter(cabinet_id=OuterRef("cabinet_id"), type="door_event")
+        .annotate(label=KT("payload__compartment"))
+        .filter(label=OuterRef("label"))
+        .order_by("-received_at")
+    )
+    qs = (
+        Compartment.objects.filter(door_state=DoorState.OPEN)
+        .annotate(
+            open_since=Coalesce(
+                Subquery(last_door_event.values("received_at")[:1]), F("state_changed_at")
+            )
+        )
+        .filter(open_since__lt=cutoff)
+        .select_related("cabinet")
+        .order_by("open_since")
+    )
+    return _alert(qs)
+
+
+def parcels_near_expiry(*, now: datetime | None = None) -> Alert:
+    Parcel = _parcel_model()
+    now = now or timezone.now()
+    qs = (
+        Parcel.objects.filter(
+            status="ready",
+            pickup_deadline__gt=now,
+            pickup_deadline__lte=now
+            + timedelta(seconds=settings.FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S),
+        )
+        .select_related("carrier", "cabinet", "compartment")
+        .order_by("pickup_deadline")
+    )
+    return _alert(qs)
+
+
+def _alert(qs: QuerySet[Any]) -> Alert:
+    rows = list(qs[:ALERT_ROWS])
+    count = len(rows) if len(rows) < ALERT_ROWS else qs.count()
+    return Alert(count=count, rows=rows)
+
+
+@dataclass(frozen=True)
+class RolloutRow:
+    rollout: Rollout
+    total: int
+    succeeded: int
+    errors: int
+    open: int
+
+
+def active_rollouts() -> list[RolloutRow]:
+    counts = (
+        RolloutTarget.objects.filter(rollout__state__in=(RolloutState.RUNNING, RolloutState.PAUSED))
+        .values("rollout_id")
+        .annotate(
+            total=Count("id"),
+            succeeded=Count("id", filter=Q(state="succeeded")),
+            errors=Count("id", filter=Q(state__in=("failed", "timed_out"))),
+            open=Count("id", filter=Q(state__in=("scheduled", "sent", "received"))),
+        )
+        .order_by()
+    )
+    by_rollout = {row.pop("rollout_id"): row for row in counts}
+    rollouts = Rollout.objects.filter(state__in=(RolloutState.RUNNING, RolloutState.PAUSED))
+    empty = {"total": 0, "succeeded": 0, "errors": 0, "open": 0}
+    return [RolloutRow(rollout=r, **by_rollout.get(r.pk, empty)) for r in rollouts[:10]]
+
+
+def map_points() -> list[list[Any]]:
+    """Every cabinet of the fleet as [id, serial, name, lat, lng, status]; compact, because at
+    10,000 cabinets this is the largest response of the dashboard."""
+    rows = (
+        Cabinet.objects.exclude(state=CabinetState.RETIRED)
+        .order_by()
+        .values_list("id", "serial", "name", "latitude", "longitude", "state", "connection_state")
+    )
+    return [
+        [pk, serial, name, float(lat), float(lng), _status(state, connection)]
+        for pk, serial, name, lat, lng, state, connection in rows.iterator(chunk_size=5000)
+    ]
+
+
+def _status(state: str, connection: str) -> str:
+    if state in (CabinetState.MAINTENANCE, CabinetState.PROVISIONING):
+        return state
+    return connection
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    regions: list[RegionRow]
+    totals: dict[str, int]
+    occupancy: dict[str, int]
+    parcels: DaySeries
+    offline: Alert
+    out_of_service: Alert
+    doors_open: Alert
+    near_expiry: Alert
+    rollouts: list[RolloutRow]
+
+
+def dashboard_get(*, now: datetime | None = None) -> Dashboard:
+    now = now or timezone.now()
+    regions = fleet_by_region()
+    totals = {
+        key: sum(getattr(row, key) for row in regions)
+        for key in ("total", "online", "offline", "never", "maintenance", "provisioning")
+    }
+    return Dashboard(
+        regions=regions,
+        totals=totals,
+        occupancy=occupancy(),
+        parcels=parcels_per_day(now=now),
+        offline=offline_cabinets(now=now),
+        out_of_service=compartments_out_of_service_automatically(),
+        doors_open=doors_left_open(now=now),
+        near_expiry=parcels_near_expiry(now=now),
+        rollouts=active_rollouts(),
+    )
