@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.live.worker"]
+pytest_plugins = ["tests.live.worker", "tests.live.server"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
