@@ -130,8 +130,10 @@ def test_ten_thousand_rows_take_a_bounded_number_of_queries() -> None:
     assert (result.created, result.error_rows) == (10_000, 0)
     assert Compartment.objects.count() == 40_000
     assert CabinetTag.objects.get(name="pilot").cabinets.count() == 5
-    # a handful of statements per 1,000 rows, not one per row
-    assert len(ctx.captured_queries) < 120, len(ctx.captured_queries)
+    # Bulk statements, not one per row: about a hundred on PostgreSQL; SQLite splits each
+    # insert at 999 parameters, so there the bound is one statement per ten rows.
+    bound = 120 if connection.vendor == "postgresql" else 1_000
+    assert len(ctx.captured_queries) < bound, len(ctx.captured_queries)
 
 
 def test_the_command_writes_credentials_once_with_a_progress_bar(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
