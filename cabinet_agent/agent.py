@@ -65,6 +65,7 @@ class CabinetAgent:
         sensors: Sensors | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], int] = protocol.now_ms,
+        outbox: Outbox | None = None,
     ) -> None:
         self.config = config
         self.lock: LockDriver = lock or SimulatedLockDriver(
@@ -74,7 +75,8 @@ class CabinetAgent:
             FileCamera(config.camera_path) if config.camera_path is not None else None
         )
         self.sensors: Sensors = sensors or SimulatedSensors()
-        self.outbox = Outbox(config.state_path)
+        # A fleet simulator passes Outbox(":memory:"): thousands of agents, no files.
+        self.outbox = outbox or Outbox(config.state_path)
         self._rng = rng or random.SystemRandom()
         self._clock = clock
         self.heartbeat_interval: float = config.heartbeat_interval

@@ -3,7 +3,9 @@ the transaction that decided it has committed."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -31,3 +33,21 @@ def push_now(cabinet_id: int, message: dict[str, Any]) -> None:
 def push_after_commit(cabinet_id: int, message: dict[str, Any]) -> None:
     # A cabinet must never act on a decision that was rolled back.
     transaction.on_commit(lambda: push_now(cabinet_id, message))
+
+
+def push_many_after_commit(cabinet_ids: Iterable[int], message: dict[str, Any]) -> None:
+    """One message to many cabinets, concurrently (a bulk rotation of thousands)."""
+    ids = list(cabinet_ids)
+
+    async def send_all() -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        results = await asyncio.gather(
+            *(layer.group_send(cabinet_group(pk), message) for pk in ids), return_exceptions=True
+        )
+        failed = sum(isinstance(result, Exception) for result in results)
+        if failed:
+            logger.error("push to %d of %d cabinets failed", failed, len(ids))
+
+    if ids:
+        transaction.on_commit(lambda: async_to_sync(send_all)())

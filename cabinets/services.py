@@ -26,6 +26,7 @@ from cabinets.models import (
     CabinetCredential,
     CabinetEvent,
     CabinetMessage,
+    CabinetState,
     CommandAction,
     CommandStatus,
     Compartment,
@@ -35,7 +36,7 @@ from cabinets.models import (
     DoorState,
 )
 from cabinets.presence import presence_drop, presence_snapshot
-from cabinets.push import push_after_commit
+from cabinets.push import push_after_commit, push_many_after_commit
 from cabinets.selectors import active_key_id, command_frame
 from cabinets.signals import (
     code_entry_received,
@@ -137,6 +138,94 @@ def cabinet_credential_issue(*, cabinet: Cabinet, actor: Actor) -> IssuedCredent
         serial=cabinet.serial,
         credential=credential,
         signing_key_hex=signing_key_for(key_id).hex(),
+    )
+
+
+SIMULATED_LAYOUT: tuple[tuple[str, str], ...] = (
+    ("A01", "S"),
+    ("A02", "S"),
+    ("B01", "M"),
+    ("C01", "L"),
+)
+
+
+def simulated_fleet_provision(
+    *, prefix: str, count: int, create: bool, actor: Actor
+) -> list[IssuedCredential]:
+    """Credentials for the cabinets `<prefix>00001`..`<prefix>NNNNN` of a fleet simulation,
+    created first (with four compartments each) when `create` is set. Issuing rotates: the
+    previous credentials stop working and their sockets are closed. In bulk, for 10,000."""
+    serials = [f"{prefix}{n:05d}" for n in range(1, count + 1)]
+    issued: list[IssuedCredential] = []
+    with transaction.atomic():
+        existing = set(Cabinet.objects.filter(serial__in=serials).values_list("serial", flat=True))
+        if create:
+            Cabinet.objects.bulk_create(
+                [_simulated_cabinet(serial) for serial in serials if serial not in existing],
+                batch_size=1000,
+            )
+        cabinets = list(Cabinet.objects.filter(serial__in=serials).order_by("serial"))
+        if len(cabinets) < count:
+            missing = count - len(cabinets)
+            raise ValueError(f"{missing} of {count} cabinets {prefix}… do not exist (use --create)")
+        ids = [cabinet.pk for cabinet in cabinets]
+        have_compartments = set(
+            Compartment.objects.filter(cabinet_id__in=ids).values_list("cabinet_id", flat=True)
+        )
+        compartments = []
+        for cabinet in cabinets:
+            if cabinet.pk in have_compartments:
+                continue
+            for label, size in SIMULATED_LAYOUT:
+                compartment = Compartment(cabinet=cabinet, label=label, size=size)
+                compartment.apply_size_spec()
+                compartments.append(compartment)
+        Compartment.objects.bulk_create(compartments, batch_size=1000)
+        # Locked in primary-key order, as cabinet_credential_issue does one at a time.
+        list(Cabinet.objects.select_for_update().filter(pk__in=ids).order_by("pk").values("pk"))
+        rotated = list(
+            CabinetCredential.objects.filter(cabinet_id__in=ids, revoked_at__isnull=True)
+            .values_list("cabinet_id", flat=True)
+            .distinct()
+        )
+        CabinetCredential.objects.filter(cabinet_id__in=ids, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_reason="rotated"
+        )
+        rows = []
+        for cabinet in cabinets:
+            credential, key_id, secret_hash = protocol.new_credential()
+            rows.append(
+                CabinetCredential(
+                    cabinet=cabinet,
+                    key_id=key_id,
+                    secret_hash=secret_hash,
+                    **actor.event_fields(),
+                )
+            )
+            issued.append(
+                IssuedCredential(
+                    cabinet_id=cabinet.pk,
+                    serial=cabinet.serial,
+                    credential=credential,
+                    signing_key_hex=signing_key_for(key_id).hex(),
+                )
+            )
+        CabinetCredential.objects.bulk_create(rows, batch_size=1000)
+        push_many_after_commit(rotated, {"type": "link.revoke"})
+    return issued
+
+
+def _simulated_cabinet(serial: str) -> Cabinet:
+    return Cabinet(
+        serial=serial,
+        name=f"Simulated {serial}",
+        address="Fleet simulator",
+        city="Simulation",
+        region="Simulation",
+        latitude=0,
+        longitude=0,
+        hardware_model="SIM",
+        state=CabinetState.ACTIVE,
     )
 
 
