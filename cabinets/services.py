@@ -141,6 +141,41 @@ def cabinet_credential_issue(*, cabinet: Cabinet, actor: Actor) -> IssuedCredent
     )
 
 
+def cabinet_credentials_issue_bulk(
+    *, cabinets: list[Cabinet], actor: Actor
+) -> list[IssuedCredential]:
+    """cabinet_credential_issue for many cabinets in a few queries (a fleet import, a
+    simulation): active credentials are revoked and their open links closed after commit."""
+    ids = [cabinet.pk for cabinet in cabinets]
+    issued: list[IssuedCredential] = []
+    with transaction.atomic():
+        # Locked in primary-key order, like cabinet_credential_issue one at a time: at most
+        # one active credential per cabinet even against a concurrent rotation.
+        list(Cabinet.objects.select_for_update().filter(pk__in=ids).order_by("pk").values("pk"))
+        active = CabinetCredential.objects.filter(cabinet_id__in=ids, revoked_at__isnull=True)
+        rotated = list(active.values_list("cabinet_id", flat=True).distinct())
+        active.update(revoked_at=timezone.now(), revoked_reason="rotated")
+        rows = []
+        for cabinet in cabinets:
+            credential, key_id, secret_hash = protocol.new_credential()
+            rows.append(
+                CabinetCredential(
+                    cabinet=cabinet, key_id=key_id, secret_hash=secret_hash, **actor.event_fields()
+                )
+            )
+            issued.append(
+                IssuedCredential(
+                    cabinet_id=cabinet.pk,
+                    serial=cabinet.serial,
+                    credential=credential,
+                    signing_key_hex=signing_key_for(key_id).hex(),
+                )
+            )
+        CabinetCredential.objects.bulk_create(rows, batch_size=1000)
+        push_many_after_commit(rotated, {"type": "link.revoke"})
+    return issued
+
+
 SIMULATED_LAYOUT: tuple[tuple[str, str], ...] = (
     ("A01", "S"),
     ("A02", "S"),
@@ -156,7 +191,6 @@ def simulated_fleet_provision(
     created first (with four compartments each) when `create` is set. Issuing rotates: the
     previous credentials stop working and their sockets are closed. In bulk, for 10,000."""
     serials = [f"{prefix}{n:05d}" for n in range(1, count + 1)]
-    issued: list[IssuedCredential] = []
     with transaction.atomic():
         existing = set(Cabinet.objects.filter(serial__in=serials).values_list("serial", flat=True))
         if create:
@@ -181,37 +215,7 @@ def simulated_fleet_provision(
                 compartment.apply_size_spec()
                 compartments.append(compartment)
         Compartment.objects.bulk_create(compartments, batch_size=1000)
-        # Locked in primary-key order, as cabinet_credential_issue does one at a time.
-        list(Cabinet.objects.select_for_update().filter(pk__in=ids).order_by("pk").values("pk"))
-        rotated = list(
-            CabinetCredential.objects.filter(cabinet_id__in=ids, revoked_at__isnull=True)
-            .values_list("cabinet_id", flat=True)
-            .distinct()
-        )
-        CabinetCredential.objects.filter(cabinet_id__in=ids, revoked_at__isnull=True).update(
-            revoked_at=timezone.now(), revoked_reason="rotated"
-        )
-        rows = []
-        for cabinet in cabinets:
-            credential, key_id, secret_hash = protocol.new_credential()
-            rows.append(
-                CabinetCredential(
-                    cabinet=cabinet,
-                    key_id=key_id,
-                    secret_hash=secret_hash,
-                    **actor.event_fields(),
-                )
-            )
-            issued.append(
-                IssuedCredential(
-                    cabinet_id=cabinet.pk,
-                    serial=cabinet.serial,
-                    credential=credential,
-                    signing_key_hex=signing_key_for(key_id).hex(),
-                )
-            )
-        CabinetCredential.objects.bulk_create(rows, batch_size=1000)
-        push_many_after_commit(rotated, {"type": "link.revoke"})
+        issued = cabinet_credentials_issue_bulk(cabinets=cabinets, actor=actor)
     return issued
 
 
@@ -483,9 +487,7 @@ def cabinet_message_handle(*, cabinet_id: int, frame: dict[str, Any]) -> Inbound
     as its effect, so a replay after a lost ack is recognised and only acknowledged."""
     kind = frame["type"]
     # Neither the face image nor the typed code is kept.
-    stored = {
-        k: v for k, v in frame.items() if k not in ("type", "id", "image", "code", "pin")
-    }
+    stored = {k: v for k, v in frame.items() if k not in ("type", "id", "image", "code", "pin")}
     with transaction.atomic():
         try:
             with transaction.atomic():
