@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -15,7 +17,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from cabinets.models import Cabinet, CabinetState, Compartment, CompartmentState
-from cabinets.services import compartment_transition, compartments_create
+from cabinets.selectors import active_key_id
+from cabinets.services import (
+    cabinet_credential_issue,
+    compartment_transition,
+    compartments_create,
+)
 from core.actors import Actor
 from courier.authentication import carrier_api_key_issue
 from courier.codes import pickup_code_generate, pickup_code_hash
@@ -85,6 +92,8 @@ class DemoSeedResult:
     carrier_api_key: str = ""
     created: dict[str, int] = field(default_factory=dict)
     pickup_codes: dict[str, str] = field(default_factory=dict)
+    # Configurations of the simulated agents scripts/run.py starts (var/agents/<serial>.toml).
+    agent_configs: list[Path] = field(default_factory=list)
 
 
 def _demo_secret(name: str, make: Callable[[], str]) -> str:
@@ -200,6 +209,9 @@ def demo_seed(*, admin_username: str = "admin") -> DemoSeedResult:
         _count(created, "parcels", True)
         if deposit:
             result.pickup_codes[tracking] = demo_deposit(parcel=parcel, actor=actor)
+    result.agent_configs = [
+        demo_agent_config(cabinet=cabinets[serial], actor=actor) for serial in DEMO_AGENT_SERIALS
+    ]
     return result
 
 
@@ -236,3 +248,50 @@ def demo_deposit(*, parcel: Parcel, actor: Actor) -> str:
             },
         )
     return code
+
+
+# --- The demo cabinet's agent ------------------------------------------------------------------
+
+# Cabinets that scripts/run.py connects with a simulated reference agent.
+DEMO_AGENT_SERIALS = ("SH-XH-0001",)
+
+
+def demo_agent_config(*, cabinet: Cabinet, actor: Actor) -> Path:
+    """var/agents/<serial>.toml (mode 0600): the agent configuration holding the cabinet's
+    credential and signing key. Kept while it matches the cabinet's active credential; the
+    platform stores only a hash of the secret, so a lost file means a new credential."""
+    path = settings.VAR_DIR / "agents" / f"{cabinet.serial}.toml"
+    key_id = active_key_id(cabinet.pk)
+    if key_id is not None and path.exists() and f'credential = "{key_id}.' in path.read_text():
+        return path
+    issued = cabinet_credential_issue(cabinet=cabinet, actor=actor)
+    labels = list(cabinet.compartments.order_by("label").values_list("label", flat=True))
+    text = f"""# Simulated agent of the demo cabinet {cabinet.serial}, written by seed_demo.
+# Holds the cabinet's credential and signing key: keep it private (mode 0600).
+# scripts/run.py starts it: python -m cabinet_agent --config {path.name}
+
+[server]
+url = "ws://127.0.0.1:8000/ws/cabinet/"
+
+[cabinet]
+serial = "{cabinet.serial}"
+credential = "{issued.credential}"
+signing_key = "{issued.signing_key_hex}"
+compartments = [{", ".join(f'"{label}"' for label in labels)}]
+
+[agent]
+state_dir = "{cabinet.serial}.state"
+
+[backoff]
+spread = 1.0
+
+[simulator]
+auto_close_after = 8.0
+"""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created 0600 from the start: the secret is never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)
+    return path

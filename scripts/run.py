@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import embedded_redis
@@ -86,6 +88,14 @@ def main() -> int:
         ]
         for name, cmd in (("server", server_cmd), ("worker", worker_cmd)):
             children.append((name, subprocess.Popen(cmd, env=env, cwd=ROOT)))
+        wait_until_serving(f"http://{local_host(args.host)}:{args.port}/healthz", children[0][1])
+        # The demo cabinets connect like real ones: the reference agent with a simulated lock,
+        # its credential and signing key issued by seed_demo (var/agents/<serial>.toml).
+        ws_url = f"ws://{local_host(args.host)}:{args.port}/ws/cabinet/"
+        for config in sorted((ROOT / "var" / "agents").glob("*.toml")):
+            agent_cmd = [PY, "-m", "cabinet_agent", "--config", str(config), "--server-url", ws_url]
+            children.append((f"cabinet {config.stem}", subprocess.Popen(agent_cmd, cwd=ROOT)))
+            print(f"* simulated cabinet {config.stem} connecting ({config.relative_to(ROOT)})")
         print(f"* platform on http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)")
 
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -100,6 +110,21 @@ def main() -> int:
         return 0
     finally:
         stop_all()
+
+
+def local_host(host: str) -> str:
+    # Agents refuse ws:// to anything but loopback (the credential travels in a header).
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def wait_until_serving(url: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.2)
 
 
 if __name__ == "__main__":
