@@ -163,6 +163,9 @@ class ParcelAdmin(CarrierScopedAdmin):
     exclude = ("pickup_code_hash",)
     inlines = [ParcelEventInline]
     # No date_hierarchy: its year/month links are a scan of every parcel on each page view.
+    # Newest first by primary key (ids grow with creation): the model's created_at ordering
+    # has no index and sorts a million rows per page.
+    ordering = ("-id",)
     list_per_page = 100
     show_full_result_count = False
 
