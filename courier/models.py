@@ -193,6 +193,9 @@ class Parcel(models.Model):
             models.Index(fields=["cabinet", "status"]),
             models.Index(fields=["recipient", "status"]),
             models.Index(fields=["status", "pickup_deadline"]),
+            # The fleet dashboard counts parcels announced and picked up per day.
+            models.Index(fields=["created_at"]),
+            models.Index(fields=["picked_up_at"]),
         ]
 
     def __str__(self) -> str:
