@@ -6,12 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin
-from courier.models import Carrier, CarrierStaff, Courier, Parcel, ParcelEvent
+from core.errors import ApplicationError
+from courier.authentication import carrier_api_key_issue
+from courier.models import (
+    AccessAttempt,
+    Carrier,
+    CarrierApiKey,
+    CarrierStaff,
+    Courier,
+    Notification,
+    Parcel,
+    ParcelEvent,
+)
+from courier.services import carrier_api_key_revoke, courier_pin_reset, parcel_cancel, parcel_extend
 
 _UNSET = object()
 
@@ -85,6 +98,19 @@ class CarrierAdmin(CarrierScopedAdmin):
     list_display = ("name", "code", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("name", "code")
+    actions = ["issue_api_key"]
+
+    @admin.action(description="Issue an API key (shown once)")
+    def issue_api_key(self, request: HttpRequest, queryset: QuerySet[Carrier]) -> None:
+        if staff_carrier_id(request) is not None:
+            return
+        for carrier in queryset:
+            key = carrier_api_key_issue(carrier=carrier, name=f"admin:{request.user}")
+            self.message_user(
+                request,
+                f"API key for {carrier.code}: {key} (copy it now: only a hash is kept)",
+                messages.WARNING,
+            )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         qs = admin.ModelAdmin.get_queryset(self, request)
@@ -120,6 +146,78 @@ class CourierAdmin(CarrierScopedAdmin):
     search_fields = ("name", "badge_number", "phone")
     list_select_related = ("carrier",)
     raw_id_fields = ("user",)
+    exclude = ("pin_hash",)
+    show_full_result_count = False
+    actions = ["reset_pin"]
+
+    @admin.action(description="Set a new cabinet PIN (shown once)")
+    def reset_pin(self, request: HttpRequest, queryset: QuerySet[Courier]) -> None:
+        if staff_carrier_id(request) is not None:
+            return
+        for courier in queryset:
+            pin = courier_pin_reset(courier=courier)
+            self.message_user(
+                request, f"New PIN for {courier.badge_number}: {pin}", messages.WARNING
+            )
+
+
+@admin.register(CarrierApiKey)
+class CarrierApiKeyAdmin(CarrierScopedAdmin):
+    """Keys are issued from the carrier list; here they are only listed and revoked."""
+
+    list_display = ("prefix", "carrier", "name", "created_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    list_select_related = ("carrier",)
+    fields = ("carrier", "name", "prefix", "created_at", "revoked_at")
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[CarrierApiKey]) -> None:
+        if staff_carrier_id(request) is not None:
+            return
+        for key in queryset:
+            carrier_api_key_revoke(key=key)
+        self.message_user(request, f"{queryset.count()} key(s) revoked.")
+
+
+@admin.register(AccessAttempt)
+class AccessAttemptAdmin(ReadOnlyEventAdmin):
+    """Who tried to open a door at a cabinet, and the figures of the decision."""
+
+    list_display = (
+        "at",
+        "cabinet",
+        "method",
+        "purpose",
+        "success",
+        "outcome",
+        "distance",
+        "margin",
+    )
+    list_filter = ("method", "success", "outcome")
+    search_fields = ("=cabinet__serial",)
+    list_select_related = ("cabinet",)
+    raw_id_fields = ("identity", "courier", "parcels")
+    show_full_result_count = False
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return staff_carrier_id(request) is None and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return staff_carrier_id(request) is None and super().has_view_permission(request, obj)
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyEventAdmin, CarrierScopedAdmin):
+    carrier_path = "parcel__carrier"
+    list_display = ("created_at", "parcel", "kind", "channel", "sent_at", "error")
+    list_filter = ("kind", "channel")
+    search_fields = ("=parcel__tracking_number",)
+    list_select_related = ("parcel__carrier",)
     show_full_result_count = False
 
 
@@ -155,6 +253,10 @@ class ParcelAdmin(CarrierScopedAdmin):
     raw_id_fields = ("recipient", "sender", "cabinet", "compartment")
     readonly_fields = (
         "status",
+        "direction",
+        "reserved_at",
+        "release_authorized_at",
+        "extension_count",
         "deposited_at",
         "picked_up_at",
         "created_at",
@@ -162,6 +264,39 @@ class ParcelAdmin(CarrierScopedAdmin):
     )
     exclude = ("pickup_code_hash",)
     inlines = [ParcelEventInline]
+    actions = ["cancel", "extend"]
+
+    @admin.action(description="Cancel (announced parcels not yet in a cabinet)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda p: parcel_cancel(
+                parcel=p, actor=Actor.staff(request.user), reason="cancelled in the admin"
+            ),
+        )  # type: ignore[arg-type]
+
+    @admin.action(description="Extend the pickup deadline (once)")
+    def extend(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
+        self._each(
+            request, queryset, lambda p: parcel_extend(parcel=p, actor=Actor.staff(request.user))
+        )  # type: ignore[arg-type]
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Parcel], change: Any) -> None:
+        if staff_carrier_id(request) is not None:
+            return
+        done = 0
+        for parcel in queryset:
+            try:
+                change(parcel)
+                done += 1
+            except ApplicationError as exc:
+                self.message_user(
+                    request, f"{parcel.tracking_number}: {exc.message}", messages.ERROR
+                )
+        if done:
+            self.message_user(request, f"{done} parcel(s) changed.")
+
     # No date_hierarchy: its year/month links are a scan of every parcel on each page view.
     # Newest first by primary key (ids grow with creation): the model's created_at ordering
     # has no index and sorts a million rows per page.

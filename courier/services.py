@@ -6,10 +6,12 @@ a door event arrives, then the parcel flows lock the parcel)."""
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
@@ -32,6 +34,8 @@ from courier.codes import pickup_code_generate, pickup_code_hash
 from courier.models import (
     PARCEL_TRANSITIONS,
     Carrier,
+    CarrierApiKey,
+    Courier,
     NotificationKind,
     Parcel,
     ParcelDirection,
@@ -494,3 +498,20 @@ def parcel_extend(*, parcel: Parcel, actor: Actor) -> Parcel:
             **actor.event_fields(),
         )
     return locked
+
+
+# --- People and keys -----------------------------------------------------------------------------
+
+
+def courier_pin_reset(*, courier: Courier) -> str:
+    """A new 4-digit PIN for the cabinet screen, returned in clear once."""
+    pin = f"{secrets.randbelow(10**4):04d}"
+    courier.pin_hash = make_password(pin)
+    courier.save(update_fields=["pin_hash"])
+    return pin
+
+
+def carrier_api_key_revoke(*, key: CarrierApiKey) -> None:
+    CarrierApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.hashers import check_password
+from django.contrib.auth.models import User
+from django.test import Client
+
+from courier.models import CarrierApiKey, CarrierStaff, Courier, Parcel, ParcelStatus
+from tests.factories import CarrierFactory, CourierFactory, ParcelFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _messages(response) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(str(m) for m in response.context["messages"]) if response.context else ""
+
+
+def test_staff_issue_a_carrier_api_key_that_is_shown_once_and_works(admin_client: Client) -> None:
+    carrier = CarrierFactory()
+    response = admin_client.post(
+        "/admin/courier/carrier/",
+        {"action": "issue_api_key", "_selected_action": [carrier.pk]},
+        follow=True,
+    )
+    key = re.search(r"API key for \S+: (\S+)", _messages(response)).group(1)  # type: ignore[union-attr]
+    stored = CarrierApiKey.objects.get(carrier=carrier)
+    assert key.startswith(stored.prefix + ".") and key.split(".", 1)[1] not in stored.secret_hash
+    api = Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert api.get("/api/v1/carrier/parcels/").status_code == 200
+    page = admin_client.get(f"/admin/courier/carrierapikey/{stored.pk}/change/")
+    assert stored.secret_hash.encode() not in page.content
+    admin_client.post(
+        "/admin/courier/carrierapikey/", {"action": "revoke", "_selected_action": [stored.pk]}
+    )
+    assert api.get("/api/v1/carrier/parcels/").status_code == 401
+
+
+def test_staff_set_a_courier_pin_shown_once_and_never_displayed(admin_client: Client) -> None:
+    courier = CourierFactory()
+    response = admin_client.post(
+        "/admin/courier/courier/",
+        {"action": "reset_pin", "_selected_action": [courier.pk]},
+        follow=True,
+    )
+    pin = re.search(r"New PIN for \S+: (\d{4})", _messages(response)).group(1)  # type: ignore[union-attr]
+    courier = Courier.objects.get(pk=courier.pk)
+    assert check_password(pin, courier.pin_hash)
+    page = admin_client.get(f"/admin/courier/courier/{courier.pk}/change/")
+    assert courier.pin_hash.encode() not in page.content
+
+
+def test_the_cancel_action_cancels_announced_parcels_and_explains_the_others(
+    admin_client: Client,
+) -> None:
+    announced = ParcelFactory()
+    done = ParcelFactory(status=ParcelStatus.CANCELLED)
+    response = admin_client.post(
+        "/admin/courier/parcel/",
+        {"action": "cancel", "_selected_action": [announced.pk, done.pk]},
+        follow=True,
+    )
+    assert Parcel.objects.get(pk=announced.pk).status == ParcelStatus.CANCELLED
+    assert f"{done.tracking_number}: " in _messages(response)
+    assert announced.events.last().actor_kind == "staff"
+
+
+def test_carrier_staff_see_neither_access_attempts_nor_other_carriers_keys(client: Client) -> None:
+    carrier = CarrierFactory()
+    user = User.objects.create_user("ops", password="pw-123456", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    CarrierStaff.objects.create(user=user, carrier=carrier)
+    other_key = CarrierApiKey.objects.create(
+        carrier=CarrierFactory(), prefix="abc123", secret_hash="x" * 64
+    )
+    client.force_login(user)
+    assert client.get("/admin/courier/accessattempt/").status_code == 403
+    listing = client.get("/admin/courier/carrierapikey/")
+    assert listing.status_code == 200 and b"abc123" not in listing.content
+    assert client.get(f"/admin/courier/carrierapikey/{other_key.pk}/change/").status_code in (
+        302,
+        403,
+        404,
+    )
