@@ -45,10 +45,10 @@ def _sync_client() -> redis.Redis:
 def presence_snapshot() -> dict[int, float]:
     client = _sync_client()
     try:
-        return {
-            int(member): score
-            for member, score in client.zrange(PRESENCE_KEY, 0, -1, withscores=True)
-        }
+        entries: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
+            PRESENCE_KEY, 0, -1, withscores=True
+        )
+        return {int(member): float(score) for member, score in entries}
     finally:
         client.close()
 

@@ -103,7 +103,7 @@ def layout_parse(text: str) -> list[tuple[str, str]]:
         if size in seen:
             raise ValueError(f"size {size} appears twice")
         seen.add(size)
-        letter = SIZE_ROW_LETTER[size]
+        letter = SIZE_ROW_LETTER[CompartmentSize(size)]
         layout.extend((f"{letter}{i:02d}", size) for i in range(1, count + 1))
     if not layout:
         raise ValueError("a layout needs at least one compartment")

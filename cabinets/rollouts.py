@@ -476,7 +476,8 @@ def _plan(rollout: Rollout) -> None:
     cabinet_ids.sort(key=order)
     waves = list(RolloutWave.objects.filter(rollout=rollout).order_by("number"))
     sizes = wave_sizes(list(rollout.wave_plan), len(cabinet_ids))
-    targets, start = [], 0
+    targets: list[RolloutTarget] = []
+    start = 0
     for wave, size in zip(waves, sizes, strict=True):
         wave.size = size
         targets.extend(

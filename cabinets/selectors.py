@@ -60,7 +60,7 @@ def command_frame(command: CabinetCommand, *, serial: str, key_id: str) -> dict[
         "id": str(command.id),
         "action": command.action,
         "cabinet": serial,
-        "compartment": command.compartment.label if command.compartment_id else None,
+        "compartment": command.compartment.label if command.compartment else None,
         "payload": command.payload,
         "issued_at": _ms(command.issued_at),
         "expires_at": _ms(command.expires_at),

@@ -385,6 +385,7 @@ def command_result_record(
 
 
 def _unlock_outcome(command: CabinetCommand, *, opened: bool, door: str | None) -> None:
+    assert command.compartment_id is not None
     compartment = Compartment.objects.select_for_update().get(pk=command.compartment_id)
     if door in DoorState.values:
         compartment.door_state = door

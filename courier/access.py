@@ -336,10 +336,9 @@ def face_scan_answer(
 ) -> str:
     """Run in a Celery task: face work happens outside any transaction, then one short
     transaction records the attempt, opens doors and queues the answer."""
-    from identity.services import face_identify, face_probe, face_verify
-
     from identity.face_pipeline import FaceRefused
     from identity.models import Identity
+    from identity.services import face_identify, face_probe, face_verify
 
     Outcome = protocol.FaceOutcome
 

@@ -268,19 +268,17 @@ class ParcelAdmin(CarrierScopedAdmin):
 
     @admin.action(description="Cancel (announced parcels not yet in a cabinet)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
+        actor = Actor.staff(request.user)  # type: ignore[arg-type]
         self._each(
             request,
             queryset,
-            lambda p: parcel_cancel(
-                parcel=p, actor=Actor.staff(request.user), reason="cancelled in the admin"
-            ),
-        )  # type: ignore[arg-type]
+            lambda p: parcel_cancel(parcel=p, actor=actor, reason="cancelled in the admin"),
+        )
 
     @admin.action(description="Extend the pickup deadline (once)")
     def extend(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
-        self._each(
-            request, queryset, lambda p: parcel_extend(parcel=p, actor=Actor.staff(request.user))
-        )  # type: ignore[arg-type]
+        actor = Actor.staff(request.user)  # type: ignore[arg-type]
+        self._each(request, queryset, lambda p: parcel_extend(parcel=p, actor=actor))
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Parcel], change: Any) -> None:
         if staff_carrier_id(request) is not None:

@@ -42,9 +42,8 @@ def _deadline_text(parcel: Parcel) -> str:
 
 
 def message_text(*, parcel: Parcel, kind: str, code: str = "") -> str:
-    from identity.services import enrollment_link
-
     from identity.selectors import identity_has_face
+    from identity.services import enrollment_link
 
     where = f"{parcel.cabinet.name}, {parcel.cabinet.address}"
     extend = _absolute(reverse("parcel-extend", args=[extension_token(parcel)]))
