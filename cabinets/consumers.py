@@ -18,7 +18,7 @@ from cabinet_agent import protocol
 from cabinets import services
 from cabinets.presence import presence_forget, presence_touch
 from cabinets.push import cabinet_group
-from cabinets.selectors import CabinetSession, cabinet_authenticate, commands_to_deliver
+from cabinets.selectors import CabinetSession, link_open
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,8 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         raw = headers.get(b"authorization")
-        auth = await database_sync_to_async(cabinet_authenticate)(
-            raw.decode("latin-1") if raw else None
-        )
+        opening = await database_sync_to_async(link_open)(raw.decode("latin-1") if raw else None)
+        auth = opening.auth
         if auth.session is None:
             self._refuse(auth.reason)
             await self.close()
@@ -75,8 +74,12 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         self.session = auth.session
         self.replaced = False
         self.bad_frames: deque[float] = deque()
-        self.telemetry_digest: tuple[Any, ...] | None = None
-        self.telemetry_written_at = 0.0
+        # What is stored counts as just written: a reconnecting cabinet's first heartbeat
+        # costs no database write unless something changed.
+        self.telemetry_digest: tuple[Any, ...] | None = (
+            _telemetry_digest(auth.session.telemetry) if auth.session.telemetry else None
+        )
+        self.telemetry_written_at = time.monotonic()
         self.delivered: set[str] = set()
         self.resends: dict[str, asyncio.Task[None]] = {}
         loop = asyncio.get_running_loop()
@@ -92,11 +95,8 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         )
         await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        await database_sync_to_async(services.cabinet_connected)(cabinet_id=auth.session.cabinet_id)
+        # Online is a Redis write here; the liveness task folds it into the database in bulk.
         await presence_touch(auth.session.cabinet_id)
-        # Unacknowledged, unexpired commands are re-sent after the hello; the cabinet dedupes
-        # by id, and so does this connection (a push may race the query).
-        pending = await database_sync_to_async(commands_to_deliver)(auth.session)
         await self._send(
             protocol.make_hello(
                 cabinet=auth.session.serial,
@@ -104,7 +104,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 heartbeat_interval=settings.CABINET_HEARTBEAT_INTERVAL_S,
             )
         )
-        for frame in pending:
+        # Unacknowledged, unexpired commands are re-sent after the hello; the cabinet dedupes
+        # by id, and so does this connection (a push may race the query).
+        for frame in opening.pending:
             await self._deliver(frame)
 
     async def disconnect(self, code: int) -> None:
@@ -119,9 +121,8 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             cabinet_group(self.session.cabinet_id), self.channel_name
         )
         if not self.replaced:
-            await database_sync_to_async(services.cabinet_disconnected)(
-                cabinet_id=self.session.cabinet_id
-            )
+            # Offline within one liveness tick, without a write per disconnect (a server
+            # restart disconnects the whole fleet at once).
             await presence_forget(self.session.cabinet_id)
 
     def _refuse(self, reason: str) -> None:

@@ -418,18 +418,6 @@ def commands_expire(*, now: datetime | None = None) -> int:
 # --- Connection, heartbeats, events ----------------------------------------------------------
 
 
-def cabinet_connected(*, cabinet_id: int) -> None:
-    Cabinet.objects.filter(pk=cabinet_id).update(
-        connection_state=ConnectionState.ONLINE, last_seen_at=timezone.now()
-    )
-
-
-def cabinet_disconnected(*, cabinet_id: int) -> None:
-    Cabinet.objects.filter(pk=cabinet_id).update(
-        connection_state=ConnectionState.OFFLINE, last_seen_at=timezone.now()
-    )
-
-
 def cabinet_telemetry_record(*, cabinet_id: int, telemetry: dict[str, Any]) -> None:
     """Store the latest telemetry and the door states it reports."""
     now = timezone.now()

@@ -25,6 +25,7 @@ from cabinets.presence import presence_snapshot
 from cabinets.services import (
     cabinet_credential_issue,
     cabinet_credential_revoke,
+    cabinets_liveness_sync,
     command_issue,
     commands_expire,
     compartment_unlock,
@@ -108,7 +109,11 @@ def test_a_heartbeat_marks_the_cabinet_online_and_stores_telemetry(provisioned) 
     assert cabinet.firmware_version == "1.2.0"
     assert cabinet.config_version == "7"
     assert compartment.door_state == DoorState.OPEN
-    # the disconnect marks it offline again
+    # the heartbeat's telemetry write marked it online; gone from presence, the next liveness
+    # tick marks it offline
+    assert cabinet.connection_state == ConnectionState.ONLINE
+    cabinets_liveness_sync()
+    cabinet.refresh_from_db()
     assert cabinet.connection_state == ConnectionState.OFFLINE
 
 
@@ -117,6 +122,8 @@ def test_while_connected_the_cabinet_is_online_and_present(provisioned) -> None:
 
     async def scenario() -> None:
         comm, _ = await _connect(issued.credential)
+        # connecting writes nothing to the database; the liveness tick records it
+        await database_sync_to_async(cabinets_liveness_sync)()
         state = await database_sync_to_async(
             lambda: Cabinet.objects.get(pk=cabinet.pk).connection_state
         )()
@@ -390,6 +397,7 @@ def test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals(
         await comm.disconnect(code=protocol.CloseCode.HEARTBEAT_TIMEOUT)
 
     async_to_sync(scenario)()
+    cabinets_liveness_sync()
     cabinet.refresh_from_db()
     assert cabinet.connection_state == ConnectionState.OFFLINE
 
@@ -420,3 +428,22 @@ def test_bad_frames_close_the_link_only_when_more_than_ten_arrive_within_a_minut
         assert closed == {"type": "websocket.close", "code": protocol.CloseCode.PROTOCOL_VIOLATION}
 
     async_to_sync(scenario)()
+
+
+def test_a_reconnecting_cabinet_whose_telemetry_did_not_change_writes_nothing(
+    provisioned, django_assert_max_num_queries
+) -> None:  # type: ignore[no-untyped-def]
+    """At fleet scale every handshake and first heartbeat queues on one database thread."""
+    cabinet, _, issued = provisioned
+    Cabinet.objects.filter(pk=cabinet.pk).update(telemetry=telemetry())
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await send(comm, protocol.make_heartbeat(sent_at=protocol.now_ms(), telemetry=telemetry()))
+        await comm.send_to(text_data="{")  # processed in order: the heartbeat is done
+        assert (await receive(comm))["code"] == "malformed_json"
+        await comm.disconnect()
+
+    with django_assert_max_num_queries(2) as queries:  # credential + pending commands
+        async_to_sync(scenario)()
+    assert not [q for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "INSERT"))]

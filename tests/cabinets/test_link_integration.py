@@ -34,6 +34,7 @@ from cabinets.selectors import active_key_id, command_frame
 from cabinets.services import (
     IssuedCredential,
     cabinet_credential_issue,
+    cabinets_liveness_sync,
     command_issue,
     commands_expire,
     compartment_unlock,
@@ -249,10 +250,14 @@ def test_an_expired_command_is_never_executed(link) -> None:  # type: ignore[no-
 
     # The cabinet is away while a short-lived unlock expires.
     assert agent.stop() == 0
+    # Disconnects write nothing: the liveness tick (beat, every 15 s) marks the cabinet offline.
     eventually(
-        lambda: Cabinet.objects.filter(
-            pk=cabinet.pk, connection_state=ConnectionState.OFFLINE
-        ).exists(),
+        lambda: (
+            cabinets_liveness_sync()
+            and Cabinet.objects.filter(
+                pk=cabinet.pk, connection_state=ConnectionState.OFFLINE
+            ).exists()
+        ),
         what="the cabinet offline",
         agent=agent,
         server=server,

@@ -23,7 +23,7 @@ from cabinets.models import (
     ConnectionState,
 )
 from cabinets.selectors import cabinet_authenticate
-from cabinets.services import compartment_unlock, simulated_fleet_provision
+from cabinets.services import cabinets_liveness_sync, compartment_unlock, simulated_fleet_provision
 from core.actors import Actor
 from tests.live.server import ROOT, LiveServer, live_env
 
@@ -123,9 +123,11 @@ def test_simulated_cabinets_connect_execute_an_unlock_and_stop_on_ctrl_c(
     assert stats["heartbeats"] >= 3
     assert "connected 3/3" in output()
     # each agent closed its link on the way out
+    # disconnects write nothing: the liveness tick (beat) marks them offline
     wait_for(
         lambda: (
-            not Cabinet.objects.filter(
+            cabinets_liveness_sync() is not None
+            and not Cabinet.objects.filter(
                 serial__startswith="SIMT-", connection_state=ConnectionState.ONLINE
             ).exists()
         ),
