@@ -25,7 +25,12 @@ def _async_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        # A pool that waits for a free connection: redis-py 8's default pool raises "Too
+        # many connections" when thousands of cabinets connect at once (CHANNELS-NOTES #3).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=50, timeout=30, socket_timeout=5
+        )
+        client = aioredis.Redis(connection_pool=pool)
         _async_clients[loop] = client
     return client
 
