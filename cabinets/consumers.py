@@ -8,7 +8,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -21,6 +22,16 @@ from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, link_open
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def db(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Run a service on the thread pool, not on the one thread Channels uses by default:
+    with 10,000 cabinets, handshakes, events and telemetry writes must not queue behind each
+    other. Each call is its own transaction, and each pool thread keeps its own persistent
+    database connection (DATABASE_CONN_MAX_AGE)."""
+    return database_sync_to_async(func, thread_sensitive=False)  # type: ignore[no-any-return]
+
 
 # Protocol §12: one bad frame is answered, not punished; more than this many within the
 # window close the socket with 4400 (a broken or hostile client).
@@ -65,7 +76,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         raw = headers.get(b"authorization")
-        opening = await database_sync_to_async(link_open)(raw.decode("latin-1") if raw else None)
+        opening = await db(link_open)(raw.decode("latin-1") if raw else None)
         auth = opening.auth
         if auth.session is None:
             self._refuse(auth.reason)
@@ -145,7 +156,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self._heartbeat(frame)
             return
         try:
-            await database_sync_to_async(services.cabinet_message_handle)(
+            await db(services.cabinet_message_handle)(
                 cabinet_id=self.session.cabinet_id, frame=frame
             )
         except Exception:
@@ -171,7 +182,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             digest != self.telemetry_digest
             or now - self.telemetry_written_at >= settings.CABINET_TELEMETRY_WRITE_INTERVAL_S
         ):
-            await database_sync_to_async(services.cabinet_telemetry_record)(
+            await db(services.cabinet_telemetry_record)(
                 cabinet_id=self.session.cabinet_id, telemetry=telemetry
             )
             self.telemetry_digest, self.telemetry_written_at = digest, now
@@ -229,7 +240,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             return
         self.delivered.add(command_id)
         await self._send(frame)
-        if await database_sync_to_async(services.command_mark_sent)(command_id=command_id):
+        if await db(services.command_mark_sent)(command_id=command_id):
             self.resends[command_id] = asyncio.create_task(self._resend_until_received(frame))
 
     async def _resend_until_received(self, frame: dict[str, Any]) -> None:
@@ -246,9 +257,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 except Exception:  # the socket is going away; disconnect() cleans up
                     return
                 # False once a receipt, result or rejection was stored (from any connection).
-                if not await database_sync_to_async(services.command_mark_sent)(
-                    command_id=command_id
-                ):
+                if not await db(services.command_mark_sent)(command_id=command_id):
                     return
         finally:
             self.resends.pop(command_id, None)
