@@ -17,7 +17,7 @@ from django.conf import settings
 
 from cabinet_agent import protocol
 from cabinets import services
-from cabinets.presence import presence_forget, presence_touch
+from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, link_open
 
@@ -99,15 +99,17 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         self.silence_timer: asyncio.TimerHandle | None = loop.call_later(
             self._silence_timeout(), self._check_silence
         )
-        group = cabinet_group(auth.session.cabinet_id)
-        # A newer connection of the same cabinet wins; the older one is told and closes.
-        await self.channel_layer.group_send(
-            group, {"type": "link.replace", "by": self.channel_name}
+        # Online is a Redis write; the liveness task folds it into the database in bulk. A
+        # newer connection of the same cabinet wins: the older one is told and closes.
+        previous = await presence_claim(auth.session.cabinet_id, self.channel_name)
+        if previous is not None and previous != self.channel_name:
+            await self.channel_layer.send(
+                previous, {"type": "link.replace", "by": self.channel_name}
+            )
+        await self.channel_layer.group_add(
+            cabinet_group(auth.session.cabinet_id), self.channel_name
         )
-        await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        # Online is a Redis write here; the liveness task folds it into the database in bulk.
-        await presence_touch(auth.session.cabinet_id)
         await self._send(
             protocol.make_hello(
                 cabinet=auth.session.serial,
@@ -134,7 +136,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         if not self.replaced:
             # Offline within one liveness tick, without a write per disconnect (a server
             # restart disconnects the whole fleet at once).
-            await presence_forget(self.session.cabinet_id)
+            await presence_release(self.session.cabinet_id, self.channel_name)
 
     def _refuse(self, reason: str) -> None:
         client = self.scope.get("client") or ("?", 0)

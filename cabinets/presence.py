@@ -39,10 +39,6 @@ async def presence_touch(cabinet_id: int, at: float | None = None) -> None:
     await _async_client().zadd(PRESENCE_KEY, {str(cabinet_id): at or time.time()})
 
 
-async def presence_forget(cabinet_id: int) -> None:
-    await _async_client().zrem(PRESENCE_KEY, str(cabinet_id))
-
-
 def _sync_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
 
@@ -66,3 +62,30 @@ def presence_drop(cabinet_ids: list[int]) -> None:
         client.zrem(PRESENCE_KEY, *[str(pk) for pk in cabinet_ids])
     finally:
         client.close()
+
+
+def _link_key(cabinet_id: int) -> str:
+    return f"cabinets:link:{cabinet_id}"
+
+
+async def presence_claim(cabinet_id: int, channel_name: str) -> str | None:
+    """Mark the cabinet present and make `channel_name` its current connection, in one round
+    trip; return the connection it replaces (a group_send would cost four round trips per
+    handshake, which a reconnect storm of thousands cannot afford)."""
+    async with _async_client().pipeline(transaction=True) as pipe:
+        pipe.set(_link_key(cabinet_id), channel_name, get=True, ex=7 * 24 * 3600)
+        pipe.zadd(PRESENCE_KEY, {str(cabinet_id): time.time()})
+        previous, _ = await pipe.execute()
+    return previous.decode() if previous else None
+
+
+# Delete the link key only if it still names this connection: a newer one may own it.
+_RELEASE = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+
+
+async def presence_release(cabinet_id: int, channel_name: str) -> None:
+    client = _async_client()
+    await client.eval(_RELEASE, 1, _link_key(cabinet_id), channel_name)  # type: ignore[misc]
+    await client.zrem(PRESENCE_KEY, str(cabinet_id))
