@@ -278,7 +278,7 @@ End to end costs {p50 / bare["detect+encode"]:.1f}x the bare dlib work: the rest
 hop to the worker, database reads and writes, the signed command, and two websocket pushes.
 """
     print(report)
-    (ROOT / "docs" / "bench-face-pickup.md").write_text(report)
+    (ROOT / "bench" / "results" / "face-pickup.md").write_text(report)
 
 
 if __name__ == "__main__":

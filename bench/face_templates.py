@@ -13,7 +13,7 @@ Both sides run in this one invocation on the same photos (every JPEG/PNG under
   subtracted for a per-photo figure.
 
 Run: `.venv/bin/python bench/face_templates.py` (or `make bench`). Prints a Markdown section
-and writes it to docs/bench-face.md.
+and writes it to bench/results/face-templates.md (docs/benchmarks.md gathers them).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 FACES = Path(os.environ.get("FACES_DIR", ROOT.parent / "shared" / "faces"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CLI = Path(sys.executable).with_name("face_recognition")
-OUTPUT = ROOT / "docs" / "bench-face.md"
+OUTPUT = ROOT / "bench" / "results" / "face-templates.md"
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Runs every benchmark in bench/ (each prints a Markdown section; see docs/benchmarks.md).
+# Runs every benchmark in bench/; each writes its section to bench/results/, and
+# docs/benchmarks.md is rebuilt from them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh requirements-dev.txt
 for script in bench/*.py; do
   [ -e "$script" ] || continue
+  [ "$script" = bench/assemble.py ] && continue
   echo "== $script"
   .venv/bin/python scripts/with_redis.py -- .venv/bin/python "$script"
 done
+.venv/bin/python bench/assemble.py
+echo "docs/benchmarks.md rebuilt"
