@@ -211,27 +211,6 @@ CELERY_BEAT_SCHEDULE["cabinets-expire-commands"] = {
     "schedule": 10.0,
 }
 
-# --- Fleet admin -----------------------------------------------------------------------------
-# Dashboard alerts: a cabinet offline (and not in maintenance) this long, a door open this long,
-# a ready parcel whose pickup deadline is this close.
-FLEET_ALERT_OFFLINE_AFTER_S = env.int("FLEET_ALERT_OFFLINE_AFTER_S", default=900)
-FLEET_ALERT_DOOR_OPEN_AFTER_S = env.int("FLEET_ALERT_DOOR_OPEN_AFTER_S", default=300)
-FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S = env.int("FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S", default=43_200)
-# Map tiles, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png"; empty: markers only.
-FLEET_MAP_TILE_URL = env.str("FLEET_MAP_TILE_URL", default="")
-FLEET_MAP_TILE_ATTRIBUTION = env.str("FLEET_MAP_TILE_ATTRIBUTION", default="")
-# Rollouts: how often beat advances them, and how many commands one tick issues per rollout.
-ROLLOUT_TICK_S = env.float("ROLLOUT_TICK_S", default=10.0)
-ROLLOUT_SEND_BATCH = env.int("ROLLOUT_SEND_BATCH", default=500)
-# Cabinets with this tag go first, so the first wave lands on the pilots.
-ROLLOUT_PILOT_TAG = env.str("ROLLOUT_PILOT_TAG", default="pilot")
-CABINET_IMPORT_MAX_ROWS = env.int("CABINET_IMPORT_MAX_ROWS", default=20_000)
-
-CELERY_BEAT_SCHEDULE["cabinets-rollouts-advance"] = {
-    "task": "cabinets.rollout_tasks.rollouts_advance_task",
-    "schedule": ROLLOUT_TICK_S,
-}
-
 # --- Identity and faces ----------------------------------------------------------------------
 # Matching policy: the defaults are identity.matching's (a test keeps them equal); see
 # docs/face-calibration.md before changing them.
@@ -271,3 +250,23 @@ CABINET_RECEIPT_TIMEOUT_S = env.float("CABINET_RECEIPT_TIMEOUT_S", default=5.0)
 # The ASGI process freezes its start-up objects out of the garbage collector (config/asgi.py).
 CABINET_ASGI_GC_FREEZE = env.bool("CABINET_ASGI_GC_FREEZE", default=True)
 
+# --- Fleet admin -----------------------------------------------------------------------------
+# Dashboard alerts: a cabinet offline (and not in maintenance) this long, a door open this long,
+# a ready parcel whose pickup deadline is this close.
+FLEET_ALERT_OFFLINE_AFTER_S = env.int("FLEET_ALERT_OFFLINE_AFTER_S", default=900)
+FLEET_ALERT_DOOR_OPEN_AFTER_S = env.int("FLEET_ALERT_DOOR_OPEN_AFTER_S", default=300)
+FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S = env.int("FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S", default=43_200)
+# Map tiles, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png"; empty: markers only.
+FLEET_MAP_TILE_URL = env.str("FLEET_MAP_TILE_URL", default="")
+FLEET_MAP_TILE_ATTRIBUTION = env.str("FLEET_MAP_TILE_ATTRIBUTION", default="")
+# Rollouts: how often beat advances them, and how many commands one tick issues per rollout.
+ROLLOUT_TICK_S = env.float("ROLLOUT_TICK_S", default=10.0)
+ROLLOUT_SEND_BATCH = env.int("ROLLOUT_SEND_BATCH", default=500)
+# Cabinets with this tag go first, so the first wave lands on the pilots.
+ROLLOUT_PILOT_TAG = env.str("ROLLOUT_PILOT_TAG", default="pilot")
+CABINET_IMPORT_MAX_ROWS = env.int("CABINET_IMPORT_MAX_ROWS", default=20_000)
+
+CELERY_BEAT_SCHEDULE["cabinets-rollouts-advance"] = {
+    "task": "cabinets.rollout_tasks.rollouts_advance_task",
+    "schedule": ROLLOUT_TICK_S,
+}
