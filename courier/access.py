@@ -51,7 +51,16 @@ def _answer(cabinet_id: int, frame: dict[str, Any]) -> None:
     push_after_commit(cabinet_id, {"type": "link.send", "frame": frame})
 
 
-def _locked_out(*, cabinet_id: int, method: str, attempts: int, window_s: int) -> bool:
+# Per method: the settings naming how many failures in how many seconds lock it at a cabinet.
+_LOCKOUT_SETTINGS: dict[str, tuple[str, str]] = {
+    AttemptMethod.CODE: ("CODE_LOCKOUT_ATTEMPTS", "CODE_LOCKOUT_WINDOW_S"),
+    AttemptMethod.FACE: ("FACE_LOCKOUT_ATTEMPTS", "FACE_LOCKOUT_WINDOW_S"),
+    AttemptMethod.COURIER: ("COURIER_LOCKOUT_ATTEMPTS", "COURIER_LOCKOUT_WINDOW_S"),
+}
+
+
+def _locked_out(*, cabinet_id: int, method: str) -> bool:
+    attempts, window_s = (getattr(settings, name) for name in _LOCKOUT_SETTINGS[method])
     since = timezone.now() - timedelta(seconds=window_s)
     return failed_attempts(cabinet_id=cabinet_id, method=method, since=since) >= attempts
 
@@ -105,12 +114,7 @@ def code_entry_answer(
         )
         return outcome
 
-    if _locked_out(
-        cabinet_id=cabinet_id,
-        method=AttemptMethod.CODE,
-        attempts=settings.CODE_LOCKOUT_ATTEMPTS,
-        window_s=settings.CODE_LOCKOUT_WINDOW_S,
-    ):
+    if _locked_out(cabinet_id=cabinet_id, method=AttemptMethod.CODE):
         _record(
             cabinet_id=cabinet_id,
             method=AttemptMethod.CODE,
@@ -197,12 +201,7 @@ def courier_request_answer(
         return outcome
 
     Outcome = protocol.CourierOutcome
-    if _locked_out(
-        cabinet_id=cabinet_id,
-        method=AttemptMethod.COURIER,
-        attempts=settings.COURIER_LOCKOUT_ATTEMPTS,
-        window_s=settings.COURIER_LOCKOUT_WINDOW_S,
-    ):
+    if _locked_out(cabinet_id=cabinet_id, method=AttemptMethod.COURIER):
         _record(
             cabinet_id=cabinet_id,
             method=AttemptMethod.COURIER,
@@ -407,12 +406,7 @@ def face_scan_answer(
         return finish(
             Outcome.RETAKE, "That took too long: please look at the camera again.", detail="stale"
         )
-    if _locked_out(
-        cabinet_id=cabinet_id,
-        method=AttemptMethod.FACE,
-        attempts=settings.FACE_LOCKOUT_ATTEMPTS,
-        window_s=settings.FACE_LOCKOUT_WINDOW_S,
-    ):
+    if _locked_out(cabinet_id=cabinet_id, method=AttemptMethod.FACE):
         return finish(
             Outcome.LOCKED_OUT,
             "Face scan is paused here after several failures: use your pickup code.",
