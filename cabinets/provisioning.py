@@ -22,18 +22,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.text import slugify
 
-from cabinet_agent import protocol
-from cabinets.keys import signing_key_for
 from cabinets.models import (
     Cabinet,
-    CabinetCredential,
     CabinetImport,
     CabinetState,
     CabinetTag,
     Compartment,
     CompartmentSize,
 )
-from cabinets.services import IssuedCredential
+from cabinets.services import IssuedCredential, cabinet_credentials_issue_bulk
 from core.actors import Actor
 from core.errors import ApplicationError
 
@@ -319,7 +316,7 @@ def _apply_chunk(chunk: list[_Row], *, result: ImportResult, actor: Actor) -> No
     result.compartments_created += len(compartments)
 
     _tag(chunk, {**existing, **{c.serial: c for c in to_create}})
-    result.credentials.extend(_credentials_issue(to_create, actor=actor))
+    result.credentials.extend(cabinet_credentials_issue_bulk(cabinets=to_create, actor=actor))
 
 
 def _tag(chunk: list[_Row], cabinets: dict[str, Cabinet]) -> None:
@@ -337,26 +334,3 @@ def _tag(chunk: list[_Row], cabinets: dict[str, Cabinet]) -> None:
     ]
     # Tags are only added: a tag given by hand in the admin survives a re-import.
     through.objects.bulk_create(links, ignore_conflicts=True)
-
-
-def _credentials_issue(cabinets: list[Cabinet], *, actor: Actor) -> list[IssuedCredential]:
-    """The bulk form of cabinet_credential_issue, for cabinets that have just been created
-    (so none has a credential to revoke)."""
-    issued, rows = [], []
-    for cabinet in cabinets:
-        credential, key_id, secret_hash = protocol.new_credential()
-        rows.append(
-            CabinetCredential(
-                cabinet=cabinet, key_id=key_id, secret_hash=secret_hash, **actor.event_fields()
-            )
-        )
-        issued.append(
-            IssuedCredential(
-                cabinet_id=cabinet.pk,
-                serial=cabinet.serial,
-                credential=credential,
-                signing_key_hex=signing_key_for(key_id).hex(),
-            )
-        )
-    CabinetCredential.objects.bulk_create(rows, batch_size=2000)
-    return issued

@@ -200,43 +200,36 @@ def courier_request_answer(
         )
         return outcome
 
-    Outcome = protocol.CourierOutcome
-    if _locked_out(cabinet_id=cabinet_id, method=AttemptMethod.COURIER):
+    def refuse(outcome: str, message: str, *, answered: str | None = None, **fields: Any) -> str:
+        """Record a failed attempt (it counts towards the lockout) and answer the cabinet."""
         _record(
             cabinet_id=cabinet_id,
             method=AttemptMethod.COURIER,
             event_id=request_id,
             success=False,
-            outcome=Outcome.LOCKED_OUT,
+            outcome=outcome,
             purpose=action,
+            **fields,
         )
-        return answer(Outcome.LOCKED_OUT, "Too many wrong PINs here. Try again later.")
+        return answer(answered or outcome, message)
+
+    Outcome = protocol.CourierOutcome
+    if _locked_out(cabinet_id=cabinet_id, method=AttemptMethod.COURIER):
+        return refuse(Outcome.LOCKED_OUT, "Too many wrong PINs here. Try again later.")
     courier = (
         Courier.objects.select_related("carrier")
         .filter(badge_number=badge, is_active=True, carrier__is_active=True)
         .first()
     )
     if courier is None or not courier.pin_hash or not check_password(pin, courier.pin_hash):
-        _record(
-            cabinet_id=cabinet_id,
-            method=AttemptMethod.COURIER,
-            event_id=request_id,
-            success=False,
-            outcome=Outcome.NOT_AUTHORIZED,
-            purpose=action,
-        )
-        return answer(Outcome.NOT_AUTHORIZED, "Badge or PIN not recognised.")
+        return refuse(Outcome.NOT_AUTHORIZED, "Badge or PIN not recognised.")
     if _stale(at):
-        _record(
-            cabinet_id=cabinet_id,
-            method=AttemptMethod.COURIER,
-            event_id=request_id,
-            success=False,
-            outcome="stale",
-            purpose=action,
+        return refuse(
+            "stale",
+            "That took too long: please try again.",
+            answered=Outcome.REFUSED,
             courier=courier,
         )
-        return answer(Outcome.REFUSED, "That took too long: please try again.")
 
     cabinet = Cabinet.objects.get(pk=cabinet_id)
     actor = Actor(kind=ActorKind.COURIER, label=courier.badge_number)
