@@ -66,11 +66,12 @@ def setup_data(scan: bytes) -> dict[str, Any]:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from cabinets.models import Compartment, CompartmentState
-    from cabinets.services import cabinet_credential_issue, compartments_create
+    from cabinets.models import Compartment
+    from cabinets.services.credentials import cabinet_credential_issue
+    from cabinets.services.lifecycle import compartments_create
     from core.actors import Actor
     from courier.models import Carrier, Parcel, ParcelStatus
-    from courier.services import parcel_transition
+    from courier.services.parcels import parcel_transition
     from identity.models import Identity
     from identity.services import consent_give, enrollment_photo_process, enrollment_photo_submit
     from tests.factories import CabinetFactory
@@ -87,7 +88,6 @@ def setup_data(scan: bytes) -> dict[str, Any]:
     )
     enrollment_photo_process(photo_id=photo.pk)
     compartment = Compartment.objects.get(cabinet=cabinet, label="A01")
-    Compartment.objects.filter(pk=compartment.pk).update(state=CompartmentState.OCCUPIED)
     parcel = Parcel.objects.create(
         carrier=Carrier.objects.create(code="bench", name="Bench"),
         tracking_number="BENCH1",

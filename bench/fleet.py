@@ -239,7 +239,7 @@ async def measure(
 
     from cabinet_agent import protocol
     from cabinets.models import Compartment
-    from cabinets.services import compartment_unlock
+    from cabinets.services.commands import compartment_unlock
     from core.actors import Actor
 
     server = Server(kind, env)
@@ -336,7 +336,7 @@ def setup_django(env: dict[str, str]) -> list[Client]:
     from django.core.management import call_command
 
     from cabinets.models import Compartment
-    from cabinets.services import simulated_fleet_provision
+    from cabinets.services.simulation import simulated_fleet_provision
     from core.actors import Actor
 
     call_command("migrate", verbosity=0)

@@ -36,13 +36,13 @@ from cabinets.models import (
     CabinetTag,
     Compartment,
     CompartmentEvent,
-    CompartmentState,
     Rollout,
     RolloutEvent,
     RolloutKind,
     RolloutState,
     RolloutTarget,
     RolloutWave,
+    ServiceState,
 )
 from cabinets.provisioning import REQUIRED_COLUMNS, cabinets_import, credentials_csv
 from cabinets.rollouts import (
@@ -56,14 +56,14 @@ from cabinets.rollouts import (
     rollout_start,
     wave_plan_parse,
 )
-from cabinets.services import (
+from cabinets.selectors import Occupancy, compartments_free
+from cabinets.services.commands import compartment_unlock
+from cabinets.services.credentials import (
     IssuedCredential,
     cabinet_credential_issue,
     cabinet_credential_revoke,
-    cabinet_transition,
-    compartment_transition,
-    compartment_unlock,
 )
+from cabinets.services.lifecycle import cabinet_transition, compartment_service_set
 from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin
 from core.errors import ApplicationError
@@ -155,7 +155,15 @@ class CompartmentInline(admin.TabularInline):
     model = Compartment
     extra = 0
     can_delete = False
-    fields = ("label", "size", "state", "door_state", "failed_open_count", "state_changed_at")
+    fields = (
+        "label",
+        "size",
+        "service_state",
+        "service_reason",
+        "door_state",
+        "failed_open_count",
+        "service_changed_at",
+    )
     readonly_fields = fields
     show_change_link = True
 
@@ -239,7 +247,8 @@ class CabinetAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Cabinet]:
         # Correlated subqueries run for the rows of the page only, unlike a GROUP BY.
         free = (
-            Compartment.objects.filter(cabinet=OuterRef("pk"), state=CompartmentState.FREE)
+            compartments_free()
+            .filter(cabinet=OuterRef("pk"))
             .order_by()
             .values("cabinet")
             .annotate(n=Count("id"))
@@ -454,8 +463,8 @@ class CabinetAdmin(admin.ModelAdmin):
                 "maintenance": [r.maintenance for r in dashboard.regions],
             },
             "occupancy": {
-                "labels": [label for _, label in CompartmentState.choices],
-                "values": [dashboard.occupancy.get(s, 0) for s in CompartmentState.values],
+                "labels": list(Occupancy.LABELS.values()),
+                "values": [dashboard.occupancy.get(key, 0) for key in Occupancy.LABELS],
             },
             "parcels": {
                 "labels": [d.isoformat() for d in dashboard.parcels.days],
@@ -544,15 +553,21 @@ class CompartmentAdmin(admin.ModelAdmin):
     list_display = (
         "__str__",
         "size",
-        "state",
+        "service_state",
         "door_state",
         "failed_open_count",
-        "state_changed_at",
+        "service_changed_at",
     )
-    list_filter = ("state", "size", "door_state")
+    list_filter = ("service_state", "size", "door_state")
     search_fields = ("=cabinet__serial", "label")
     list_select_related = ("cabinet",)
-    readonly_fields = ("state", "door_state", "failed_open_count", "state_changed_at")
+    readonly_fields = (
+        "service_state",
+        "service_reason",
+        "door_state",
+        "failed_open_count",
+        "service_changed_at",
+    )
     raw_id_fields = ("cabinet",)
     show_full_result_count = False
     actions = ["out_of_service", "back_in_service"]
@@ -574,7 +589,7 @@ class CompartmentAdmin(admin.ModelAdmin):
         _run(
             request,
             queryset.order_by("pk"),
-            lambda c: compartment_transition(
+            lambda c: compartment_service_set(
                 compartment_id=c.pk, to_state=to, actor=actor, reason="admin action"
             ),
             done,
@@ -582,11 +597,11 @@ class CompartmentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Take out of service", permissions=["change"])
     def out_of_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
-        self._move(request, queryset, CompartmentState.OUT_OF_SERVICE, "Out of service")
+        self._move(request, queryset, ServiceState.OUT_OF_SERVICE, "Out of service")
 
     @admin.action(description="Return to service", permissions=["change"])
     def back_in_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
-        self._move(request, queryset, CompartmentState.FREE, "Back in service")
+        self._move(request, queryset, ServiceState.IN_SERVICE, "Back in service")
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -618,14 +633,14 @@ class CompartmentAdmin(admin.ModelAdmin):
                     done = f"unlock command {command.pk} issued"
                 else:
                     to = (
-                        CompartmentState.OUT_OF_SERVICE
+                        ServiceState.OUT_OF_SERVICE
                         if operation == "out_of_service"
-                        else CompartmentState.FREE
+                        else ServiceState.IN_SERVICE
                     )
-                    compartment_transition(
+                    compartment_service_set(
                         compartment_id=compartment.pk, to_state=to, actor=actor, reason=reason
                     )
-                    done = f"now {to}"
+                    done = f"now {ServiceState(to).label.lower()}"
             except ApplicationError as exc:
                 messages.error(request, exc.message)
             else:

@@ -8,5 +8,5 @@ class CabinetsConfig(AppConfig):
     verbose_name = "Cabinets"
 
     def ready(self) -> None:
-        # Registers the rollout tasks and connects the driver's command_finished receiver.
+        # Registers the rollout tasks (Celery autodiscovery looks for `tasks` modules only).
         from cabinets import rollout_tasks  # noqa: F401

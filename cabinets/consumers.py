@@ -16,10 +16,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from cabinet_agent import protocol
-from cabinets import services
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, link_open
+from cabinets.services.commands import command_mark_sent
+from cabinets.services.liveness import cabinet_telemetry_record
+from cabinets.services.messages import cabinet_message_handle
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -158,9 +160,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self._heartbeat(frame)
             return
         try:
-            await db(services.cabinet_message_handle)(
-                cabinet_id=self.session.cabinet_id, frame=frame
-            )
+            await db(cabinet_message_handle)(cabinet_id=self.session.cabinet_id, frame=frame)
         except Exception:
             logger.exception("cabinet %s: could not store %s", self.session.serial, frame["type"])
             # Not acknowledged: the cabinet keeps the event and replays it.
@@ -184,7 +184,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             digest != self.telemetry_digest
             or now - self.telemetry_written_at >= settings.CABINET_TELEMETRY_WRITE_INTERVAL_S
         ):
-            await db(services.cabinet_telemetry_record)(
+            await db(cabinet_telemetry_record)(
                 cabinet_id=self.session.cabinet_id, telemetry=telemetry
             )
             self.telemetry_digest, self.telemetry_written_at = digest, now
@@ -242,7 +242,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             return
         self.delivered.add(command_id)
         await self._send(frame)
-        if await db(services.command_mark_sent)(command_id=command_id):
+        if await db(command_mark_sent)(command_id=command_id):
             self.resends[command_id] = asyncio.create_task(self._resend_until_received(frame))
 
     async def _resend_until_received(self, frame: dict[str, Any]) -> None:
@@ -259,7 +259,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 except Exception:  # the socket is going away; disconnect() cleans up
                     return
                 # False once a receipt, result or rejection was stored (from any connection).
-                if not await db(services.command_mark_sent)(command_id=command_id):
+                if not await db(command_mark_sent)(command_id=command_id):
                     return
         finally:
             self.resends.pop(command_id, None)

@@ -20,18 +20,19 @@ from cabinets.models import (
     CabinetState,
     Compartment,
     CompartmentEvent,
-    CompartmentState,
     ConnectionState,
     DoorState,
     Rollout,
     RolloutState,
     RolloutTarget,
+    ServiceState,
 )
+from cabinets.reports import report_handler
+from cabinets.selectors import Occupancy
+from cabinets.services.commands import AUTOMATIC_OUT_OF_SERVICE_ACTOR
 from core.actors import ActorKind
 
 ALERT_ROWS = 20
-# The actor the cabinet link records when it takes a compartment out of service by itself.
-AUTOMATIC_OUT_OF_SERVICE_ACTOR = "cabinet link"
 
 
 def _parcel_model() -> Any:
@@ -72,10 +73,18 @@ def fleet_by_region() -> list[RegionRow]:
 
 
 def occupancy() -> dict[str, int]:
-    """Compartments by state across the fleet (retired cabinets excluded)."""
+    """Compartments by use across the fleet (retired cabinets excluded): out of service, in
+    use (a parcel holds it), free; `occupied` counts every compartment a parcel holds."""
+    in_use = Q(pk__in=report_handler().occupied_compartment_ids())
+    out = Q(service_state=ServiceState.OUT_OF_SERVICE)
     counts = Compartment.objects.exclude(cabinet__state=CabinetState.RETIRED).aggregate(
         total=Count("id"),
-        **{state: Count("id", filter=Q(state=state)) for state in CompartmentState.values},
+        occupied=Count("id", filter=in_use),
+        **{
+            Occupancy.OUT_OF_SERVICE: Count("id", filter=out),
+            Occupancy.IN_USE: Count("id", filter=in_use & ~out),
+            Occupancy.FREE: Count("id", filter=~in_use & ~out),
+        },
     )
     return {key: value or 0 for key, value in counts.items()}
 
@@ -137,7 +146,7 @@ def compartments_out_of_service_automatically() -> Alert:
     """Out of service, where the last move was the link's own (failed opens in a row)."""
     last_event = CompartmentEvent.objects.filter(compartment=OuterRef("pk")).order_by("-at", "-id")
     qs = (
-        Compartment.objects.filter(state=CompartmentState.OUT_OF_SERVICE)
+        Compartment.objects.filter(service_state=ServiceState.OUT_OF_SERVICE)
         .annotate(
             last_actor_kind=Subquery(last_event.values("actor_kind")[:1]),
             last_actor_label=Subquery(last_event.values("actor_label")[:1]),
@@ -145,7 +154,7 @@ def compartments_out_of_service_automatically() -> Alert:
         )
         .filter(last_actor_kind=ActorKind.SYSTEM, last_actor_label=AUTOMATIC_OUT_OF_SERVICE_ACTOR)
         .select_related("cabinet")
-        .order_by("-state_changed_at")
+        .order_by("-service_changed_at")
     )
     return _alert(qs)
 
@@ -166,7 +175,7 @@ def doors_left_open(*, now: datetime | None = None) -> Alert:
         Compartment.objects.filter(door_state=DoorState.OPEN)
         .annotate(
             open_since=Coalesce(
-                Subquery(last_door_event.values("received_at")[:1]), F("state_changed_at")
+                Subquery(last_door_event.values("received_at")[:1]), F("service_changed_at")
             )
         )
         .filter(open_since__lt=cutoff)

@@ -132,20 +132,17 @@ SIZE_SPECS: dict[str, SizeSpec] = {
 SIZE_ORDER: dict[str, int] = {CompartmentSize.S: 0, CompartmentSize.M: 1, CompartmentSize.L: 2}
 
 
-class CompartmentState(models.TextChoices):
-    FREE = "free", "Free"
-    RESERVED = "reserved", "Reserved"
-    OCCUPIED = "occupied", "Occupied"
+class ServiceState(models.TextChoices):
+    """Whether a compartment may take new parcels: its own fact, apart from occupancy (which
+    follows from the parcel inside, see cabinets.reports)."""
+
+    IN_SERVICE = "in_service", "In service"
     OUT_OF_SERVICE = "out_of_service", "Out of service"
 
 
-COMPARTMENT_TRANSITIONS: dict[str, frozenset[str]] = {
-    CompartmentState.FREE: frozenset({CompartmentState.RESERVED, CompartmentState.OUT_OF_SERVICE}),
-    CompartmentState.RESERVED: frozenset(
-        {CompartmentState.OCCUPIED, CompartmentState.FREE, CompartmentState.OUT_OF_SERVICE}
-    ),
-    CompartmentState.OCCUPIED: frozenset({CompartmentState.FREE, CompartmentState.OUT_OF_SERVICE}),
-    CompartmentState.OUT_OF_SERVICE: frozenset({CompartmentState.FREE}),
+SERVICE_TRANSITIONS: dict[str, frozenset[str]] = {
+    ServiceState.IN_SERVICE: frozenset({ServiceState.OUT_OF_SERVICE}),
+    ServiceState.OUT_OF_SERVICE: frozenset({ServiceState.IN_SERVICE}),
 }
 
 
@@ -164,13 +161,15 @@ class Compartment(models.Model):
     height_mm = models.PositiveIntegerField()
     depth_mm = models.PositiveIntegerField()
     max_weight_g = models.PositiveIntegerField()
-    state = models.CharField(
-        max_length=16, choices=CompartmentState.choices, default=CompartmentState.FREE
+    # Out of service: no new parcel goes in; a parcel already inside can still be released.
+    service_state = models.CharField(
+        max_length=16, choices=ServiceState.choices, default=ServiceState.IN_SERVICE
     )
+    service_reason = models.CharField(max_length=255, blank=True)
+    service_changed_at = models.DateTimeField(auto_now_add=True)
     door_state = models.CharField(
         max_length=8, choices=DoorState.choices, default=DoorState.UNKNOWN
     )
-    state_changed_at = models.DateTimeField(auto_now_add=True)
     # Consecutive unlocks that did not open the door; reset by a successful open.
     failed_open_count = models.PositiveSmallIntegerField(default=0)
 
@@ -179,7 +178,8 @@ class Compartment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["cabinet", "label"], name="compartment_label_unique"),
             models.CheckConstraint(
-                condition=Q(state__in=CompartmentState.values), name="compartment_state_valid"
+                condition=Q(service_state__in=ServiceState.values),
+                name="compartment_service_state_valid",
             ),
             models.CheckConstraint(
                 condition=Q(size__in=CompartmentSize.values), name="compartment_size_valid"
@@ -192,10 +192,14 @@ class Compartment(models.Model):
                 name="compartment_dimensions_positive",
             ),
         ]
-        indexes = [models.Index(fields=["cabinet", "state", "size"])]
+        indexes = [models.Index(fields=["cabinet", "service_state", "size"])]
 
     def __str__(self) -> str:
         return f"{self.cabinet.serial}/{self.label}"
+
+    @property
+    def in_service(self) -> bool:
+        return self.service_state == ServiceState.IN_SERVICE
 
     def apply_size_spec(self) -> None:
         spec = SIZE_SPECS[self.size]
@@ -204,11 +208,11 @@ class Compartment(models.Model):
 
 
 class CompartmentEvent(ActorFields):
-    """Append-only: one row per state change of a compartment."""
+    """Append-only: one row per change of a compartment's service state."""
 
     compartment = models.ForeignKey(Compartment, on_delete=models.CASCADE, related_name="events")
-    from_state = models.CharField(max_length=16, choices=CompartmentState.choices)
-    to_state = models.CharField(max_length=16, choices=CompartmentState.choices)
+    from_state = models.CharField(max_length=16, choices=ServiceState.choices)
+    to_state = models.CharField(max_length=16, choices=ServiceState.choices)
     reason = models.CharField(max_length=255, blank=True)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -289,7 +293,9 @@ COMMAND_TRANSITIONS: dict[str, frozenset[str]] = {
     CommandStatus.SUCCEEDED: frozenset(),
     CommandStatus.FAILED: frozenset(),
     CommandStatus.REJECTED: frozenset(),
-    CommandStatus.EXPIRED: frozenset(),
+    # The cabinet may run a command until expires_at plus the allowed clock skew, and its
+    # result can arrive later still (a lost connection): what it reports is the truth.
+    CommandStatus.EXPIRED: frozenset({CommandStatus.SUCCEEDED, CommandStatus.FAILED}),
 }
 
 
@@ -351,6 +357,10 @@ class CabinetMessage(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A domain refusal of the event (e.g. a result for a command the server does not know):
+    # recorded here and acknowledged, so the cabinet never replays it.
+    refusal = models.CharField(max_length=64, blank=True)
+    refusal_detail = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-received_at"]

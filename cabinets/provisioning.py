@@ -30,7 +30,7 @@ from cabinets.models import (
     Compartment,
     CompartmentSize,
 )
-from cabinets.services import IssuedCredential, cabinet_credentials_issue_bulk
+from cabinets.services.credentials import IssuedCredential, cabinet_credentials_issue_bulk
 from core.actors import Actor
 from core.errors import ApplicationError
 

@@ -20,7 +20,6 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
-from django.dispatch import receiver
 from django.utils import timezone
 
 from cabinets.models import (
@@ -44,8 +43,7 @@ from cabinets.models import (
     RolloutWave,
     RolloutWaveState,
 )
-from cabinets.services import command_issue
-from cabinets.signals import command_finished
+from cabinets.services.commands import command_issue
 from core.actors import Actor
 from core.errors import ApplicationError
 from core.transitions import check_transition
@@ -348,8 +346,7 @@ def _stop_unsent(rollout: Rollout) -> None:
 # --- Results from cabinets -------------------------------------------------------------------
 
 
-@receiver(command_finished, dispatch_uid="rollouts.command_finished")
-def _on_command_finished(sender: Any, command: CabinetCommand, **kwargs: Any) -> None:
+def rollout_command_finished(*, command: CabinetCommand) -> None:
     """Runs inside the transaction that recorded the result: the target moves with it."""
     to_state = COMMAND_TO_TARGET.get(command.status)
     if to_state is None:

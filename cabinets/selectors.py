@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from cabinet_agent import protocol
@@ -12,7 +13,30 @@ from cabinets.models import (
     CabinetCommand,
     CabinetCredential,
     CabinetState,
+    Compartment,
+    ServiceState,
 )
+from cabinets.reports import report_handler
+
+
+class Occupancy:
+    """How a compartment is used, derived: its service state and whether a parcel holds it."""
+
+    FREE = "free"
+    IN_USE = "in_use"
+    OUT_OF_SERVICE = "out_of_service"
+    LABELS = {FREE: "Free", IN_USE: "In use", OUT_OF_SERVICE: "Out of service"}
+
+
+def compartments_in_use() -> QuerySet[Compartment]:
+    return Compartment.objects.filter(pk__in=report_handler().occupied_compartment_ids())
+
+
+def compartments_free() -> QuerySet[Compartment]:
+    """In service and nothing in it (nor reserved for a deposit)."""
+    return Compartment.objects.filter(service_state=ServiceState.IN_SERVICE).exclude(
+        pk__in=report_handler().occupied_compartment_ids()
+    )
 
 
 @dataclass(frozen=True)

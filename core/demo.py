@@ -16,18 +16,15 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.utils import timezone
 
-from cabinets.models import Cabinet, CabinetState, Compartment, CompartmentState
-from cabinets.selectors import active_key_id
-from cabinets.services import (
-    cabinet_credential_issue,
-    compartment_transition,
-    compartments_create,
-)
+from cabinets.models import Cabinet, CabinetState
+from cabinets.selectors import active_key_id, compartments_free
+from cabinets.services.credentials import cabinet_credential_issue
+from cabinets.services.lifecycle import compartments_create
 from core.actors import Actor
 from courier.authentication import carrier_api_key_issue
 from courier.codes import pickup_code_generate, pickup_code_hash
 from courier.models import Carrier, CarrierApiKey, Courier, Parcel, ParcelStatus
-from courier.services import parcel_announce, parcel_transition
+from courier.services.parcels import parcel_announce, parcel_transition
 from identity.models import Identity
 
 DEMO_LAYOUT: list[tuple[str, str]] = (
@@ -218,9 +215,8 @@ def demo_seed(*, admin_username: str = "admin") -> DemoSeedResult:
 def demo_deposit(*, parcel: Parcel, actor: Actor) -> str:
     """Put a demo parcel straight into a free compartment of its size."""
     compartment = (
-        Compartment.objects.filter(
-            cabinet=parcel.cabinet, size=parcel.size, state=CompartmentState.FREE
-        )
+        compartments_free()
+        .filter(cabinet=parcel.cabinet, size=parcel.size)
         .order_by("label")
         .first()
     )
@@ -229,12 +225,6 @@ def demo_deposit(*, parcel: Parcel, actor: Actor) -> str:
     code = pickup_code_generate()
     now = timezone.now()
     with transaction.atomic():
-        compartment_transition(
-            compartment_id=compartment.pk, to_state=CompartmentState.RESERVED, actor=actor
-        )
-        compartment_transition(
-            compartment_id=compartment.pk, to_state=CompartmentState.OCCUPIED, actor=actor
-        )
         parcel_transition(
             parcel_id=parcel.pk,
             to_status=ParcelStatus.READY,

@@ -24,7 +24,8 @@ from courier.models import (
     Parcel,
     ParcelEvent,
 )
-from courier.services import carrier_api_key_revoke, courier_pin_reset, parcel_cancel, parcel_extend
+from courier.services.parcels import parcel_cancel, parcel_extend
+from courier.services.people import carrier_api_key_revoke, courier_pin_reset
 
 _UNSET = object()
 

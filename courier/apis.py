@@ -12,13 +12,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cabinets.models import Cabinet, CabinetState, CompartmentSize, CompartmentState
+from cabinets.models import Cabinet, CabinetState, CompartmentSize
+from cabinets.selectors import compartments_free
 from core.actors import Actor, ActorKind
 from core.errors import NotFound
 from courier.authentication import CarrierApiKeyAuthentication, CarrierClient
 from courier.models import Carrier, Parcel, ParcelDirection, ParcelStatus
 from courier.selectors import collection_list, parcel_changes, parcel_events, parcel_for_carrier
-from courier.services import parcel_announce, parcel_cancel
+from courier.services.parcels import parcel_announce, parcel_cancel
 from identity.models import Identity, phone_validator
 
 
@@ -260,10 +261,11 @@ class CabinetListApi(CarrierApi):
         ),
     )
     def get(self, request: Request) -> Response:
+        free_ids = compartments_free().values("pk")
         free = {
             size: Count(
                 "compartments",
-                filter=Q(compartments__state=CompartmentState.FREE, compartments__size=size),
+                filter=Q(compartments__in=free_ids, compartments__size=size),
             )
             for size in CompartmentSize.values
         }

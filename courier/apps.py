@@ -8,7 +8,9 @@ class CourierConfig(AppConfig):
     verbose_name = "Carriers and parcels"
 
     def ready(self) -> None:
-        from courier import (  # noqa: F401  (signal receivers; OpenAPI extension)
-            receivers,
-            schema,
-        )
+        from cabinets.reports import report_handler_register
+        from courier import schema  # noqa: F401  (OpenAPI extension)
+        from courier.cabinet_reports import ParcelFlows
+
+        # The parcel flows act on what cabinets report (cabinets.reports).
+        report_handler_register(ParcelFlows())

@@ -85,6 +85,11 @@ PARCEL_TRANSITIONS: dict[str, frozenset[str]] = {
 
 # A parcel in one of these statuses physically occupies its compartment.
 PARCEL_IN_COMPARTMENT = (ParcelStatus.READY, ParcelStatus.EXPIRED, ParcelStatus.DROPPED_OFF)
+# The parcel that occupies its compartment or has it reserved (its door open for a deposit or
+# a drop-off): at most one per compartment, and the only source of a compartment's occupancy.
+PARCEL_HOLDS_COMPARTMENT = Q(status__in=PARCEL_IN_COMPARTMENT) | Q(
+    status=ParcelStatus.ANNOUNCED, compartment__isnull=False
+)
 DELIVERY_ONLY_STATUSES = (
     ParcelStatus.READY,
     ParcelStatus.PICKED_UP,
@@ -146,8 +151,7 @@ class Parcel(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["compartment"],
-                condition=Q(status__in=PARCEL_IN_COMPARTMENT)
-                | Q(status=ParcelStatus.ANNOUNCED, compartment__isnull=False),
+                condition=PARCEL_HOLDS_COMPARTMENT,
                 name="one_active_parcel_per_compartment",
             ),
             models.CheckConstraint(

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from cabinets.models import Cabinet
 from courier.models import (
+    PARCEL_HOLDS_COMPARTMENT,
     AccessAttempt,
     Carrier,
     Parcel,
@@ -94,3 +95,16 @@ def parcels_due_for_reminder(*, before: datetime) -> QuerySet[Parcel]:
 
 def parcels_past_deadline(*, now: datetime) -> QuerySet[Parcel]:
     return Parcel.objects.filter(status=ParcelStatus.READY, pickup_deadline__lte=now)
+
+
+def compartment_use(*, compartment_id: int) -> str:
+    """What is in a compartment, derived from the parcel that holds it: "free", "reserved" (its
+    door open for a deposit or a drop-off) or "occupied". Service state is separate."""
+    status = (
+        Parcel.objects.filter(PARCEL_HOLDS_COMPARTMENT, compartment_id=compartment_id)
+        .values_list("status", flat=True)
+        .first()
+    )
+    if status is None:
+        return "free"
+    return "reserved" if status == ParcelStatus.ANNOUNCED else "occupied"

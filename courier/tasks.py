@@ -1,3 +1,6 @@
+"""Celery tasks of the parcel flows: each takes ids, imports its service inside its body (the
+services import these tasks at module level) and calls it."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -5,12 +8,6 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
-
-from courier import access
-from courier.models import NotificationKind
-from courier.notifications import parcel_notify
-from courier.selectors import parcels_due_for_reminder
-from courier.services import parcels_expire
 
 
 @shared_task(
@@ -22,11 +19,16 @@ from courier.services import parcels_expire
     time_limit=60,
 )
 def parcel_notify_task(parcel_id: int, kind: str, code: str = "") -> int:
+    from courier.notifications import parcel_notify
+
     return parcel_notify(parcel_id=parcel_id, kind=kind, code=code)
 
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
 def parcels_remind_task() -> int:
+    from courier.models import NotificationKind
+    from courier.selectors import parcels_due_for_reminder
+
     before = timezone.now() + timedelta(hours=settings.PARCEL_REMINDER_BEFORE_H)
     ids = list(parcels_due_for_reminder(before=before).values_list("pk", flat=True))
     for parcel_id in ids:
@@ -36,6 +38,8 @@ def parcels_remind_task() -> int:
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
 def parcels_expire_task() -> int:
+    from courier.services.deadlines import parcels_expire
+
     return parcels_expire()
 
 
@@ -44,7 +48,9 @@ def parcels_expire_task() -> int:
 def face_scan_task(
     cabinet_id: int, scan_id: str, purpose: str, image_b64: str, light_on: bool, taken_at: str
 ) -> str:
-    return access.face_scan_answer(
+    from courier.access.faces import face_scan_answer
+
+    return face_scan_answer(
         cabinet_id=cabinet_id,
         scan_id=scan_id,
         purpose=purpose,

@@ -9,7 +9,7 @@ from core.actors import Actor, ActorKind
 from core.errors import ApplicationError
 from courier.models import Parcel
 from courier.notifications import parcel_from_extension_token
-from courier.services import parcel_extend
+from courier.services.parcels import parcel_extend
 
 
 @require_http_methods(["GET", "POST"])

@@ -247,6 +247,10 @@ CELERY_BEAT_SCHEDULE["identity-purge-photos"] = {
 # A pushed command with no receipt after this many seconds is sent again on the same
 # connection, until it expires (protocol §9).
 CABINET_RECEIPT_TIMEOUT_S = env.float("CABINET_RECEIPT_TIMEOUT_S", default=5.0)
+# How far a cabinet's clock may be from the server's (protocol §7): the cabinet accepts a
+# command until expires_at plus this, so the server expires it only then; interactive events
+# (codes, faces) are stale after ACCESS_REQUEST_MAX_AGE_S plus this. Announced in `hello`.
+CABINET_MAX_CLOCK_SKEW_MS = env.int("CABINET_MAX_CLOCK_SKEW_MS", default=30_000)
 # The ASGI process freezes its start-up objects out of the garbage collector (config/asgi.py).
 CABINET_ASGI_GC_FREEZE = env.bool("CABINET_ASGI_GC_FREEZE", default=True)
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from cabinets.models import Cabinet, CabinetState, Compartment, CompartmentState, ConnectionState
+from cabinets.models import Cabinet, CabinetState, Compartment, ConnectionState
 from courier.models import Carrier, Parcel, ParcelStatus
 from identity.models import Identity
 
@@ -40,7 +40,6 @@ def bulk_fleet(n: int, *, compartments: int = 4, prefix: str = "BULK") -> list[C
                 cabinet=cabinet,
                 label=f"A{j + 1:02d}",
                 size="S",
-                state=CompartmentState.OCCUPIED if j == 0 else CompartmentState.FREE,
             )
             c.apply_size_spec()
             rows.append(c)

@@ -20,12 +20,12 @@ from cabinets.models import (
     CabinetState,
     CommandAction,
     CompartmentEvent,
-    CompartmentState,
     Rollout,
     RolloutEvent,
     RolloutState,
+    ServiceState,
 )
-from cabinets.services import cabinet_credential_issue
+from cabinets.services.credentials import cabinet_credential_issue
 from core.actors import Actor
 from courier.models import Parcel
 from tests.cabinets.bulk import bulk_fleet, bulk_parcels
@@ -196,11 +196,12 @@ def test_out_of_service_and_back(admin_client) -> None:  # type: ignore[no-untyp
     out = reverse("admin:cabinets_compartment_operation", args=[compartment.pk, "out_of_service"])
     admin_client.post(out, {"reason": "broken hinge"})
     compartment.refresh_from_db()
-    assert compartment.state == CompartmentState.OUT_OF_SERVICE
+    assert compartment.service_state == ServiceState.OUT_OF_SERVICE
+    assert compartment.service_reason == "broken hinge"
     back = reverse("admin:cabinets_compartment_operation", args=[compartment.pk, "back_in_service"])
     admin_client.post(back, {"reason": "hinge fixed"})
     compartment.refresh_from_db()
-    assert compartment.state == CompartmentState.FREE
+    assert compartment.service_state == ServiceState.IN_SERVICE
     assert list(
         CompartmentEvent.objects.filter(compartment=compartment)
         .order_by("at", "id")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.management import CommandError, call_command
 
-from cabinets.models import Cabinet, Compartment, CompartmentState
+from cabinets.models import Cabinet, Compartment
 from courier.models import Parcel, ParcelStatus
+from courier.selectors import compartment_use
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,9 @@ def test_it_seeds_a_consistent_fleet_and_refuses_to_seed_twice() -> None:
     assert Parcel.objects.count() == 120
     ready = Parcel.objects.filter(status=ParcelStatus.READY)
     assert ready.count() == 6  # one in twenty, each in its own occupied compartment
-    assert set(ready.values_list("compartment__state", flat=True)) == {CompartmentState.OCCUPIED}
+    compartments = set(ready.values_list("compartment_id", flat=True))
+    assert len(compartments) == 6
+    assert {compartment_use(compartment_id=pk) for pk in compartments} == {"occupied"}
     assert not Parcel.objects.filter(status=ParcelStatus.PICKED_UP, picked_up_at=None).exists()
     with pytest.raises(CommandError, match="already seeded"):
         call_command("seed_fleet", cabinets=1, compartments_per_cabinet=1, parcels=1, quiet=True)

@@ -15,11 +15,11 @@ from cabinets.dashboard import dashboard_get, map_points
 from cabinets.models import (
     CabinetMessage,
     CabinetState,
-    CompartmentState,
     ConnectionState,
     DoorState,
+    ServiceState,
 )
-from cabinets.services import compartment_transition
+from cabinets.services.lifecycle import compartment_service_set
 from core.actors import Actor
 from courier.models import ParcelStatus
 from tests.cabinets.bulk import bulk_fleet, bulk_parcels
@@ -63,16 +63,16 @@ def test_alerts_find_silent_cabinets_failing_compartments_open_doors_and_expirin
         last_seen_at=now - timedelta(hours=3),
     )
     broken = CompartmentFactory(label="A01")
-    compartment_transition(
+    compartment_service_set(
         compartment_id=broken.pk,
-        to_state=CompartmentState.OUT_OF_SERVICE,
+        to_state=ServiceState.OUT_OF_SERVICE,
         actor=Actor.system("cabinet link"),
         reason="3 failed opens in a row",
     )
     by_hand = CompartmentFactory(label="A02")
-    compartment_transition(
+    compartment_service_set(
         compartment_id=by_hand.pk,
-        to_state=CompartmentState.OUT_OF_SERVICE,
+        to_state=ServiceState.OUT_OF_SERVICE,
         actor=Actor.system("ops"),
     )
     door = CompartmentFactory(label="B01", door_state=DoorState.OPEN)
@@ -92,7 +92,7 @@ def test_alerts_find_silent_cabinets_failing_compartments_open_doors_and_expirin
         type="door_event",
         payload={"compartment": "B02", "event": "opened"},
     )
-    compartment = CompartmentFactory(label="C01", state=CompartmentState.OCCUPIED)
+    compartment = CompartmentFactory(label="C01")
     expiring = ParcelFactory(
         status=ParcelStatus.READY,
         compartment=compartment,

@@ -7,7 +7,7 @@ from asgiref.sync import async_to_sync
 
 from cabinets.models import Cabinet, ConnectionState
 from cabinets.presence import presence_snapshot, presence_touch
-from cabinets.services import cabinets_liveness_sync
+from cabinets.services.liveness import cabinets_liveness_sync
 from tests.factories import CabinetFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,14 +8,18 @@ from django.db import IntegrityError, transaction
 
 from cabinets.models import (
     CABINET_TRANSITIONS,
-    COMPARTMENT_TRANSITIONS,
+    SERVICE_TRANSITIONS,
     CabinetEvent,
     CabinetState,
     Compartment,
     CompartmentEvent,
-    CompartmentState,
+    ServiceState,
 )
-from cabinets.services import cabinet_transition, compartment_transition, compartments_create
+from cabinets.services.lifecycle import (
+    cabinet_transition,
+    compartment_service_set,
+    compartments_create,
+)
 from core.actors import Actor
 from core.errors import InvalidTransition
 from tests.factories import CabinetFactory, CompartmentFactory
@@ -66,7 +70,7 @@ def test_compartments_get_the_nominal_dimensions_of_their_size() -> None:
 
 def test_every_state_has_a_row_in_the_transition_maps() -> None:
     assert set(CABINET_TRANSITIONS) == set(CabinetState.values)
-    assert set(COMPARTMENT_TRANSITIONS) == set(CompartmentState.values)
+    assert set(SERVICE_TRANSITIONS) == set(ServiceState.values)
 
 
 def test_a_retired_cabinet_cannot_come_back() -> None:
@@ -81,20 +85,25 @@ def test_a_retired_cabinet_cannot_come_back() -> None:
 
 def test_compartment_moves_follow_the_map_and_are_audited() -> None:
     compartment = CompartmentFactory()
-    compartment_transition(
-        compartment_id=compartment.pk, to_state=CompartmentState.RESERVED, actor=ACTOR
-    )
     with pytest.raises(InvalidTransition):
-        # out of service comes back only as free, never straight to occupied
-        compartment_transition(
-            compartment_id=compartment.pk, to_state=CompartmentState.RESERVED, actor=ACTOR
+        compartment_service_set(
+            compartment_id=compartment.pk, to_state=ServiceState.IN_SERVICE, actor=ACTOR
         )
-    compartment_transition(
+    compartment_service_set(
         compartment_id=compartment.pk,
-        to_state=CompartmentState.OUT_OF_SERVICE,
+        to_state=ServiceState.OUT_OF_SERVICE,
         actor=ACTOR,
         reason="door jammed",
     )
+    with pytest.raises(InvalidTransition):
+        compartment_service_set(
+            compartment_id=compartment.pk, to_state=ServiceState.OUT_OF_SERVICE, actor=ACTOR
+        )
     compartment.refresh_from_db()
-    assert compartment.state == CompartmentState.OUT_OF_SERVICE
-    assert CompartmentEvent.objects.filter(compartment=compartment).count() == 2
+    assert compartment.service_state == ServiceState.OUT_OF_SERVICE
+    assert compartment.service_reason == "door jammed"
+    assert list(
+        CompartmentEvent.objects.filter(compartment=compartment).values_list(
+            "from_state", "to_state", "reason"
+        )
+    ) == [("in_service", "out_of_service", "door jammed")]

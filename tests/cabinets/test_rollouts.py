@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from cabinets.models import (
@@ -36,12 +37,17 @@ from cabinets.rollouts import (
     wave_plan_parse,
     wave_sizes,
 )
-from cabinets.services import command_receipt_record, command_result_record, commands_expire
+from cabinets.services.commands import (
+    command_receipt_record,
+    command_result_record,
+    commands_expire,
+)
 from core.actors import Actor
 from core.errors import ApplicationError, InvalidTransition
 from tests.factories import CabinetFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
+SKEW_S = settings.CABINET_MAX_CLOCK_SKEW_MS // 1000
 
 Behaviour = Callable[[Cabinet], str | None]  # "succeeded", "failed" or None (silent)
 
@@ -290,7 +296,8 @@ def test_silent_cabinets_time_out_and_count_as_errors(operator: Actor) -> None:
     rollout = tick(rollout)
     assert rollout.state == RolloutState.RUNNING  # still waiting for the silent two
 
-    commands_expire(now=timezone.now() + timedelta(seconds=601))
+    # Expired once the cabinet, whose clock may be up to the allowed skew behind, refuses it.
+    commands_expire(now=timezone.now() + timedelta(seconds=601 + SKEW_S))
     rollout = tick(rollout)
 
     assert states(rollout) == {"succeeded": 8, "timed_out": 2}

@@ -23,7 +23,9 @@ from cabinets.models import (
     ConnectionState,
 )
 from cabinets.selectors import cabinet_authenticate
-from cabinets.services import cabinets_liveness_sync, compartment_unlock, simulated_fleet_provision
+from cabinets.services.commands import compartment_unlock
+from cabinets.services.liveness import cabinets_liveness_sync
+from cabinets.services.simulation import simulated_fleet_provision
 from core.actors import Actor
 from tests.live.server import ROOT, LiveServer, live_env
 

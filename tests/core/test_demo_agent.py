@@ -12,7 +12,7 @@ from cabinet_agent import protocol
 from cabinet_agent.config import load_config
 from cabinets.models import Cabinet, CabinetCredential
 from cabinets.selectors import cabinet_authenticate
-from cabinets.services import cabinet_credential_issue
+from cabinets.services.credentials import cabinet_credential_issue
 from core.actors import Actor
 
 pytestmark = pytest.mark.django_db

@@ -7,9 +7,10 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from cabinets.models import Cabinet, Compartment, CompartmentState
+from cabinets.models import Cabinet, Compartment
 from courier.codes import pickup_code_matches
 from courier.models import Parcel, ParcelEvent, ParcelStatus
+from courier.selectors import compartment_use
 from identity.models import Identity
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +48,7 @@ def test_seeded_ready_parcels_occupy_their_compartments_and_their_codes_work() -
     assert ready
     for parcel in ready:
         assert parcel.compartment is not None
-        assert parcel.compartment.state == CompartmentState.OCCUPIED
+        assert compartment_use(compartment_id=parcel.compartment.pk) == "occupied"
         code = out.getvalue().split(f"parcel {parcel.tracking_number}: pickup code ")[1][:6]
         assert pickup_code_matches(
             parcel_id=parcel.pk, code=code, code_hash=parcel.pickup_code_hash

@@ -9,12 +9,10 @@ from django.contrib.auth.hashers import make_password
 from cabinet_agent import protocol
 from cabinets import push
 from cabinets.models import Cabinet, CabinetCommand, CabinetState, CommandStatus
-from cabinets.services import (
-    cabinet_credential_issue,
-    cabinet_message_handle,
-    command_result_record,
-    compartments_create,
-)
+from cabinets.services.commands import command_result_record
+from cabinets.services.credentials import cabinet_credential_issue
+from cabinets.services.lifecycle import compartments_create
+from cabinets.services.messages import cabinet_message_handle
 from core.actors import Actor
 from courier.models import Carrier, Courier
 from tests.factories import CabinetFactory, CarrierFactory, CourierFactory

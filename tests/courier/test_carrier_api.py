@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from core.actors import Actor
 from courier.authentication import carrier_api_key_issue
 from courier.models import Parcel, ParcelStatus
-from courier.services import parcel_transition
+from courier.services.parcels import parcel_transition
 from tests.factories import CarrierFactory
 
 pytestmark = pytest.mark.django_db

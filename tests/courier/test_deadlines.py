@@ -8,12 +8,12 @@ import pytest
 import time_machine
 from django.test import Client
 
-from cabinets.models import Compartment, CompartmentState
+from cabinets.models import Compartment
 from core.actors import Actor
 from courier.models import Notification, Parcel, ParcelStatus
 from courier.notifications import extension_token
-from courier.selectors import collection_list
-from courier.services import parcel_extend, parcel_transition
+from courier.selectors import collection_list, compartment_use
+from courier.services.parcels import parcel_extend, parcel_transition
 from courier.tasks import parcels_expire_task, parcels_remind_task
 from tests.courier.conftest import courier_asks, door, results, unlocks
 from tests.factories import IdentityFactory, ParcelFactory
@@ -27,7 +27,6 @@ def ready(cabinet, carrier, settings):  # type: ignore[no-untyped-def]
     settings.PARCEL_PICKUP_DAYS = 3
     with time_machine.travel(T0, tick=False):
         compartment = Compartment.objects.get(cabinet=cabinet, label="A01")
-        Compartment.objects.filter(pk=compartment.pk).update(state=CompartmentState.OCCUPIED)
         parcel = ParcelFactory(carrier=carrier, cabinet=cabinet, recipient=IdentityFactory())
         return parcel_transition(
             parcel_id=parcel.pk,
@@ -111,7 +110,10 @@ def test_expired_parcels_are_on_the_carriers_collection_list_and_a_courier_retur
     with django_capture_on_commit_callbacks(execute=True):
         door(cabinet, "A01", "closed")
     assert Parcel.objects.get(pk=ready.pk).status == ParcelStatus.RETURNED
-    assert Compartment.objects.get(cabinet=cabinet, label="A01").state == CompartmentState.FREE
+    assert (
+        compartment_use(compartment_id=Compartment.objects.get(cabinet=cabinet, label="A01").pk)
+        == "free"
+    )
     assert collection_list(carrier=carrier) == {}
 
 
@@ -121,7 +123,6 @@ def test_a_courier_collects_a_dropped_off_parcel(
     from courier.models import ParcelDirection
 
     compartment = Compartment.objects.get(cabinet=cabinet, label="B01")
-    Compartment.objects.filter(pk=compartment.pk).update(state=CompartmentState.OCCUPIED)
     parcel = ParcelFactory(
         carrier=carrier,
         cabinet=cabinet,
@@ -140,7 +141,7 @@ def test_a_courier_collects_a_dropped_off_parcel(
     with django_capture_on_commit_callbacks(execute=True):
         door(cabinet, "B01", "closed")
     assert Parcel.objects.get(pk=parcel.pk).status == ParcelStatus.COLLECTED
-    assert Compartment.objects.get(pk=compartment.pk).state == CompartmentState.FREE
+    assert compartment_use(compartment_id=compartment.pk) == "free"
 
 
 def test_another_carriers_courier_collects_nothing(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cabinets.models import Compartment, CompartmentState
+from cabinets.models import Compartment, ServiceState
 from core.actors import Actor
 from courier.codes import pickup_code_matches
 from courier.models import Parcel, ParcelStatus
-from courier.services import parcel_announce
+from courier.selectors import compartment_use
+from courier.services.parcels import parcel_announce
 from tests.courier.conftest import courier_asks, door, results, unlock_done, unlocks
 from tests.factories import IdentityFactory
 
@@ -26,8 +27,8 @@ def _announce(carrier, cabinet, tracking="SF0001", size="S"):  # type: ignore[no
     )
 
 
-def _state(cabinet, label):  # type: ignore[no-untyped-def]
-    return Compartment.objects.get(cabinet=cabinet, label=label).state
+def _use(cabinet, label):  # type: ignore[no-untyped-def]
+    return compartment_use(compartment_id=Compartment.objects.get(cabinet=cabinet, label=label).pk)
 
 
 def test_a_deposit_opens_the_smallest_free_compartment_that_fits(
@@ -40,7 +41,7 @@ def test_a_deposit_opens_the_smallest_free_compartment_that_fits(
     assert answer["outcome"] == "unlocking" and answer["compartments"] == ["B01"]
     [command] = unlocks(pushes)
     assert command["compartment"] == "B01" and command["payload"]["parcel"] == "SF-M"
-    assert _state(cabinet, "B01") == CompartmentState.RESERVED
+    assert _use(cabinet, "B01") == "reserved"
     parcel = Parcel.objects.get(tracking_number="SF-M")
     assert parcel.status == ParcelStatus.ANNOUNCED and parcel.compartment.label == "B01"
 
@@ -49,7 +50,7 @@ def test_a_bigger_compartment_is_used_when_the_right_size_is_taken(
     cabinet, carrier, courier, pushes, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
     Compartment.objects.filter(cabinet=cabinet, label="B01").update(
-        state=CompartmentState.OUT_OF_SERVICE
+        service_state=ServiceState.OUT_OF_SERVICE
     )
     _announce(carrier, cabinet, "SF-M", size="M")
     with django_capture_on_commit_callbacks(execute=True):
@@ -68,7 +69,7 @@ def test_closing_the_door_makes_the_parcel_ready_and_sends_the_code(
     parcel = Parcel.objects.get(tracking_number="SF0001")
     assert parcel.status == ParcelStatus.READY
     assert parcel.deposited_at and parcel.pickup_deadline and parcel.reserved_at is None
-    assert _state(cabinet, "A01") == CompartmentState.OCCUPIED
+    assert _use(cabinet, "A01") == "occupied"
     [message] = sms
     assert message.phone == "+8613811112222"
     code = message.text.split("Pickup code: ")[1][:6]
@@ -85,7 +86,7 @@ def test_scanning_the_same_parcel_again_reopens_its_compartment(
         courier_asks(cabinet, "deposit", "SF0001")
         courier_asks(cabinet, "deposit", "SF0001")
     assert [c["compartment"] for c in unlocks(pushes)] == ["A01", "A01"]
-    assert _state(cabinet, "A02") == CompartmentState.FREE
+    assert _use(cabinet, "A02") == "free"
 
 
 def test_a_parcel_that_does_not_fit_moves_to_a_larger_compartment(
@@ -96,8 +97,8 @@ def test_a_parcel_that_does_not_fit_moves_to_a_larger_compartment(
         courier_asks(cabinet, "deposit", "SF0001")
         courier_asks(cabinet, "bigger", "SF0001")
     assert [c["compartment"] for c in unlocks(pushes)] == ["A01", "B01"]
-    assert _state(cabinet, "A01") == CompartmentState.FREE
-    assert _state(cabinet, "B01") == CompartmentState.RESERVED
+    assert _use(cabinet, "A01") == "free"
+    assert _use(cabinet, "B01") == "reserved"
     assert Parcel.objects.get(tracking_number="SF0001").size == "M"
 
 
@@ -117,7 +118,7 @@ def test_when_the_door_does_not_open_the_deposit_moves_to_another_compartment(
 def test_no_free_compartment_is_a_clear_answer(
     cabinet, carrier, courier, pushes, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
-    Compartment.objects.filter(cabinet=cabinet).update(state=CompartmentState.OCCUPIED)
+    Compartment.objects.filter(cabinet=cabinet).update(service_state=ServiceState.OUT_OF_SERVICE)
     _announce(carrier, cabinet, "SF0001")
     with django_capture_on_commit_callbacks(execute=True):
         courier_asks(cabinet, "deposit", "SF0001")

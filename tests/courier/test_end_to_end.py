@@ -25,7 +25,8 @@ from PIL import Image
 
 from cabinet_agent.agent import CabinetAgent
 from cabinet_agent.config import config_from_mapping
-from cabinets.services import cabinet_credential_issue, compartments_create
+from cabinets.services.credentials import cabinet_credential_issue
+from cabinets.services.lifecycle import compartments_create
 from core.actors import Actor
 from courier.authentication import carrier_api_key_issue
 from courier.models import AccessAttempt, Notification, Parcel, ParcelStatus

@@ -13,11 +13,11 @@ from django.utils import timezone
 from PIL import Image
 
 from cabinet_agent import protocol
-from cabinets.models import Compartment, CompartmentState
+from cabinets.models import Compartment
 from core.actors import Actor
 from courier.codes import pickup_code_hash
 from courier.models import AccessAttempt, Parcel, ParcelDirection, ParcelStatus
-from courier.services import parcel_announce, parcel_transition
+from courier.services.parcels import parcel_announce, parcel_transition
 from tests.courier.conftest import cabinet_says, door, results, unlocks
 from tests.courier.faces import enroll, verify_real_id
 from tests.factories import IdentityFactory, ParcelFactory
@@ -52,7 +52,6 @@ def _scan(
 
 def _ready(cabinet, carrier, recipient, label: str) -> Parcel:  # type: ignore[no-untyped-def]
     compartment = Compartment.objects.get(cabinet=cabinet, label=label)
-    Compartment.objects.filter(pk=compartment.pk).update(state=CompartmentState.OCCUPIED)
     parcel = ParcelFactory(carrier=carrier, cabinet=cabinet, recipient=recipient)
     return parcel_transition(
         parcel_id=parcel.pk,
@@ -91,6 +90,9 @@ def test_a_recipients_face_opens_only_their_compartment_and_closing_it_completes
     [answer] = results(pushes, "face_result")
     assert answer["outcome"] == "unlocking" and "A01" in answer["message"]
     assert [c["compartment"] for c in unlocks(pushes)] == ["A01"]
+    # protocol §3: the face_result comes first, the signed unlock it announces follows
+    kinds = [m["frame"]["type"] if m["type"] == "link.send" else m["type"] for _, m in pushes]
+    assert kinds == ["face_result", "command.deliver"]
     attempt = AccessAttempt.objects.get(method="face")
     assert attempt.success and attempt.identity_id == obama_parcel.recipient_id
     assert attempt.distance is not None and attempt.distance < attempt.threshold

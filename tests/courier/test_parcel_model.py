@@ -9,7 +9,7 @@ from django.utils import timezone
 from core.actors import Actor
 from core.errors import InvalidTransition
 from courier.models import PARCEL_TRANSITIONS, Parcel, ParcelEvent, ParcelStatus
-from courier.services import parcel_announce, parcel_transition
+from courier.services.parcels import parcel_announce, parcel_transition
 from tests.factories import (
     CabinetFactory,
     CarrierFactory,

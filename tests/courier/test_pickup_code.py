@@ -6,11 +6,12 @@ import pytest
 from django.utils import timezone
 
 from cabinet_agent import protocol
-from cabinets.models import Compartment, CompartmentState
+from cabinets.models import Compartment
 from core.actors import Actor
 from courier.codes import pickup_code_hash
 from courier.models import AccessAttempt, Parcel, ParcelEvent, ParcelStatus
-from courier.services import parcel_transition
+from courier.selectors import compartment_use
+from courier.services.parcels import parcel_transition
 from tests.courier.conftest import cabinet_says, door, results, unlocks
 from tests.factories import IdentityFactory, ParcelFactory
 
@@ -20,7 +21,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def ready_parcel(cabinet, carrier):  # type: ignore[no-untyped-def]
     compartment = Compartment.objects.get(cabinet=cabinet, label="A01")
-    Compartment.objects.filter(pk=compartment.pk).update(state=CompartmentState.OCCUPIED)
     parcel = ParcelFactory(carrier=carrier, cabinet=cabinet, recipient=IdentityFactory())
     parcel_transition(
         parcel_id=parcel.pk,
@@ -53,8 +53,12 @@ def test_the_right_code_opens_the_compartment_and_closing_it_completes_the_picku
         door(cabinet, "A01", "closed")
     parcel = Parcel.objects.get(pk=ready_parcel.pk)
     assert parcel.status == ParcelStatus.PICKED_UP and parcel.picked_up_at is not None
-    assert parcel.compartment is None
-    assert Compartment.objects.get(cabinet=cabinet, label="A01").state == CompartmentState.FREE
+    # The parcel keeps the compartment it was picked up from; it no longer holds it.
+    assert parcel.compartment is not None and parcel.compartment.label == "A01"
+    assert (
+        compartment_use(compartment_id=Compartment.objects.get(cabinet=cabinet, label="A01").pk)
+        == "free"
+    )
     attempt = AccessAttempt.objects.get()
     assert attempt.success and attempt.method == "code" and list(attempt.parcels.all()) == [parcel]
 

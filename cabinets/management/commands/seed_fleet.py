@@ -23,9 +23,9 @@ from cabinets.models import (
     CabinetState,
     Compartment,
     CompartmentSize,
-    CompartmentState,
     ConnectionState,
     DoorState,
+    ServiceState,
 )
 from courier.models import Carrier, Parcel, ParcelStatus
 from identity.models import Identity
@@ -169,12 +169,12 @@ class Command(BaseCommand):
                 .values_list("pk", flat=True)
                 .first()
             )
+            # The first two compartments of each cabinet take its ready parcels (occupancy is
+            # the parcel's fact: these compartments are occupied once the parcels exist).
             occupied = list(
-                Compartment.objects.filter(
-                    cabinet_id__in=cabinet_ids, state=CompartmentState.OCCUPIED
-                )
+                Compartment.objects.filter(cabinet_id__in=cabinet_ids, label__in=("A01", "A02"))
                 .order_by("pk")
-                .values_list("pk", "cabinet_id")
+                .values_list("pk", "cabinet_id")[:n_ready]
             )
             say(f"parcels: {n_parcels}")
             load(
@@ -237,11 +237,11 @@ class Command(BaseCommand):
             for j, size in enumerate(sizes):
                 counters[size] += 1
                 spec = SIZE_SPECS[size]
-                state = CompartmentState.FREE
+                state = ServiceState.IN_SERVICE
                 if j < 2 and ready_left > 0:
-                    state, ready_left = CompartmentState.OCCUPIED, ready_left - 1
+                    ready_left -= 1
                 elif rng.random() < 0.003:
-                    state = CompartmentState.OUT_OF_SERVICE
+                    state = ServiceState.OUT_OF_SERVICE
                 yield {
                     "cabinet_id": cabinet_id,
                     "label": f"{letters[size]}{counters[size]:02d}",
@@ -250,9 +250,9 @@ class Command(BaseCommand):
                     "height_mm": spec.height_mm,
                     "depth_mm": spec.depth_mm,
                     "max_weight_g": spec.max_weight_g,
-                    "state": state,
+                    "service_state": state,
                     "door_state": DoorState.CLOSED,
-                    "state_changed_at": now,
+                    "service_changed_at": now,
                     "failed_open_count": 0,
                 }
 

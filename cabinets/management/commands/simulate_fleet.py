@@ -25,7 +25,8 @@ from cabinet_agent.config import AgentConfig, ConfigError
 from cabinet_agent.drivers import SimulatedLockDriver
 from cabinet_agent.outbox import Outbox
 from cabinets.models import Compartment
-from cabinets.services import IssuedCredential, simulated_fleet_provision
+from cabinets.services.credentials import IssuedCredential
+from cabinets.services.simulation import simulated_fleet_provision
 from core.actors import Actor
 
 REFRESH_S = 1.0

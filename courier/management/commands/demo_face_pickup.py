@@ -20,11 +20,11 @@ from django.core.management.base import BaseCommand, CommandError
 from cabinet_agent.agent import CabinetAgent
 from cabinet_agent.config import config_from_mapping
 from cabinets.models import Cabinet, Compartment
-from cabinets.services import cabinet_credential_issue
+from cabinets.services.credentials import cabinet_credential_issue
 from core.actors import Actor
 from core.demo import demo_deposit
 from courier.models import Carrier, Parcel, ParcelStatus
-from courier.services import parcel_announce
+from courier.services.parcels import parcel_announce
 from identity.models import Identity
 from identity.selectors import identity_has_face
 from identity.services import consent_give, enrollment_photo_process, enrollment_photo_submit

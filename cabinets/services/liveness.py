@@ -1,0 +1,71 @@
+"""Who is online and what cabinets report in their heartbeats: liveness lives in Redis
+(cabinets.presence) and is folded into the database by a periodic task; telemetry is written
+only when it changed (the consumer coalesces)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cabinets.models import Cabinet, Compartment, ConnectionState, DoorState
+from cabinets.presence import presence_drop, presence_snapshot
+
+
+def cabinet_telemetry_record(*, cabinet_id: int, telemetry: dict[str, Any]) -> None:
+    """Store the latest telemetry and the door states it reports."""
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "telemetry": telemetry,
+        "telemetry_at": now,
+        "last_seen_at": now,
+        "connection_state": ConnectionState.ONLINE,
+        "firmware_version": str(telemetry.get("firmware_version", ""))[:32],
+        "config_version": str(telemetry.get("config_version", ""))[:32],
+    }
+    with transaction.atomic():
+        Cabinet.objects.filter(pk=cabinet_id).update(**fields)
+        doors = telemetry.get("doors") or {}
+        for door_state in (DoorState.OPEN, DoorState.CLOSED, DoorState.FAULT):
+            labels = [label for label, state in doors.items() if state == door_state]
+            if labels:
+                Compartment.objects.filter(cabinet_id=cabinet_id, label__in=labels).exclude(
+                    door_state=door_state
+                ).update(door_state=door_state)
+
+
+def cabinets_liveness_sync(*, now: float | None = None) -> dict[str, int]:
+    """Fold the Redis presence set into the database: refresh last_seen_at of live cabinets,
+    mark the silent ones offline."""
+    now = now or time.time()
+    cutoff = now - settings.CABINET_OFFLINE_AFTER_S
+    seen = presence_snapshot()
+    alive = {pk: ts for pk, ts in seen.items() if ts >= cutoff}
+    stale = [pk for pk, ts in seen.items() if ts < cutoff]
+
+    updated = 0
+    alive_ids = sorted(alive)
+    for start in range(0, len(alive_ids), 1000):
+        chunk = alive_ids[start : start + 1000]
+        cabinets = [
+            Cabinet(
+                pk=pk,
+                last_seen_at=datetime.fromtimestamp(alive[pk], tz=UTC),
+                connection_state=ConnectionState.ONLINE,
+            )
+            for pk in chunk
+        ]
+        updated += Cabinet.objects.bulk_update(cabinets, ["last_seen_at", "connection_state"])
+
+    # Online in the database but silent in Redis (or gone from it): offline.
+    offline = (
+        Cabinet.objects.filter(connection_state=ConnectionState.ONLINE)
+        .exclude(pk__in=alive_ids)
+        .update(connection_state=ConnectionState.OFFLINE)
+    )
+    presence_drop(stale)
+    return {"alive": updated, "marked_offline": offline}

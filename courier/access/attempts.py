@@ -1,0 +1,77 @@
+"""What every way in shares: the attempt record, lockouts, staleness and the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from cabinets.models import CabinetCommand
+from cabinets.push import push_after_commit
+from cabinets.services.commands import commands_push_after_commit
+from courier.models import AccessAttempt, AttemptMethod, Parcel
+from courier.selectors import failed_attempts
+
+
+def answer_then_open(
+    cabinet_id: int, frame: dict[str, Any], commands: Iterable[CabinetCommand] = ()
+) -> None:
+    """After commit, in this order: the answer (`face_result`, `code_result`,
+    `courier_result`), then the unlocks it announces (protocol §3: the unlock follows)."""
+    push_after_commit(cabinet_id, {"type": "link.send", "frame": frame})
+    commands_push_after_commit(commands)
+
+
+# Per method: the settings naming how many failures in how many seconds lock it at a cabinet.
+_LOCKOUT_SETTINGS: dict[str, tuple[str, str]] = {
+    AttemptMethod.CODE: ("CODE_LOCKOUT_ATTEMPTS", "CODE_LOCKOUT_WINDOW_S"),
+    AttemptMethod.FACE: ("FACE_LOCKOUT_ATTEMPTS", "FACE_LOCKOUT_WINDOW_S"),
+    AttemptMethod.COURIER: ("COURIER_LOCKOUT_ATTEMPTS", "COURIER_LOCKOUT_WINDOW_S"),
+}
+
+
+def locked_out(*, cabinet_id: int, method: str) -> bool:
+    attempts, window_s = (getattr(settings, name) for name in _LOCKOUT_SETTINGS[method])
+    since = timezone.now() - timedelta(seconds=window_s)
+    return failed_attempts(cabinet_id=cabinet_id, method=method, since=since) >= attempts
+
+
+def stale(at: datetime | None) -> bool:
+    """Older than the interactive lifetime plus the clock skew a cabinet may have (protocol
+    §4): a person who typed or looked 60 s ago by a cabinet clock 30 s fast is still there."""
+    limit = timedelta(
+        seconds=settings.ACCESS_REQUEST_MAX_AGE_S,
+        milliseconds=settings.CABINET_MAX_CLOCK_SKEW_MS,
+    )
+    return at is not None and timezone.now() - at > limit
+
+
+def attempt_record(
+    *,
+    cabinet_id: int,
+    method: str,
+    event_id: str,
+    success: bool,
+    outcome: str,
+    parcels: list[Parcel] | None = None,
+    **fields: Any,
+) -> AccessAttempt:
+    attempt = AccessAttempt.objects.create(
+        cabinet_id=cabinet_id,
+        method=method,
+        event_id=event_id,
+        success=success,
+        outcome=outcome,
+        **fields,
+    )
+    if parcels:
+        attempt.parcels.set(parcels)
+    return attempt
+
+
+def doors(parcels: list[Parcel]) -> str:
+    labels = sorted(p.compartment.label for p in parcels if p.compartment is not None)
+    return ", ".join(labels)

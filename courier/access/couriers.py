@@ -1,0 +1,135 @@
+"""A courier logs in at the cabinet's screen with badge and PIN, to deposit or collect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.hashers import check_password
+from django.db import transaction
+
+from cabinet_agent import protocol
+from cabinets.models import Cabinet, CabinetCommand
+from cabinets.reports import CourierRequest
+from core.actors import Actor, ActorKind
+from core.errors import ApplicationError
+from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
+from courier.models import AttemptMethod, Courier, Parcel, ParcelStatus
+from courier.services.deposits import parcel_deposit_bigger, parcel_deposit_start
+from courier.services.releases import parcels_release
+
+Outcome = protocol.CourierOutcome
+
+
+def courier_request_answer(*, request: CourierRequest) -> str:
+    """Inside the transaction that stored the request."""
+    cabinet_id, action = request.cabinet_id, request.action
+
+    def answer(
+        outcome: str,
+        message: str,
+        parcels: list[Parcel] | None = None,
+        commands: list[CabinetCommand] | None = None,
+    ) -> str:
+        labels = sorted(p.compartment.label for p in parcels or [] if p.compartment is not None)
+        answer_then_open(
+            cabinet_id,
+            protocol.make_courier_result(
+                request_id=request.request_id,
+                outcome=outcome,
+                compartments=labels,
+                message=message,
+            ),
+            commands or [],
+        )
+        return outcome
+
+    def record(outcome: str, *, success: bool, **fields: Any) -> None:
+        attempt_record(
+            cabinet_id=cabinet_id,
+            method=AttemptMethod.COURIER,
+            event_id=request.request_id,
+            success=success,
+            outcome=outcome,
+            purpose=action,
+            **fields,
+        )
+
+    def refuse(outcome: str, message: str, *, answered: str | None = None, **fields: Any) -> str:
+        """A failed attempt (it counts towards the lockout), answered."""
+        record(outcome, success=False, **fields)
+        return answer(answered or outcome, message)
+
+    if locked_out(cabinet_id=cabinet_id, method=AttemptMethod.COURIER):
+        return refuse(Outcome.LOCKED_OUT, "Too many wrong PINs here. Try again later.")
+    courier = (
+        Courier.objects.select_related("carrier")
+        .filter(badge_number=request.badge, is_active=True, carrier__is_active=True)
+        .first()
+    )
+    if courier is None or not courier.pin_hash or not check_password(request.pin, courier.pin_hash):
+        return refuse(Outcome.NOT_AUTHORIZED, "Badge or PIN not recognised.")
+    if stale(request.at):
+        return refuse(
+            "stale",
+            "That took too long: please try again.",
+            answered=Outcome.REFUSED,
+            courier=courier,
+        )
+
+    cabinet = Cabinet.objects.get(pk=cabinet_id)
+    actor = Actor(kind=ActorKind.COURIER, label=courier.badge_number)
+    commands: list[CabinetCommand] = []
+    try:
+        # A savepoint: a refused request must not undo the stored event and its audit row.
+        with transaction.atomic():
+            if action == protocol.CourierAction.COLLECT:
+                parcels = _collectable(cabinet_id=cabinet_id, carrier_id=courier.carrier_id)
+                if not parcels:
+                    outcome, message, opened = (
+                        Outcome.NOTHING_TO_COLLECT,
+                        "Nothing to collect here.",
+                        [],
+                    )
+                else:
+                    released = parcels_release(parcels=parcels, actor=actor, reason="collection")
+                    opened, commands = released.parcels, released.commands
+                    outcome = Outcome.UNLOCKING
+                    message = f"Opening {len(opened)} compartment(s): {doors(opened)}."
+            else:
+                start = (
+                    parcel_deposit_bigger
+                    if action == protocol.CourierAction.BIGGER
+                    else parcel_deposit_start
+                )
+                opening = start(
+                    cabinet=cabinet,
+                    carrier=courier.carrier,
+                    tracking_number=request.tracking_number or "",
+                    actor=actor,
+                )
+                opened, commands = [opening.parcel], [opening.command]
+                outcome = Outcome.UNLOCKING
+                message = (
+                    f"Compartment {doors(opened)} is opening: put parcel "
+                    f"{opening.parcel.tracking_number} in and close the door."
+                )
+    except ApplicationError as exc:
+        outcome = {
+            "unknown_parcel": Outcome.UNKNOWN_PARCEL,
+            "no_compartment": Outcome.NO_COMPARTMENT,
+        }.get(exc.code, Outcome.REFUSED)
+        record(outcome, success=True, courier=courier, detail=exc.message[:255])
+        return answer(outcome, exc.message)
+    record(outcome, success=True, courier=courier, parcels=opened)
+    return answer(outcome, message, opened, commands)
+
+
+def _collectable(*, cabinet_id: int, carrier_id: int) -> list[Parcel]:
+    return list(
+        Parcel.objects.filter(
+            cabinet_id=cabinet_id,
+            carrier_id=carrier_id,
+            status__in=[ParcelStatus.EXPIRED, ParcelStatus.DROPPED_OFF],
+            compartment__isnull=False,
+        ).select_related("compartment")
+    )

@@ -1,0 +1,242 @@
+"""A recipient (pickup) or a verified sender (drop-off) looks at the cabinet's camera. Runs in
+a Celery task: face work happens outside any transaction, then one short transaction records
+the attempt, authorises the doors and queues the answer before the unlocks."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from cabinet_agent import protocol
+from cabinets.models import CabinetCommand
+from core.actors import Actor, ActorKind
+from core.errors import ApplicationError
+from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
+from courier.models import AttemptMethod, Parcel, ParcelDirection, ParcelStatus
+from courier.selectors import parcels_ready_at, recipients_waiting_at, senders_expected_at
+from courier.services.deposits import parcel_dropoff_start
+from courier.services.releases import parcels_release
+
+logger = logging.getLogger(__name__)
+Outcome = protocol.FaceOutcome
+
+
+@dataclass(frozen=True)
+class _Figures:
+    distance: float | None = None
+    second_distance: float | None = None
+    threshold: float | None = None
+    margin: float | None = None
+
+
+def _finish(
+    *,
+    cabinet_id: int,
+    scan_id: str,
+    purpose: str,
+    outcome: str,
+    message: str,
+    success: bool = False,
+    detail: str = "",
+    identity_id: int | None = None,
+    figures: _Figures = _Figures(),
+    release: list[Parcel] | None = None,
+    dropoff: Parcel | None = None,
+) -> str:
+    with transaction.atomic():
+        opened: list[Parcel] = []
+        commands: list[CabinetCommand] = []
+        if release:
+            released = parcels_release(
+                parcels=release,
+                actor=Actor(kind=ActorKind.RECIPIENT, label="face scan"),
+                reason="pickup",
+            )
+            opened, commands = released.parcels, released.commands
+            message = (
+                f"Compartment {doors(opened)} is opening."
+                if opened
+                else "Your compartment is already opening."
+            )
+        if dropoff is not None:
+            try:
+                opening = parcel_dropoff_start(
+                    parcel=dropoff, actor=Actor(kind=ActorKind.SENDER, label="face scan")
+                )
+                opened, commands = [opening.parcel], [opening.command]
+                message = (
+                    f"Compartment {doors(opened)} is opening: put parcel "
+                    f"{dropoff.tracking_number} in and close the door."
+                )
+            except ApplicationError as exc:
+                outcome, message, success, detail = (
+                    Outcome.UNAVAILABLE,
+                    exc.message,
+                    False,
+                    exc.code,
+                )
+        attempt_record(
+            cabinet_id=cabinet_id,
+            method=AttemptMethod.FACE,
+            event_id=scan_id,
+            purpose=purpose,
+            success=success,
+            outcome=outcome,
+            detail=detail[:255],
+            identity_id=identity_id,
+            distance=figures.distance,
+            second_distance=figures.second_distance,
+            threshold=figures.threshold,
+            margin=figures.margin,
+            parcels=opened or None,
+        )
+        answer_then_open(
+            cabinet_id,
+            protocol.make_face_result(scan_id=scan_id, outcome=outcome, message=message),
+            commands,
+        )
+    return outcome
+
+
+def face_scan_answer(
+    *,
+    cabinet_id: int,
+    scan_id: str,
+    purpose: str,
+    image_b64: str,
+    light_on: bool,
+    taken_at: str,
+) -> str:
+    from identity.face_pipeline import FaceRefused
+    from identity.models import Identity
+    from identity.services import face_identify, face_probe, face_verify
+
+    def finish(outcome: str, message: str, **kwargs: object) -> str:
+        return _finish(
+            cabinet_id=cabinet_id,
+            scan_id=scan_id,
+            purpose=purpose,
+            outcome=outcome,
+            message=message,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    if stale(parse_datetime(taken_at) if taken_at else None):
+        return finish(
+            Outcome.RETAKE, "That took too long: please look at the camera again.", detail="stale"
+        )
+    if locked_out(cabinet_id=cabinet_id, method=AttemptMethod.FACE):
+        return finish(
+            Outcome.LOCKED_OUT,
+            "Face scan is paused here after several failures: use your pickup code.",
+        )
+
+    pickup = purpose == protocol.ScanPurpose.PICKUP
+    candidate_ids = (
+        recipients_waiting_at(cabinet_id=cabinet_id)
+        if pickup
+        else senders_expected_at(cabinet_id=cabinet_id)
+    )
+    no_candidates = (
+        "No parcel here can be opened by face: use your pickup code."
+        if pickup
+        else "No drop-off is expected here for you."
+    )
+    if not candidate_ids:
+        return finish(
+            Outcome.USE_CODE if pickup else Outcome.NO_MATCH, no_candidates, detail="no_candidates"
+        )
+
+    try:
+        probe = face_probe(image=base64.b64decode(image_b64)).encoding
+    except FaceRefused as refusal:
+        if refusal.code == "too_dark" and not light_on:
+            return finish(
+                Outcome.RETAKE_LIGHT_ON,
+                "Too dark: the light is switching on, please look at the camera.",
+                detail=refusal.code,
+            )
+        return finish(Outcome.RETAKE, refusal.message, detail=refusal.code)
+
+    decision = face_identify(probe=probe, identity_ids=candidate_ids)
+    if decision.decision == "no_candidates":
+        # Waiting recipients exist, but none enrolled (or all withdrew consent).
+        message = no_candidates if pickup else "No enrolled sender is expected here."
+        return finish(
+            Outcome.USE_CODE if pickup else Outcome.NO_MATCH, message, detail="no_candidates"
+        )
+    figures = _Figures(
+        decision.best_distance, decision.second_distance, decision.threshold, decision.margin
+    )
+    if not decision.is_match or decision.best_key is None:
+        message = (
+            "Face not recognised: try again or use your pickup code."
+            if pickup
+            else "Face not recognised: a drop-off needs the sender's verified face."
+        )
+        return finish(Outcome.NO_MATCH, message, detail=decision.decision, figures=figures)
+    identity_id = int(str(decision.best_key))
+
+    if pickup:
+        parcels = list(parcels_ready_at(cabinet_id=cabinet_id).filter(recipient_id=identity_id))
+        return finish(
+            Outcome.UNLOCKING,
+            "",
+            success=True,
+            identity_id=identity_id,
+            figures=figures,
+            release=parcels,
+        )
+
+    identity = Identity.objects.get(pk=identity_id)
+    if identity.real_name_verified_at is None:
+        return finish(
+            Outcome.NO_MATCH,
+            "Drop-off needs a real-name verified identity: verify your ID first.",
+            detail="not_verified",
+            identity_id=identity_id,
+            figures=figures,
+        )
+    verified = face_verify(probe=probe, identity=identity)
+    figures = _Figures(
+        verified.distance, decision.second_distance, verified.threshold, decision.margin
+    )
+    if not verified.verified:
+        return finish(
+            Outcome.NO_MATCH,
+            "Face not confirmed against your verified ID.",
+            detail="verify_failed",
+            identity_id=identity_id,
+            figures=figures,
+        )
+    parcel = (
+        Parcel.objects.filter(
+            cabinet_id=cabinet_id,
+            sender_id=identity_id,
+            direction=ParcelDirection.DROPOFF,
+            status=ParcelStatus.ANNOUNCED,
+            compartment__isnull=True,
+        )
+        .order_by("created_at")
+        .first()
+    )
+    if parcel is None:
+        return finish(
+            Outcome.NO_MATCH,
+            "No drop-off is expected here for you.",
+            detail="no_parcel",
+            identity_id=identity_id,
+            figures=figures,
+        )
+    return finish(
+        Outcome.UNLOCKING,
+        "",
+        success=True,
+        identity_id=identity_id,
+        figures=figures,
+        dropoff=parcel,
+    )

@@ -1,0 +1,133 @@
+"""A parcel's lifecycle: announced by a carrier, moved only by `parcel_transition`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from cabinets.models import Cabinet, CompartmentSize
+from core.actors import Actor
+from core.errors import ApplicationError, Conflict
+from core.transitions import check_transition
+from courier.lock_objects import parcel_lock
+from courier.models import (
+    PARCEL_TRANSITIONS,
+    Carrier,
+    Parcel,
+    ParcelDirection,
+    ParcelEvent,
+    ParcelStatus,
+)
+from identity.models import Identity
+
+
+def parcel_transition(
+    *,
+    parcel_id: int,
+    to_status: str,
+    actor: Actor,
+    reason: str = "",
+    changes: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> Parcel:
+    """The one way a parcel changes status: lock, check the map, save, audit."""
+    changes = changes or {}
+    with transaction.atomic():
+        # The row lock serialises concurrent transitions of one parcel (two pickups, an
+        # expiry racing a pickup): the second sees the first's status and is refused.
+        parcel = parcel_lock(parcel_id=parcel_id)
+        from_status = parcel.status
+        check_transition(PARCEL_TRANSITIONS, kind="parcel", current=from_status, target=to_status)
+        parcel.status = to_status
+        for field, value in changes.items():
+            setattr(parcel, field, value)
+        parcel.save(update_fields=["status", "updated_at", *changes])
+        ParcelEvent.objects.create(
+            parcel=parcel,
+            from_status=from_status,
+            to_status=to_status,
+            reason=reason[:255],
+            data=data or {},
+            **actor.event_fields(),
+        )
+    return parcel
+
+
+def parcel_announce(
+    *,
+    carrier: Carrier,
+    tracking_number: str,
+    recipient: Identity,
+    size: str,
+    cabinet: Cabinet,
+    actor: Actor,
+    sender: Identity | None = None,
+    direction: str = ParcelDirection.DELIVERY,
+) -> Parcel:
+    if size not in CompartmentSize.values:
+        raise ApplicationError(f"Unknown parcel size {size!r}.", code="invalid_size")
+    if direction == ParcelDirection.DROPOFF and sender is None:
+        raise ApplicationError("A drop-off needs its sender.", code="sender_required")
+    with transaction.atomic():
+        if Parcel.objects.filter(carrier=carrier, tracking_number=tracking_number).exists():
+            raise ApplicationError(
+                f"Tracking number {tracking_number!r} is already announced.",
+                code="duplicate_tracking_number",
+            )
+        parcel = Parcel.objects.create(
+            carrier=carrier,
+            tracking_number=tracking_number,
+            recipient=recipient,
+            sender=sender,
+            size=size,
+            cabinet=cabinet,
+            direction=direction,
+            status=ParcelStatus.ANNOUNCED,
+        )
+        ParcelEvent.objects.create(
+            parcel=parcel, from_status="", to_status=ParcelStatus.ANNOUNCED, **actor.event_fields()
+        )
+    return parcel
+
+
+def parcel_cancel(*, parcel: Parcel, actor: Actor, reason: str = "") -> Parcel:
+    with transaction.atomic():
+        locked = parcel_lock(parcel_id=parcel.pk)
+        if locked.status == ParcelStatus.ANNOUNCED and locked.compartment_id is not None:
+            raise Conflict(
+                "The parcel is being put into a compartment and can no longer be cancelled.",
+                code="parcel_in_cabinet",
+            )
+        return parcel_transition(
+            parcel_id=parcel.pk, to_status=ParcelStatus.CANCELLED, actor=actor, reason=reason
+        )
+
+
+def parcel_extend(*, parcel: Parcel, actor: Actor) -> Parcel:
+    """The recipient may push the deadline back once, while the parcel waits for them."""
+    with transaction.atomic():
+        locked = parcel_lock(parcel_id=parcel.pk)
+        if locked.status != ParcelStatus.READY:
+            raise Conflict(
+                "Only a parcel waiting for pickup can be extended.", code="not_extendable"
+            )
+        if locked.extension_count >= 1:
+            raise Conflict(
+                "The pickup deadline has already been extended once.", code="already_extended"
+            )
+        assert locked.pickup_deadline is not None
+        locked.pickup_deadline += timedelta(days=settings.PARCEL_EXTENSION_DAYS)
+        locked.extension_count += 1
+        locked.save(update_fields=["pickup_deadline", "extension_count", "updated_at"])
+        ParcelEvent.objects.create(
+            parcel=locked,
+            from_status=locked.status,
+            to_status=locked.status,
+            reason="deadline extended",
+            data={"pickup_deadline": locked.pickup_deadline.isoformat()},
+            **actor.event_fields(),
+        )
+    return locked
