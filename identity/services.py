@@ -23,7 +23,6 @@ from django.utils import timezone
 from core.actors import Actor
 from core.errors import ApplicationError, Conflict, PermissionDenied, RateLimited
 from core.transitions import check_transition
-from identity import tasks
 from identity.crypto import keyed_hash, template_encrypt, template_reencrypt
 from identity.embeddings import FaceEncoder, get_default_encoder
 from identity.face_pipeline import (
@@ -61,6 +60,7 @@ from identity.models import (
 )
 from identity.notify import send_sms
 from identity.selectors import consent_current, face_candidates, identity_has_face
+from identity.tasks import enrollment_photo_process_task, real_id_check_process_task
 from identity.tokens import enrollment_token_make
 
 logger = logging.getLogger(__name__)
@@ -321,7 +321,7 @@ def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) ->
                 enrollment, EnrollmentStatus.PROCESSING, actor=actor, reason="photo received"
             )
         # After commit: a worker that picked the id up earlier would not find the row.
-        tasks.enrollment_photo_process_task.delay_on_commit(photo.pk)
+        enrollment_photo_process_task.delay_on_commit(photo.pk)
     return photo
 
 
@@ -553,7 +553,7 @@ def real_id_check_submit(*, identity: Identity, id_number: str, portrait: bytes)
             identity=identity, id_number_hash=number_hash, portrait=portrait
         )
         # After commit, like every task: the worker must find the row.
-        tasks.real_id_check_process_task.delay_on_commit(check.pk)
+        real_id_check_process_task.delay_on_commit(check.pk)
     return check
 
 

@@ -1,11 +1,10 @@
-"""Celery tasks: each takes an id, loads nothing itself and calls one service."""
+"""Celery tasks: each takes an id, loads nothing itself and calls one service, imported inside
+its body (the services import these tasks at module level: one rule in every app)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
-
-from identity import services
 
 # Database hiccups are worth a retry; a photo that cannot be read is answered by the
 # service itself with a refusal, so it never retries for ever.
@@ -19,14 +18,20 @@ _RETRY = {
 
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90, acks_late=True, **_RETRY)
 def enrollment_photo_process_task(photo_id: int) -> str:
-    return services.enrollment_photo_process(photo_id=photo_id)
+    from identity.services import enrollment_photo_process
+
+    return enrollment_photo_process(photo_id=photo_id)
 
 
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90, acks_late=True, **_RETRY)
 def real_id_check_process_task(check_id: int) -> str:
-    return services.real_id_check_process(check_id=check_id)
+    from identity.services import real_id_check_process
+
+    return real_id_check_process(check_id=check_id)
 
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
 def enrollment_photos_purge_task() -> int:
-    return services.enrollment_photos_purge()
+    from identity.services import enrollment_photos_purge
+
+    return enrollment_photos_purge()

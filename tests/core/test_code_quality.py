@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -26,3 +27,41 @@ def test_the_code_passes(command: list[str]) -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_tasks_import_services_inside_their_bodies_and_services_import_tasks_at_module_level() -> (
+    None
+):
+    """One rule for tasks and services in every app (docs/parcel-flows.md): no import cycles."""
+    task_modules = [p for p in ROOT.glob("*/**/tasks.py") if ".venv" not in p.parts]
+    assert task_modules
+    for path in task_modules:
+        service_imports = {
+            m for m in _module_level_imports(path) if ".services" in m or ".access" in m
+        }
+        assert not service_imports, f"{path.relative_to(ROOT)} imports {service_imports}"
+    lazy_task_imports = []
+    for path in ROOT.glob("*/**/*.py"):
+        if ".venv" in path.parts or "tests" in path.parts or path.name == "tasks.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for inner in ast.walk(node):
+                    if (
+                        isinstance(inner, ast.ImportFrom)
+                        and inner.module
+                        and inner.module.endswith("tasks")
+                    ):
+                        lazy_task_imports.append(f"{path.relative_to(ROOT)}:{inner.lineno}")
+    assert not lazy_task_imports, lazy_task_imports
