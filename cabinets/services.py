@@ -37,6 +37,7 @@ from cabinets.models import (
 )
 from cabinets.presence import presence_drop, presence_snapshot
 from cabinets.push import push_after_commit, push_many_after_commit
+from cabinets.rollouts.results import rollout_command_finished
 from cabinets.selectors import active_key_id, command_frame
 from cabinets.signals import (
     code_entry_received,
@@ -357,6 +358,7 @@ def command_rejected_record(*, cabinet_id: int, command_id: str | None, reason: 
             result={"rejected": reason},
         )
         if done:
+            rollout_command_finished(command=command)
             command_finished.send(sender=CabinetCommand, command=command)
         return done
 
@@ -380,6 +382,7 @@ def command_result_record(
             return False
         if command.action == CommandAction.UNLOCK and command.compartment_id:
             _unlock_outcome(command, opened=to_status == CommandStatus.SUCCEEDED, door=door)
+        rollout_command_finished(command=command)
         command_finished.send(sender=CabinetCommand, command=command)
         return True
 
