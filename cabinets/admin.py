@@ -45,16 +45,15 @@ from cabinets.models import (
     ServiceState,
 )
 from cabinets.provisioning import REQUIRED_COLUMNS, cabinets_import, credentials_csv
-from cabinets.rollouts import (
-    DEFAULT_WAVE_PLAN,
+from cabinets.rollouts.plans import DEFAULT_WAVE_PLAN, wave_plan_parse
+from cabinets.rollouts.selectors import rollout_progress
+from cabinets.rollouts.services import (
     rollout_abort,
     rollout_create,
     rollout_pause,
-    rollout_progress,
     rollout_resume,
     rollout_retry_failed,
     rollout_start,
-    wave_plan_parse,
 )
 from cabinets.selectors import Occupancy, compartments_free
 from cabinets.services.commands import compartment_unlock

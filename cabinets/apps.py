@@ -8,5 +8,5 @@ class CabinetsConfig(AppConfig):
     verbose_name = "Cabinets"
 
     def ready(self) -> None:
-        # Registers the rollout tasks (Celery autodiscovery looks for `tasks` modules only).
-        from cabinets import rollout_tasks  # noqa: F401
+        # Registers the rollout tasks: Celery's autodiscovery imports `cabinets.tasks` only.
+        from cabinets.rollouts import tasks  # noqa: F401

@@ -443,7 +443,7 @@ ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
 class Rollout(ActorFields):
     """A config or firmware version delivered to a filtered set of cabinets, wave by wave.
 
-    Driven by Celery (cabinets.rollouts.rollout_advance); the admin only changes its state."""
+    Driven by Celery (cabinets/rollouts/driver.py); the admin only changes its state."""
 
     name = models.CharField(max_length=120)
     kind = models.CharField(max_length=16, choices=RolloutKind.choices)

@@ -29,6 +29,7 @@ from cabinets.models import (
 )
 from cabinets.push import push_after_commit
 from cabinets.reports import CommandFinished, report_handler
+from cabinets.rollouts.results import rollout_command_finished
 from cabinets.selectors import active_key_id, command_frame
 from cabinets.services.lifecycle import compartment_service_set
 from core.actors import Actor
@@ -140,8 +141,6 @@ def _command_finish(
 
 def _report_finished(command: CabinetCommand, *, late: bool = False) -> None:
     # Inside the caller's transaction: rollout targets and parcels move with the command.
-    from cabinets.rollouts import rollout_command_finished  # rollouts import command_issue
-
     rollout_command_finished(command=command)
     report_handler().command_finished(
         CommandFinished(

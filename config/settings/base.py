@@ -271,6 +271,6 @@ ROLLOUT_PILOT_TAG = env.str("ROLLOUT_PILOT_TAG", default="pilot")
 CABINET_IMPORT_MAX_ROWS = env.int("CABINET_IMPORT_MAX_ROWS", default=20_000)
 
 CELERY_BEAT_SCHEDULE["cabinets-rollouts-advance"] = {
-    "task": "cabinets.rollout_tasks.rollouts_advance_task",
+    "task": "cabinets.rollouts.tasks.rollouts_advance_task",
     "schedule": ROLLOUT_TICK_S,
 }

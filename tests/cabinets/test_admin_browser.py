@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cabinets.models import CabinetState, ConnectionState, Rollout, RolloutState
-from cabinets.rollouts import rollout_create
+from cabinets.rollouts.services import rollout_create
 from core.actors import Actor
 from tests.factories import CabinetFactory, CompartmentFactory, ParcelFactory, StaffUserFactory
 

@@ -24,19 +24,18 @@ from cabinets.models import (
     RolloutTarget,
     RolloutWaveState,
 )
-from cabinets.rollout_tasks import rollouts_advance_task
-from cabinets.rollouts import (
+from cabinets.rollouts.driver import rollout_advance
+from cabinets.rollouts.plans import wave_plan_parse, wave_sizes
+from cabinets.rollouts.selectors import rollout_progress
+from cabinets.rollouts.services import (
     rollout_abort,
-    rollout_advance,
     rollout_create,
     rollout_pause,
-    rollout_progress,
     rollout_resume,
     rollout_retry_failed,
     rollout_start,
-    wave_plan_parse,
-    wave_sizes,
 )
+from cabinets.rollouts.tasks import rollouts_advance_task
 from cabinets.services.commands import (
     command_receipt_record,
     command_result_record,
@@ -370,11 +369,11 @@ def test_an_operator_pause_stops_new_commands_and_results_still_count(operator: 
     assert CabinetCommand.objects.count() == 20
 
 
-def test_a_result_moves_its_target_at_once_through_the_signal(operator: Actor) -> None:
+def test_a_result_moves_its_target_as_it_is_recorded(operator: Actor) -> None:
     fleet(2)
     rollout = tick(firmware(operator, plan="100%"))
     cabinets_answer(all_succeed)
-    # no tick: the command_finished receiver already moved the targets
+    # no tick: recording the result already moved the targets
     assert states(rollout) == {"succeeded": 2}
 
 

@@ -83,3 +83,17 @@ def test_check_deploy_reports_nothing_unexplained() -> None:
 @pytest.mark.django_db
 def test_migrations_match_the_models() -> None:
     call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
+
+
+def test_every_beat_entry_names_a_task_the_worker_registers() -> None:
+    from django.conf import settings
+
+    from config.celery_app import app
+
+    app.loader.import_default_modules()
+    missing = {
+        entry: spec["task"]
+        for entry, spec in settings.CELERY_BEAT_SCHEDULE.items()
+        if spec["task"] not in app.tasks
+    }
+    assert not missing, missing
