@@ -28,6 +28,9 @@ PROTOCOL_HEADER = "Cabinet-Protocol"
 SIGNATURE_DOMAIN = "cabinet-command-v1"
 
 MAX_FRAME_BYTES = 1024 * 1024
+# Objects and arrays nested deeper than this are refused before parsing: json.loads recurses,
+# and a 2,000-deep frame of 11 KiB would raise RecursionError instead of a ProtocolError.
+MAX_NESTING_DEPTH = 32
 MAX_IMAGE_BYTES = 512 * 1024
 MAX_COMMAND_LIFETIME_MS = 24 * 60 * 60 * 1000
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
@@ -401,12 +404,37 @@ CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
 }
 
 
+# One JSON string (escapes included) or one bracket. Strings are matched whole, so brackets in
+# them do not count and a 700 KB base64 image costs one regex step, not 700,000 loop turns.
+_STRUCTURE_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def nests_deeper_than(text: str, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether `text` opens more than `limit` objects/arrays at once (brackets outside strings)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # the common case, decided in C without looking at strings
+    depth = 0
+    for match in _STRUCTURE_RE.finditer(text):
+        char = text[match.start()]
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 def decode_frame(text: str | bytes) -> dict[str, Any]:
     """Parse one websocket text frame into a dict with a string "type"."""
     if len(text) > MAX_FRAME_BYTES:
         raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, "frame exceeds 1 MiB")
     if isinstance(text, bytes):
         raise ProtocolError(ErrorCode.MALFORMED_JSON, "binary frames are not used; send JSON text")
+    if nests_deeper_than(text):
+        raise ProtocolError(
+            ErrorCode.INVALID_FRAME, f"frame nests deeper than {MAX_NESTING_DEPTH} levels"
+        )
     try:
         frame = json.loads(text)
     except ValueError as exc:
