@@ -440,8 +440,19 @@ def decode_frame(text: str | bytes) -> dict[str, Any]:
     except ValueError as exc:
         raise ProtocolError(ErrorCode.MALFORMED_JSON, "frame is not valid JSON") from exc
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise ProtocolError(ErrorCode.INVALID_FRAME, 'frame must be an object with a "type"')
+        raise ProtocolError(
+            ErrorCode.INVALID_FRAME,
+            'frame must be an object with a "type"',
+            ref=frame_ref(frame) if isinstance(frame, dict) else None,
+        )
     return frame
+
+
+def frame_ref(frame: Mapping[str, Any]) -> str | None:
+    """The `ref` an error about this frame carries: its id when that is a string of at most
+    64 characters (what an error's `ref` may hold), whatever else is wrong with the frame."""
+    value = frame.get("id")
+    return value if isinstance(value, str) and len(value) <= 64 else None
 
 
 def encode_frame(frame: Mapping[str, Any]) -> str:
@@ -451,7 +462,7 @@ def encode_frame(frame: Mapping[str, Any]) -> str:
 def _validate(frame: dict[str, Any], table: dict[str, dict[str, Check]]) -> dict[str, Any]:
     kind = frame.get("type")
     fields = table.get(kind) if isinstance(kind, str) else None
-    ref = frame.get("id") if isinstance(frame.get("id"), str) and len(frame["id"]) <= 64 else None
+    ref = frame_ref(frame)
     if fields is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref=ref)
     # Unknown extra fields are ignored so that either side can add optional fields later.

@@ -85,3 +85,25 @@ def test_nesting_up_to_the_documented_depth_is_accepted_and_one_more_level_is_no
     # Brackets inside strings do not count.
     inside = '{"type": "heartbeat", "x": "%s"}' % ("[{" * 100)
     assert protocol.decode_frame(inside)["x"] == "[{" * 100
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"id": "%s"}', '{"id": "%s", "type": 7}', '{"id": "%s", "type": null, "at": 1}'],
+)
+def test_an_error_for_a_frame_with_an_id_and_no_type_carries_that_id_as_ref(
+    provisioned, body: str
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    event_id = protocol.new_id()
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await comm.send_to(text_data=body % event_id)
+        error = await receive(comm)
+        assert (error["type"], error["code"], error["ref"]) == ("error", "invalid_frame", event_id)
+        await comm.send_to(text_data='{"id": 12}')  # not a string: nothing to refer to
+        assert (await receive(comm))["ref"] is None
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
