@@ -337,8 +337,9 @@ _TELEMETRY_FIELDS: dict[str, Check] = {
 
 
 def _is_telemetry(value: Any) -> bool:
+    # Every key is optional (1.1): a cabinet reports what it has; a key it sends is checked.
     return isinstance(value, dict) and all(
-        name in value and check(value[name]) for name, check in _TELEMETRY_FIELDS.items()
+        name not in value or check(value[name]) for name, check in _TELEMETRY_FIELDS.items()
     )
 
 
@@ -367,7 +368,7 @@ SERVER_FRAME_FIELDS: dict[str, dict[str, Check]] = {
 }
 
 CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
-    HEARTBEAT: {"id": is_uuid, "sent_at": is_ms, "telemetry": _is_telemetry},
+    HEARTBEAT: {"sent_at": is_ms, "telemetry": _is_telemetry},
     COMMAND_RECEIPT: {"id": is_uuid, "command_id": is_uuid, "at": is_ms},
     # A rejected command may be malformed, so its id is echoed only if it was a short string.
     COMMAND_REJECTED: {
@@ -425,6 +426,13 @@ def nests_deeper_than(text: str, limit: int = MAX_NESTING_DEPTH) -> bool:
     return False
 
 
+# Fields a frame may leave out, checked when present (minor additions, and fields that a
+# heartbeat never needed). The frame tables above list the required ones.
+OPTIONAL_FRAME_FIELDS: dict[str, dict[str, Check]] = {
+    HEARTBEAT: {"id": is_uuid},
+}
+
+
 def decode_frame(text: str | bytes) -> dict[str, Any]:
     """Parse one websocket text frame into a dict with a string "type"."""
     if len(text) > MAX_FRAME_BYTES:
@@ -467,6 +475,8 @@ def _validate(frame: dict[str, Any], table: dict[str, dict[str, Check]]) -> dict
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref=ref)
     # Unknown extra fields are ignored so that either side can add optional fields later.
     bad = [name for name, check in fields.items() if name not in frame or not check(frame[name])]
+    optional = OPTIONAL_FRAME_FIELDS.get(kind, {})
+    bad += [name for name, check in optional.items() if name in frame and not check(frame[name])]
     if bad:
         raise ProtocolError(
             ErrorCode.INVALID_FRAME, f"{kind}: missing or invalid {', '.join(bad)}", ref=ref
@@ -555,6 +565,7 @@ def make_courier_result(
 
 
 def make_heartbeat(*, sent_at: int, telemetry: Mapping[str, Any]) -> dict[str, Any]:
+    # The id and every telemetry key are optional since 1.1, but servers of 1.0 require them.
     return {"type": HEARTBEAT, "id": new_id(), "sent_at": sent_at, "telemetry": dict(telemetry)}
 
 

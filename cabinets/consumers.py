@@ -91,6 +91,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             _telemetry_digest(auth.session.telemetry) if auth.session.telemetry else None
         )
         self.telemetry_written_at = time.monotonic()
+        # Telemetry keys are optional (protocol §4): a key a heartbeat leaves out keeps the
+        # value last reported, rather than erasing the stored one.
+        self.telemetry: dict[str, Any] = dict(auth.session.telemetry or {})
         self.delivered: set[str] = set()
         self.resends: dict[str, asyncio.Task[None]] = {}
         loop = asyncio.get_running_loop()
@@ -177,7 +180,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
     async def _heartbeat(self, frame: dict[str, Any]) -> None:
         assert self.session is not None
         await presence_touch(self.session.cabinet_id)
-        telemetry = frame["telemetry"]
+        telemetry = self.telemetry = {**self.telemetry, **frame["telemetry"]}
         digest = _telemetry_digest(telemetry)
         now = time.monotonic()
         if (

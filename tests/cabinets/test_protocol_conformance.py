@@ -6,15 +6,18 @@ the ASGI server logs) run against a real uvicorn (tests/live/server.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 
 from cabinet_agent import protocol
+from cabinets.models import Cabinet, DoorState
+from cabinets.presence import presence_snapshot, presence_touch
 from cabinets.services import cabinet_credential_issue
 from core.actors import Actor
-from tests.cabinets.link import communicator, receive, send
+from tests.cabinets.link import communicator, receive, send, telemetry
 from tests.factories import CabinetFactory, CompartmentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,8 +42,9 @@ async def _connect(credential: str):  # type: ignore[no-untyped-def]
 
 
 async def _still_open(comm) -> None:  # type: ignore[no-untyped-def]
-    """A good event is acknowledged: the link survived whatever came before."""
-    event = protocol.make_door_event(compartment="A01", event="closed", at=protocol.now_ms())
+    """A good event is acknowledged: the link survived whatever came before. (Z99 is no
+    compartment of the cabinet: the event is stored and acked, and changes no door.)"""
+    event = protocol.make_door_event(compartment="Z99", event="closed", at=protocol.now_ms())
     await send(comm, event)
     assert await receive(comm) == {"type": "ack", "ref": event["id"]}
 
@@ -107,3 +111,60 @@ def test_an_error_for_a_frame_with_an_id_and_no_type_carries_that_id_as_ref(
         await comm.disconnect()
 
     async_to_sync(scenario)()
+
+
+# --- §4 Heartbeats -------------------------------------------------------------------------
+
+
+async def _poll(condition, *, within_s: float = 10.0):  # type: ignore[no-untyped-def]
+    """Wait for `condition()` (sync, run on a thread) to be truthy, with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        value = await sync_to_async(condition, thread_sensitive=False)()
+        if value:
+            return value
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_a_minimal_heartbeat_is_accepted_and_updates_liveness(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+    long_ago = 1_000.0
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await presence_touch(cabinet.pk, at=long_ago)
+        minimal = {"type": "heartbeat", "sent_at": protocol.now_ms(), "telemetry": {}}
+        await send(comm, minimal)
+        await _still_open(comm)  # the next frame is that ack: no error for the heartbeat
+        await _poll(lambda: presence_snapshot().get(cabinet.pk, 0) > long_ago)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_heartbeat_updates_the_telemetry_it_carries_and_keeps_the_rest(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, compartment, issued = provisioned
+    Cabinet.objects.filter(pk=cabinet.pk).update(
+        telemetry=telemetry(), firmware_version="1.2.0", config_version="7"
+    )
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        partial = {"type": "heartbeat", "sent_at": 1, "telemetry": {"doors": {"A01": "open"}}}
+        await send(comm, partial)
+        await _still_open(comm)
+        await comm.send_to(
+            text_data='{"type": "heartbeat", "sent_at": 1, "telemetry": {"power": "nuclear"}}'
+        )
+        invalid = await receive(comm)  # a key that is present is still checked
+        assert (invalid["code"], invalid["ref"]) == ("invalid_frame", None)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    cabinet.refresh_from_db()
+    compartment.refresh_from_db()
+    assert compartment.door_state == DoorState.OPEN
+    assert (cabinet.firmware_version, cabinet.config_version) == ("1.2.0", "7")
+    assert cabinet.telemetry["power"] == "mains"
