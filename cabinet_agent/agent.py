@@ -80,6 +80,9 @@ class CabinetAgent:
         self._rng = rng or random.SystemRandom()
         self._clock = clock
         self.heartbeat_interval: float = config.heartbeat_interval
+        # The skew allowed around a command's window: the server's (hello) when it says, else
+        # the configured one.
+        self.max_clock_skew_ms: int = config.max_clock_skew_ms
 
         # Observable state, for tests, the CLI and a local display.
         self.connected = asyncio.Event()
@@ -301,8 +304,9 @@ class CabinetAgent:
             log.error("server greeted cabinet %r, this is %r", hello["cabinet"], self.config.serial)
             await ws.close(protocol.CloseCode.PROTOCOL_VIOLATION, "wrong cabinet")
             return Outcome.REFUSED
+        self.max_clock_skew_ms = hello.get("max_clock_skew_ms", self.config.max_clock_skew_ms)
         skew = hello["server_time"] - self._clock()
-        if abs(skew) > self.config.max_clock_skew_ms / 2:
+        if abs(skew) > self.max_clock_skew_ms / 2:
             # Commands are checked against this cabinet's own clock: a large skew makes them
             # look expired or not yet valid. The server's clock is not adopted on purpose, so a
             # forged hello cannot revive an old command.
@@ -457,7 +461,7 @@ class CabinetAgent:
             signature,
             cabinet=self.config.serial,
             now_ms=now,
-            max_clock_skew_ms=self.config.max_clock_skew_ms,
+            max_clock_skew_ms=self.max_clock_skew_ms,
         )
         raw_id = command.get("id")
         command_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
@@ -547,7 +551,10 @@ class CabinetAgent:
         return door
 
     def _purge_commands(self) -> None:
-        self.outbox.purge_commands(before_ms=self._clock() - self.config.max_clock_skew_ms)
+        # Kept for the largest skew any hello may announce, not the current one: an id
+        # forgotten under a small skew would run again once a later hello allows a larger one.
+        retention = max(self.config.max_clock_skew_ms, protocol.MAX_ANNOUNCED_CLOCK_SKEW_MS)
+        self.outbox.purge_commands(before_ms=self._clock() - retention)
 
     # --- helpers --------------------------------------------------------------------------
 

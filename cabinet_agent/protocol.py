@@ -35,6 +35,10 @@ MAX_IMAGE_BYTES = 512 * 1024
 MAX_COMMAND_LIFETIME_MS = 24 * 60 * 60 * 1000
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
 DEFAULT_MAX_CLOCK_SKEW_MS = 30_000
+# The most a server may announce in hello (1.1). Bounded, because a cabinet adopts it and keeps
+# executed command ids until expires_at plus this much (§7): an unbounded value announced by a
+# forged hello would make old commands valid again.
+MAX_ANNOUNCED_CLOCK_SKEW_MS = 300_000
 
 # Message types, server -> cabinet.
 HELLO = "hello"
@@ -429,6 +433,7 @@ def nests_deeper_than(text: str, limit: int = MAX_NESTING_DEPTH) -> bool:
 # Fields a frame may leave out, checked when present (minor additions, and fields that a
 # heartbeat never needed). The frame tables above list the required ones.
 OPTIONAL_FRAME_FIELDS: dict[str, dict[str, Check]] = {
+    HELLO: {"max_clock_skew_ms": _int_between(0, MAX_ANNOUNCED_CLOCK_SKEW_MS)},
     HEARTBEAT: {"id": is_uuid},
 }
 
@@ -497,14 +502,23 @@ def validate_cabinet_frame(frame: dict[str, Any]) -> dict[str, Any]:
 # --- Frame builders: server -> cabinet -------------------------------------------------------
 
 
-def make_hello(*, cabinet: str, server_time: int, heartbeat_interval: int) -> dict[str, Any]:
-    return {
+def make_hello(
+    *,
+    cabinet: str,
+    server_time: int,
+    heartbeat_interval: int,
+    max_clock_skew_ms: int | None = None,
+) -> dict[str, Any]:
+    hello: dict[str, Any] = {
         "type": HELLO,
         "protocol": PROTOCOL_VERSION,
         "cabinet": cabinet,
         "server_time": server_time,
         "heartbeat_interval": heartbeat_interval,
     }
+    if max_clock_skew_ms is not None:
+        hello["max_clock_skew_ms"] = max_clock_skew_ms
+    return hello
 
 
 def make_command(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = BASE_DIR / "var"
@@ -201,6 +202,12 @@ CABINET_UNLOCK_TTL_S = env.int("CABINET_UNLOCK_TTL_S", default=30)
 CABINET_CONFIG_COMMAND_TTL_S = env.int("CABINET_CONFIG_COMMAND_TTL_S", default=3600)
 # Consecutive failed opens after which a compartment is taken out of service.
 CABINET_MAX_FAILED_OPENS = env.int("CABINET_MAX_FAILED_OPENS", default=3)
+# The clock difference cabinets allow either side of a command's validity window, announced in
+# `hello` (protocol §7). At most 300,000 (protocol.MAX_ANNOUNCED_CLOCK_SKEW_MS): a hello with
+# more is invalid, and every cabinet would refuse the server.
+CABINET_MAX_CLOCK_SKEW_MS = env.int("CABINET_MAX_CLOCK_SKEW_MS", default=30_000)
+if not 0 <= CABINET_MAX_CLOCK_SKEW_MS <= 300_000:
+    raise ImproperlyConfigured("CABINET_MAX_CLOCK_SKEW_MS must be between 0 and 300000")
 
 CELERY_BEAT_SCHEDULE["cabinets-liveness"] = {
     "task": "cabinets.tasks.cabinets_liveness_sync_task",

@@ -19,9 +19,16 @@ SIGNING_KEY = bytes(range(32, 64))
 
 
 class FakePlatform:
-    def __init__(self, *, auto_ack: bool = True, heartbeat_interval: int = 30) -> None:
+    def __init__(
+        self,
+        *,
+        auto_ack: bool = True,
+        heartbeat_interval: int = 30,
+        max_clock_skew_ms: int | None = None,
+    ) -> None:
         self.auto_ack = auto_ack
         self.heartbeat_interval = heartbeat_interval
+        self.max_clock_skew_ms = max_clock_skew_ms
         self.secret_hash = protocol.hash_secret(CREDENTIAL.split(".", 1)[1])
         self.requests: list[Request] = []
         self.received: list[dict[str, Any]] = []
@@ -62,6 +69,7 @@ class FakePlatform:
             cabinet=SERIAL,
             server_time=protocol.now_ms(),
             heartbeat_interval=self.heartbeat_interval,
+            max_clock_skew_ms=self.max_clock_skew_ms,
         )
         await ws.send(protocol.encode_frame(hello))
         try:

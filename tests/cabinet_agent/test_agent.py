@@ -370,3 +370,32 @@ def test_stopping_during_an_unlock_lets_it_finish_and_keeps_its_result(tmp_path)
             assert lock.unlock_counts == {"A01": 1}
 
     run(scenario())
+
+
+def test_the_agent_checks_command_windows_with_the_skew_the_server_announces(tmp_path):
+    def late_command():
+        # Expired 5 s ago: inside the configured 30 s allowance, outside an announced 1 s.
+        return signed_command(issued_at=protocol.now_ms() - 125_000, ttl_ms=120_000)
+
+    async def scenario():
+        async with platform(max_clock_skew_ms=1_000) as server:
+            agent = CabinetAgent(make_config(tmp_path / "a", server.url))
+            async with running(agent):
+                assert agent.max_clock_skew_ms == 1_000
+                frame = late_command()
+                await server.send(frame)
+                rejected = (await server.wait_for(lambda: server.of_type("command_rejected")))[0]
+            assert (rejected["command_id"], rejected["reason"]) == (
+                frame["command"]["id"],
+                "expired",
+            )
+        # A server of 1.0 announces nothing: the configured allowance applies.
+        async with platform() as server:
+            agent = CabinetAgent(make_config(tmp_path / "b", server.url))
+            async with running(agent):
+                assert agent.max_clock_skew_ms == protocol.DEFAULT_MAX_CLOCK_SKEW_MS
+                await server.send(late_command())
+                await server.wait_for(lambda: server.of_type("command_result"))
+            assert not server.of_type("command_rejected")
+
+    run(scenario())

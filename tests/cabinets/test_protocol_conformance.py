@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -168,3 +169,26 @@ def test_a_heartbeat_updates_the_telemetry_it_carries_and_keeps_the_rest(provisi
     assert compartment.door_state == DoorState.OPEN
     assert (cabinet.firmware_version, cabinet.config_version) == ("1.2.0", "7")
     assert cabinet.telemetry["power"] == "mains"
+
+
+# --- §3 hello --------------------------------------------------------------------------------
+
+
+def test_hello_announces_the_allowed_clock_skew_from_the_setting(provisioned, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CABINET_MAX_CLOCK_SKEW_MS = 12_345
+    _, _, issued = provisioned
+
+    async def scenario() -> dict[str, Any]:
+        comm, hello = await _connect(issued.credential)
+        await comm.disconnect()
+        return hello  # type: ignore[no-any-return]
+
+    hello = async_to_sync(scenario)()
+    assert hello["max_clock_skew_ms"] == 12_345
+    assert protocol.validate_server_frame(hello) is hello
+    # Optional: a hello of a 1.0 server is still valid; a value out of range is not.
+    del hello["max_clock_skew_ms"]
+    protocol.validate_server_frame(hello)
+    for wrong in (-1, protocol.MAX_ANNOUNCED_CLOCK_SKEW_MS + 1, "30000", True):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.validate_server_frame({**hello, "max_clock_skew_ms": wrong})
