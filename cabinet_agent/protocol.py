@@ -480,7 +480,7 @@ def _validate(frame: dict[str, Any], table: dict[str, dict[str, Check]]) -> dict
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref=ref)
     # Unknown extra fields are ignored so that either side can add optional fields later.
     bad = [name for name, check in fields.items() if name not in frame or not check(frame[name])]
-    optional = OPTIONAL_FRAME_FIELDS.get(kind, {})
+    optional = OPTIONAL_FRAME_FIELDS.get(str(kind), {})
     bad += [name for name, check in optional.items() if name in frame and not check(frame[name])]
     if bad:
         raise ProtocolError(
