@@ -101,6 +101,9 @@ class CabinetAgent:
         self.face_results: list[dict[str, Any]] = []
         self.code_results: list[dict[str, Any]] = []
         self.courier_results: list[dict[str, Any]] = []
+        # The lifecycle state the server last announced (cabinet_state, 1.1); None until then.
+        # Recorded only: the reference agent does not change what it offers locally.
+        self.cabinet_state: str | None = None
         self.on_face_result: Callable[[dict[str, Any]], None] | None = None
         self.on_code_result: Callable[[dict[str, Any]], None] | None = None
 
@@ -424,6 +427,12 @@ class CabinetAgent:
                 self.on_code_result(frame)
         elif kind == protocol.COURIER_RESULT:
             self.courier_results.append(frame)
+        elif kind == protocol.CABINET_STATE:
+            if frame["state"] not in protocol.LIFECYCLE_STATES:
+                log.warning("the server announced an unknown cabinet state %r", frame["state"])
+            elif frame["state"] != self.cabinet_state:
+                log.info("the server put this cabinet in state %s", frame["state"])
+            self.cabinet_state = frame["state"]
         else:
             log.warning("ignoring an unexpected %s", kind)
 

@@ -48,6 +48,7 @@ ERROR = "error"
 FACE_RESULT = "face_result"
 CODE_RESULT = "code_result"
 COURIER_RESULT = "courier_result"
+CABINET_STATE = "cabinet_state"  # 1.1
 
 # Message types, cabinet -> server.
 HEARTBEAT = "heartbeat"
@@ -60,7 +61,7 @@ CODE_ENTRY = "code_entry"
 COURIER_REQUEST = "courier_request"
 
 SERVER_MESSAGE_TYPES = frozenset(
-    {HELLO, COMMAND, ACK, ERROR, FACE_RESULT, CODE_RESULT, COURIER_RESULT}
+    {HELLO, COMMAND, ACK, ERROR, FACE_RESULT, CODE_RESULT, COURIER_RESULT, CABINET_STATE}
 )
 CABINET_MESSAGE_TYPES = frozenset(
     {
@@ -85,9 +86,12 @@ INTERACTIVE_EVENT_TYPES = frozenset({FACE_SCAN, CODE_ENTRY, COURIER_REQUEST})
 class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009  # sent by the ASGI server: a frame over TRANSPORT_MAX_FRAME_BYTES
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # uvicorn's close when it stops gracefully
     PROTOCOL_VIOLATION = 4400
-    BAD_CREDENTIAL = 4401
-    REVOKED = 4403
+    BAD_CREDENTIAL = 4401  # the credential was rotated while connected
+    REVOKED = 4403  # the credential was revoked, or the cabinet retired
     HEARTBEAT_TIMEOUT = 4408
     REPLACED = 4409
     UNSUPPORTED_PROTOCOL = 4426
@@ -100,6 +104,17 @@ class ErrorCode(StrEnum):
     FRAME_TOO_LARGE = "frame_too_large"
     UNKNOWN_COMMAND = "unknown_command"
     RETRY_LATER = "retry_later"
+
+
+class CabinetLifecycle(StrEnum):
+    """What a cabinet_state frame announces (1.1): the cabinet's state in the platform."""
+
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"  # still connected; the platform sends it no pickups
+    RETIRED = "retired"  # followed by close 4403; its handshakes are refused from then on
+
+
+LIFECYCLE_STATES = frozenset(state.value for state in CabinetLifecycle)
 
 
 class Action(StrEnum):
@@ -369,6 +384,9 @@ SERVER_FRAME_FIELDS: dict[str, dict[str, Check]] = {
         ),
         "message": _text(500),
     },
+    # A token rather than the three known states: a later state must not make the frame
+    # invalid for an older cabinet, which logs what it does not know.
+    CABINET_STATE: {"state": _matches(TOKEN_RE)},
 }
 
 CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
@@ -573,6 +591,10 @@ def make_courier_result(
         "compartments": list(compartments),
         "message": message,
     }
+
+
+def make_cabinet_state(*, state: str) -> dict[str, Any]:
+    return {"type": CABINET_STATE, "state": str(state)}
 
 
 # --- Frame builders: cabinet -> server -------------------------------------------------------

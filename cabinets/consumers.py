@@ -236,7 +236,23 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CloseCode.REPLACED)
 
     async def link_revoke(self, message: dict[str, Any]) -> None:
-        await self.close(code=protocol.CloseCode.REVOKED)
+        # Protocol §1: a rotation is 4401 (the cabinet needs its new credential); a
+        # revocation, or a message that does not say, is 4403.
+        rotated = message.get("reason") == "rotated"
+        await self.close(
+            code=protocol.CloseCode.BAD_CREDENTIAL if rotated else protocol.CloseCode.REVOKED
+        )
+
+    async def link_state(self, message: dict[str, Any]) -> None:
+        """An admin changed the cabinet's lifecycle state: tell it; a retired one is closed."""
+        assert self.session is not None
+        state = message.get("state")
+        if state not in protocol.LIFECYCLE_STATES:
+            logger.warning("cabinet %s: ignoring link.state %r", self.session.serial, state)
+            return
+        await self._send(protocol.make_cabinet_state(state=state))
+        if state == protocol.CabinetLifecycle.RETIRED:
+            await self.close(code=protocol.CloseCode.REVOKED)
 
     # --- commands -------------------------------------------------------------------------
 

@@ -399,3 +399,18 @@ def test_the_agent_checks_command_windows_with_the_skew_the_server_announces(tmp
             assert not server.of_type("command_rejected")
 
     run(scenario())
+
+
+def test_the_agent_records_the_cabinet_state_the_server_announces(tmp_path):
+    async def scenario():
+        async with platform() as server:
+            agent = CabinetAgent(make_config(tmp_path, server.url))
+            async with running(agent):
+                assert agent.cabinet_state is None
+                await server.send(protocol.make_cabinet_state(state="maintenance"))
+                await eventually(lambda: agent.cabinet_state == "maintenance")
+                await server.send(protocol.make_cabinet_state(state="active"))
+                await eventually(lambda: agent.cabinet_state == "active")
+                assert agent.connected.is_set()
+
+    run(scenario())

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 
 from cabinet_agent import protocol
 from cabinets.models import Cabinet, DoorState
 from cabinets.presence import presence_snapshot, presence_touch
+from cabinets.push import cabinet_group
 from cabinets.services import cabinet_credential_issue
 from core.actors import Actor
 from tests.cabinets.link import communicator, receive, send, telemetry
@@ -192,3 +194,81 @@ def test_hello_announces_the_allowed_clock_skew_from_the_setting(provisioned, se
     for wrong in (-1, protocol.MAX_ANNOUNCED_CLOCK_SKEW_MS + 1, "30000", True):
         with pytest.raises(protocol.ProtocolError):
             protocol.validate_server_frame({**hello, "max_clock_skew_ms": wrong})
+
+
+# --- §1 Close codes sent by the server -------------------------------------------------------
+
+
+async def _push(cabinet_id: int, message: dict[str, Any]) -> None:
+    """What cabinets.services pushes to a cabinet's group after commit."""
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(cabinet_group(cabinet_id), message)
+
+
+async def _closed_with(comm) -> int:  # type: ignore[no-untyped-def]
+    """The code of the close the server sends next; any other output fails the test."""
+    output = await comm.receive_output(timeout=5)
+    assert output["type"] == "websocket.close", output
+    return int(output["code"])
+
+
+def test_a_rotated_credential_closes_the_open_link_with_4401(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await _push(cabinet.pk, {"type": "link.revoke", "reason": "rotated"})
+        assert await _closed_with(comm) == protocol.CloseCode.BAD_CREDENTIAL == 4401
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [{"type": "link.revoke", "reason": "revoked"}, {"type": "link.revoke"}],
+    ids=["revoked", "no-reason"],
+)
+def test_a_revoked_credential_closes_the_open_link_with_4403(
+    provisioned, message: dict[str, Any]
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await _push(cabinet.pk, message)
+        assert await _closed_with(comm) == protocol.CloseCode.REVOKED == 4403
+
+    async_to_sync(scenario)()
+
+
+def test_retiring_the_cabinet_sends_cabinet_state_then_closes_the_link_with_4403(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await _push(cabinet.pk, {"type": "link.state", "state": "retired"})
+        announced = await receive(comm)
+        assert announced == {"type": "cabinet_state", "state": "retired"}
+        assert protocol.validate_server_frame(announced) is announced
+        assert await _closed_with(comm) == protocol.CloseCode.REVOKED
+
+    async_to_sync(scenario)()
+
+
+def test_maintenance_and_active_are_announced_with_cabinet_state_and_the_link_stays_up(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        for state in ("maintenance", "active"):
+            await _push(cabinet.pk, {"type": "link.state", "state": state})
+            assert await receive(comm) == protocol.make_cabinet_state(state=state)
+            await _still_open(comm)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
