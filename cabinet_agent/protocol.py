@@ -28,6 +28,10 @@ PROTOCOL_HEADER = "Cabinet-Protocol"
 SIGNATURE_DOMAIN = "cabinet-command-v1"
 
 MAX_FRAME_BYTES = 1024 * 1024
+# What the ASGI server accepts (uvicorn --ws-max-size): a little above MAX_FRAME_BYTES, so that
+# a frame slightly too large is answered with frame_too_large on a link that stays up, and only
+# a larger one costs the connection (close 1009). Memory per frame stays bounded either way.
+TRANSPORT_MAX_FRAME_BYTES = 2 * 1024 * 1024
 # Objects and arrays nested deeper than this are refused before parsing: json.loads recurses,
 # and a 2,000-deep frame of 11 KiB would raise RecursionError instead of a ProtocolError.
 MAX_NESTING_DEPTH = 32
@@ -456,9 +460,21 @@ OPTIONAL_FRAME_FIELDS: dict[str, dict[str, Check]] = {
 }
 
 
+def _frame_bytes_over(text: str | bytes, limit: int) -> bool:
+    if len(text) > limit:
+        return True
+    # A str counts characters and UTF-8 takes up to 4 bytes for one: encode only when that
+    # could matter (a face scan, not a heartbeat).
+    return (
+        isinstance(text, str)
+        and len(text) * 4 > limit
+        and len(text.encode("utf-8", "surrogatepass")) > limit
+    )
+
+
 def decode_frame(text: str | bytes) -> dict[str, Any]:
     """Parse one websocket text frame into a dict with a string "type"."""
-    if len(text) > MAX_FRAME_BYTES:
+    if _frame_bytes_over(text, MAX_FRAME_BYTES):
         raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, "frame exceeds 1 MiB")
     if isinstance(text, bytes):
         raise ProtocolError(ErrorCode.MALFORMED_JSON, "binary frames are not used; send JSON text")

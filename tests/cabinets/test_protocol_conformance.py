@@ -7,12 +7,17 @@ the ASGI server logs) run against a real uvicorn (tests/live/server.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from cabinet_agent import protocol
 from cabinets.models import Cabinet, DoorState
@@ -22,9 +27,11 @@ from cabinets.services import cabinet_credential_issue
 from core.actors import Actor
 from tests.cabinets.link import communicator, receive, send, telemetry
 from tests.factories import CabinetFactory, CompartmentFactory
+from tests.live.server import ROOT, LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STAFF = Actor.system("test")
+DOC = ROOT / "docs" / "cabinet-protocol.md"
 
 
 @pytest.fixture
@@ -272,3 +279,115 @@ def test_maintenance_and_active_are_announced_with_cabinet_state_and_the_link_st
         await comm.disconnect()
 
     async_to_sync(scenario)()
+
+
+# --- Against a real uvicorn: the transport ----------------------------------------------------
+
+
+def _close_code_table() -> dict[int, tuple[str, str, str]]:
+    """docs/cabinet-protocol.md §1 "Close codes": code -> (sent by, meaning, reaction)."""
+    text = DOC.read_text()
+    section = text[text.index("### Close codes") :]
+    section = section[: section.index("\n## ")]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].isdigit():
+            rows[int(cells[0])] = (cells[1], cells[2], cells[3])
+    return rows
+
+
+def _headers(credential: str) -> dict[str, str]:
+    return {
+        "Authorization": protocol.authorization_header(credential),
+        protocol.PROTOCOL_HEADER: str(protocol.PROTOCOL_VERSION),
+    }
+
+
+async def _recv(ws: ClientConnection) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), 10))  # type: ignore[no-any-return]
+
+
+async def _close_code(ws: ClientConnection) -> int | None:
+    """Read until the server closes; the code of its close frame (None: no close frame)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(ws.recv(), 15)
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+@pytest.mark.slow
+def test_a_frame_over_1_mib_gets_frame_too_large_and_one_over_2_mib_closes_with_1009(
+    provisioned, asgi_server_process: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    assert protocol.MAX_FRAME_BYTES < protocol.TRANSPORT_MAX_FRAME_BYTES == 2 * 1024 * 1024
+
+    def padded(size: int) -> str:
+        head = '{"type": "door_event", "pad": "'
+        return head + "x" * (size - len(head) - 2) + '"}'
+
+    async def scenario() -> int | None:
+        async with connect(
+            asgi_server_process.ws_url,
+            additional_headers=_headers(issued.credential),
+            compression=None,
+            max_size=None,
+        ) as ws:
+            assert (await _recv(ws))["type"] == "hello"
+            await ws.send(padded(protocol.MAX_FRAME_BYTES + 1))
+            error = await _recv(ws)
+            assert (error["type"], error["code"]) == ("error", "frame_too_large")
+            await ws.send(padded(protocol.TRANSPORT_MAX_FRAME_BYTES))  # at the limit: still up
+            assert (await _recv(ws))["code"] == "frame_too_large"
+            event = protocol.make_door_event(compartment="Z99", event="closed", at=1)
+            await ws.send(protocol.encode_frame(event))
+            assert await _recv(ws) == {"type": "ack", "ref": event["id"]}
+            await ws.send(padded(protocol.TRANSPORT_MAX_FRAME_BYTES + 1))
+            return await _close_code(ws)
+
+    assert asyncio.run(scenario()) == protocol.CloseCode.MESSAGE_TOO_BIG == 1009
+    sent_by, _, reaction = _close_code_table()[1009]
+    assert "server" in sent_by or "either" in sent_by
+    assert reaction.startswith("reconnect")
+
+
+@pytest.mark.slow
+def test_a_graceful_server_restart_closes_with_1012_which_the_document_lists(
+    provisioned, asgi_server_process: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+
+    async def scenario() -> int | None:
+        async with connect(
+            asgi_server_process.ws_url, additional_headers=_headers(issued.credential)
+        ) as ws:
+            assert (await _recv(ws))["type"] == "hello"
+            await asyncio.to_thread(asgi_server_process.stop)
+            return await _close_code(ws)
+
+    assert asyncio.run(scenario()) == protocol.CloseCode.SERVICE_RESTART == 1012
+    sent_by, _, reaction = _close_code_table()[1012]
+    assert sent_by == "server" and reaction.startswith("reconnect")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ROOT / "Procfile",
+        ROOT / "docker-compose.reference.yml",
+        ROOT / "scripts" / "run.py",
+        ROOT / "tests" / "live" / "server.py",
+    ],
+    ids=lambda path: path.name,
+)
+def test_every_place_that_starts_uvicorn_sets_the_documented_websocket_size_limit(
+    command: Path,
+) -> None:
+    text = command.read_text()
+    # uvicorn's default (16 MiB) would let a 15 MiB frame through to decode_frame.
+    limit = str(protocol.TRANSPORT_MAX_FRAME_BYTES)
+    assert re.search(
+        r"--ws-max-size[\s\"',]+(" + limit + r"|str\(protocol\.TRANSPORT_MAX_FRAME_BYTES\))", text
+    )
+    assert "2 MiB" in DOC.read_text()
