@@ -38,6 +38,11 @@ REFUSING_CLOSE_CODES = frozenset(
     }
 )
 REFUSING_HTTP_STATUSES = frozenset({400, 401, 403, 426})
+# Errors that say a frame can never be accepted as it is: resending the same event (same id,
+# same bytes) would be refused again after every reconnect until the server closes with 4400.
+UNACCEPTABLE_ERRORS = frozenset(
+    {protocol.ErrorCode.INVALID_FRAME, protocol.ErrorCode.MALFORMED_JSON}
+)
 SENDER_POLL_S = 5.0
 SHUTDOWN_GRACE_S = 5.0
 
@@ -97,6 +102,7 @@ class CabinetAgent:
         self.duplicate_commands: list[str] = []
         self.rejected_commands: list[tuple[str | None, str]] = []
         self.acked: list[str] = []
+        self.discarded_events: list[str] = []  # queued events the server refused as invalid
         self.server_errors: list[dict[str, Any]] = []
         self.face_results: list[dict[str, Any]] = []
         self.code_results: list[dict[str, Any]] = []
@@ -412,12 +418,14 @@ class CabinetAgent:
         elif kind == protocol.COMMAND:
             self._commands.put_nowait(frame)
         elif kind == protocol.ERROR:
-            # An error with a ref leaves that event queued: the sender resends it after
-            # ack_timeout, and the server deduplicates by id.
             self.server_errors.append(frame)
             log.warning(
                 "server error %s: %s (ref %s)", frame["code"], frame["message"], frame["ref"]
             )
+            # Any other error (retry_later above all) leaves the event queued: the sender
+            # resends it after ack_timeout, and the server deduplicates by id.
+            if frame["code"] in UNACCEPTABLE_ERRORS and frame["ref"] is not None:
+                self._discard_event(frame["ref"], frame["code"])
         elif kind == protocol.FACE_RESULT:
             self.face_results.append(frame)
             self._on_face_result(frame)
@@ -435,6 +443,15 @@ class CabinetAgent:
             self.cabinet_state = frame["state"]
         else:
             log.warning("ignoring an unexpected %s", kind)
+
+    def _discard_event(self, event_id: str, code: str) -> None:
+        kind = self.outbox.discard(event_id)
+        if kind is None:
+            return  # not a queued event (a heartbeat, or already acknowledged)
+        self._sent_at.pop(event_id, None)
+        self.discarded_events.append(event_id)
+        # Type and id only: the payload may be a face image or a code.
+        log.warning("dropped queued %s %s: the server refused it (%s)", kind, event_id, code)
 
     def _on_face_result(self, frame: dict[str, Any]) -> None:
         scan = self._scans.pop(frame["scan_id"], None)

@@ -32,6 +32,8 @@ class FakePlatform:
         self.secret_hash = protocol.hash_secret(CREDENTIAL.split(".", 1)[1])
         self.requests: list[Request] = []
         self.received: list[dict[str, Any]] = []
+        # event id -> error code: answered with that error instead of an ack
+        self.refusals: dict[str, str] = {}
         self.sessions = 0
         self.port = 0
         self._server: Server | None = None
@@ -76,7 +78,11 @@ class FakePlatform:
             async for raw in ws:
                 frame = protocol.validate_cabinet_frame(protocol.decode_frame(raw))
                 self.received.append(frame)
-                if self.auto_ack and frame["type"] in protocol.CABINET_EVENT_TYPES:
+                refusal = self.refusals.get(frame.get("id", ""))
+                if refusal is not None:
+                    error = protocol.make_error(refusal, "refused by the test", ref=frame["id"])
+                    await ws.send(protocol.encode_frame(error))
+                elif self.auto_ack and frame["type"] in protocol.CABINET_EVENT_TYPES:
                     await ws.send(protocol.encode_frame(protocol.make_ack(frame["id"])))
         except ConnectionClosed:
             pass

@@ -414,3 +414,64 @@ def test_the_agent_records_the_cabinet_state_the_server_announces(tmp_path):
                 assert agent.connected.is_set()
 
     run(scenario())
+
+
+def _queue_door_events(state_dir: Path, count: int) -> list[str]:
+    """Events raised while the agent was not running: queued, not yet sent."""
+    outbox = Outbox(state_dir / "agent.sqlite3")
+    try:
+        ids = []
+        for _ in range(count):
+            event = protocol.make_door_event(compartment="A01", event="closed", at=1)
+            outbox.enqueue(event, created_ms=1)
+            ids.append(event["id"])
+        return ids
+    finally:
+        outbox.close()
+
+
+def test_an_event_refused_as_invalid_is_dropped_and_one_refused_for_now_stays_queued(tmp_path):
+    refused, postponed = _queue_door_events(tmp_path, 2)
+
+    async def scenario():
+        async with platform() as server:
+            server.refusals = {refused: "invalid_frame", postponed: "retry_later"}
+            config = make_config(tmp_path, server.url, ack_timeout=0.2)
+            async with running(CabinetAgent(config)) as agent:
+                await eventually(lambda: agent.discarded_events == [refused])
+                assert [event.id for event in agent.outbox.pending()] == [postponed]
+                # retry_later: sent again after the ack timeout, until the server stores it
+                await server.wait_for(
+                    lambda: [f["id"] for f in server.received].count(postponed) >= 2
+                )
+                del server.refusals[postponed]
+                await eventually(lambda: len(agent.outbox) == 0)
+                assert agent.acked == [postponed]
+            assert [f["id"] for f in server.received].count(refused) == 1
+
+    run(scenario())
+
+
+def test_an_event_refused_as_invalid_is_not_replayed_after_a_reconnect(tmp_path):
+    (refused,) = _queue_door_events(tmp_path, 1)
+
+    async def scenario():
+        server = FakePlatform()
+        await server.start()
+        server.refusals = {refused: "malformed_json"}
+        lock = SimulatedLockDriver(["A01", "A02"])
+        async with running(CabinetAgent(make_config(tmp_path, server.url), lock=lock)) as agent:
+            await eventually(lambda: agent.discarded_events == [refused])
+            await server.stop()
+            await eventually(lambda: agent.disconnected.is_set())
+            await server.start()
+            await eventually(lambda: agent.sessions == 2)
+            # Replay sends the queue in order: anything still queued goes before this event.
+            lock.force_door("A02")
+            marker = await server.wait_for(lambda: server.of_type("door_event")[1:])
+            assert marker[-1]["compartment"] == "A02"
+            await eventually(lambda: len(agent.outbox) == 0)
+        await server.stop()
+        assert [f["id"] for f in server.received].count(refused) == 1
+
+    run(scenario())

@@ -20,10 +20,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from cabinet_agent import protocol
+from cabinet_agent.agent import CabinetAgent
+from cabinet_agent.config import AgentConfig
+from cabinet_agent.outbox import Outbox
 from cabinets.models import Cabinet, DoorState
 from cabinets.presence import presence_snapshot, presence_touch
 from cabinets.push import cabinet_group
-from cabinets.services import cabinet_credential_issue
+from cabinets.services import IssuedCredential, cabinet_credential_issue
 from core.actors import Actor
 from tests.cabinets.link import communicator, receive, send, telemetry
 from tests.factories import CabinetFactory, CompartmentFactory
@@ -391,3 +394,68 @@ def test_every_place_that_starts_uvicorn_sets_the_documented_websocket_size_limi
         r"--ws-max-size[\s\"',]+(" + limit + r"|str\(protocol\.TRANSPORT_MAX_FRAME_BYTES\))", text
     )
     assert "2 MiB" in DOC.read_text()
+
+
+# --- §10 The reference agent against the real server -------------------------------------------
+
+
+def _agent(server: LiveServer, issued: IssuedCredential, state_dir: Path) -> CabinetAgent:
+    config = AgentConfig(
+        server_url=server.ws_url,
+        serial=issued.serial,
+        credential=issued.credential,
+        signing_key=bytes.fromhex(issued.signing_key_hex),
+        compartments=("A01",),
+        state_dir=state_dir,
+        hello_timeout=10.0,
+        backoff_base=0.05,
+        backoff_cap=0.5,
+        reconnect_spread=0.0,
+    )
+    return CabinetAgent(config)
+
+
+async def _until(condition, *, within_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_an_event_the_server_refuses_as_invalid_leaves_the_agents_queue_and_is_not_replayed(
+    provisioned, asgi_server_process: LiveServer, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    # Queued by a buggy build: a label the protocol does not allow. The server will never
+    # accept it, whatever the number of replays.
+    invalid = protocol.make_door_event(compartment="not a label!", event="closed", at=1)
+    outbox = Outbox(tmp_path / "agent.sqlite3")
+    outbox.enqueue(invalid, created_ms=1)
+    outbox.close()
+
+    async def scenario() -> None:
+        first = _agent(asgi_server_process, issued, tmp_path)
+        task = asyncio.create_task(first.run())
+        await _until(lambda: first.discarded_events == [invalid["id"]])
+        refusal = next(e for e in first.server_errors if e["ref"] == invalid["id"])
+        assert refusal["code"] == "invalid_frame"
+        first.stop()
+        await task
+
+        # After a restart (a reconnect with the same queue) nothing of it is sent again: a good
+        # event queued behind it is the first thing the server answers.
+        marker = protocol.make_door_event(compartment="A01", event="closed", at=2)
+        outbox = Outbox(tmp_path / "agent.sqlite3")
+        assert outbox.pending() == []
+        outbox.enqueue(marker, created_ms=2)
+        outbox.close()
+        second = _agent(asgi_server_process, issued, tmp_path)
+        task = asyncio.create_task(second.run())
+        await _until(lambda: marker["id"] in second.acked)
+        assert second.server_errors == []
+        second.stop()
+        await task
+
+    asyncio.run(scenario())
