@@ -162,7 +162,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self._heartbeat(frame)
             return
         try:
-            await db(services.cabinet_message_handle)(
+            outcome = await db(services.cabinet_message_handle)(
                 cabinet_id=self.session.cabinet_id, frame=frame
             )
         except Exception:
@@ -176,6 +176,13 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             return
         if frame["type"] in COMMAND_ACKNOWLEDGEMENTS:
             self._stop_resending(frame.get("command_id"))
+        if outcome.error is not None:
+            # Stored all the same, so acked after the error: resending it would not help.
+            await self._send(
+                protocol.make_error(
+                    outcome.error, outcome.error_message or outcome.error, ref=frame["id"]
+                )
+            )
         await self._send(protocol.make_ack(frame["id"]))
 
     async def _heartbeat(self, frame: dict[str, Any]) -> None:

@@ -469,6 +469,9 @@ def door_event_apply(*, cabinet_id: int, label: str, event: str) -> Compartment 
 class InboundOutcome:
     duplicate: bool
     applied: bool
+    # An error code (protocol §12) the cabinet is told about; the event is acked all the same.
+    error: str | None = None
+    error_message: str = ""
 
 
 def cabinet_message_handle(*, cabinet_id: int, frame: dict[str, Any]) -> InboundOutcome:
@@ -492,7 +495,32 @@ def cabinet_message_handle(*, cabinet_id: int, frame: dict[str, Any]) -> Inbound
         except IntegrityError:
             return InboundOutcome(duplicate=True, applied=False)
         applied = _apply(cabinet_id=cabinet_id, frame=frame)
+        if not applied and _names_unknown_command(cabinet_id=cabinet_id, frame=frame):
+            return InboundOutcome(
+                duplicate=False,
+                applied=False,
+                error=protocol.ErrorCode.UNKNOWN_COMMAND,
+                error_message=f"{kind}: no such command for this cabinet",
+            )
     return InboundOutcome(duplicate=False, applied=applied)
+
+
+def _names_unknown_command(*, cabinet_id: int, frame: dict[str, Any]) -> bool:
+    """A receipt, result or rejection whose command is not one of this cabinet's (where
+    _locked_command found nothing). Another cabinet's command is unknown here too."""
+    if frame["type"] not in (
+        protocol.COMMAND_RECEIPT,
+        protocol.COMMAND_RESULT,
+        protocol.COMMAND_REJECTED,
+    ):
+        return False
+    command_id = frame.get("command_id")
+    if command_id is None:  # a rejection of a command that carried no usable id
+        return False
+    return not (
+        protocol.is_uuid(command_id)
+        and CabinetCommand.objects.filter(pk=command_id, cabinet_id=cabinet_id).exists()
+    )
 
 
 def _from_ms(value: Any) -> datetime | None:

@@ -23,10 +23,10 @@ from cabinet_agent import protocol
 from cabinet_agent.agent import CabinetAgent
 from cabinet_agent.config import AgentConfig
 from cabinet_agent.outbox import Outbox
-from cabinets.models import Cabinet, DoorState
+from cabinets.models import Cabinet, CabinetCommand, CommandStatus, DoorState
 from cabinets.presence import presence_snapshot, presence_touch
 from cabinets.push import cabinet_group
-from cabinets.services import IssuedCredential, cabinet_credential_issue
+from cabinets.services import IssuedCredential, cabinet_credential_issue, compartment_unlock
 from core.actors import Actor
 from tests.cabinets.link import communicator, receive, send, telemetry
 from tests.factories import CabinetFactory, CompartmentFactory
@@ -459,3 +459,71 @@ def test_an_event_the_server_refuses_as_invalid_leaves_the_agents_queue_and_is_n
         await task
 
     asyncio.run(scenario())
+
+
+# --- §4, §12 unknown_command -------------------------------------------------------------------
+
+
+def _reports_about(command_id: str) -> list[dict[str, Any]]:
+    now = protocol.now_ms()
+    return [
+        protocol.make_command_result(
+            command_id=command_id, status="succeeded", door="open", detail="", at=now
+        ),
+        protocol.make_command_receipt(command_id=command_id, at=now),
+        protocol.make_command_rejected(command_id=command_id, reason="expired", at=now),
+    ]
+
+
+def test_a_report_about_a_command_the_server_does_not_know_gets_unknown_command_and_an_ack(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    _, compartment, issued = provisioned
+    # Finished already: a late receipt for it changes nothing, but names a known command.
+    mine = compartment_unlock(compartment=compartment, actor=STAFF, reason="mine")
+    CabinetCommand.objects.filter(pk=mine.pk).update(status=CommandStatus.SUCCEEDED)
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        for report in _reports_about(protocol.new_id()):
+            await send(comm, report)
+            error = await receive(comm)
+            assert (error["type"], error["code"], error["ref"]) == (
+                "error",
+                "unknown_command",
+                report["id"],
+            )
+            assert await receive(comm) == {"type": "ack", "ref": report["id"]}
+        # A rejection without a usable command id names no command: acked, no error.
+        anonymous = protocol.make_command_rejected(command_id=None, reason="invalid_command", at=1)
+        await send(comm, anonymous)
+        assert await receive(comm) == {"type": "ack", "ref": anonymous["id"]}
+        late = protocol.make_command_receipt(command_id=str(mine.pk), at=1)
+        await send(comm, late)
+        assert await receive(comm) == {"type": "ack", "ref": late["id"]}
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_report_about_another_cabinets_command_gets_unknown_command_and_changes_nothing(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    other = CompartmentFactory(cabinet=CabinetFactory(serial="SH-CONFORM-2"), label="A01")
+    theirs = compartment_unlock(compartment=other, actor=STAFF, reason="theirs")
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        for report in _reports_about(str(theirs.pk)):
+            await send(comm, report)
+            error = await receive(comm)
+            assert (error["code"], error["ref"]) == ("unknown_command", report["id"])
+            assert "SH-CONFORM-2" not in error["message"]
+            assert await receive(comm) == {"type": "ack", "ref": report["id"]}
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    theirs.refresh_from_db()
+    assert theirs.status == CommandStatus.PENDING
+    assert theirs.received_at is None and theirs.completed_at is None
