@@ -38,6 +38,11 @@ REFUSING_CLOSE_CODES = frozenset(
     }
 )
 REFUSING_HTTP_STATUSES = frozenset({400, 401, 403, 426})
+# Errors that say a frame can never be accepted as it is: resending the same event (same id,
+# same bytes) would be refused again after every reconnect until the server closes with 4400.
+UNACCEPTABLE_ERRORS = frozenset(
+    {protocol.ErrorCode.INVALID_FRAME, protocol.ErrorCode.MALFORMED_JSON}
+)
 SENDER_POLL_S = 5.0
 SHUTDOWN_GRACE_S = 5.0
 
@@ -80,6 +85,9 @@ class CabinetAgent:
         self._rng = rng or random.SystemRandom()
         self._clock = clock
         self.heartbeat_interval: float = config.heartbeat_interval
+        # The skew allowed around a command's window: the server's (hello) when it says, else
+        # the configured one.
+        self.max_clock_skew_ms: int = config.max_clock_skew_ms
 
         # Observable state, for tests, the CLI and a local display.
         self.connected = asyncio.Event()
@@ -94,10 +102,14 @@ class CabinetAgent:
         self.duplicate_commands: list[str] = []
         self.rejected_commands: list[tuple[str | None, str]] = []
         self.acked: list[str] = []
+        self.discarded_events: list[str] = []  # queued events the server refused as invalid
         self.server_errors: list[dict[str, Any]] = []
         self.face_results: list[dict[str, Any]] = []
         self.code_results: list[dict[str, Any]] = []
         self.courier_results: list[dict[str, Any]] = []
+        # The lifecycle state the server last announced (cabinet_state, 1.1); None until then.
+        # Recorded only: the reference agent does not change what it offers locally.
+        self.cabinet_state: str | None = None
         self.on_face_result: Callable[[dict[str, Any]], None] | None = None
         self.on_code_result: Callable[[dict[str, Any]], None] | None = None
 
@@ -301,8 +313,9 @@ class CabinetAgent:
             log.error("server greeted cabinet %r, this is %r", hello["cabinet"], self.config.serial)
             await ws.close(protocol.CloseCode.PROTOCOL_VIOLATION, "wrong cabinet")
             return Outcome.REFUSED
+        self.max_clock_skew_ms = hello.get("max_clock_skew_ms", self.config.max_clock_skew_ms)
         skew = hello["server_time"] - self._clock()
-        if abs(skew) > self.config.max_clock_skew_ms / 2:
+        if abs(skew) > self.max_clock_skew_ms / 2:
             # Commands are checked against this cabinet's own clock: a large skew makes them
             # look expired or not yet valid. The server's clock is not adopted on purpose, so a
             # forged hello cannot revive an old command.
@@ -405,12 +418,14 @@ class CabinetAgent:
         elif kind == protocol.COMMAND:
             self._commands.put_nowait(frame)
         elif kind == protocol.ERROR:
-            # An error with a ref leaves that event queued: the sender resends it after
-            # ack_timeout, and the server deduplicates by id.
             self.server_errors.append(frame)
             log.warning(
                 "server error %s: %s (ref %s)", frame["code"], frame["message"], frame["ref"]
             )
+            # Any other error (retry_later above all) leaves the event queued: the sender
+            # resends it after ack_timeout, and the server deduplicates by id.
+            if frame["code"] in UNACCEPTABLE_ERRORS and frame["ref"] is not None:
+                self._discard_event(frame["ref"], frame["code"])
         elif kind == protocol.FACE_RESULT:
             self.face_results.append(frame)
             self._on_face_result(frame)
@@ -420,8 +435,23 @@ class CabinetAgent:
                 self.on_code_result(frame)
         elif kind == protocol.COURIER_RESULT:
             self.courier_results.append(frame)
+        elif kind == protocol.CABINET_STATE:
+            if frame["state"] not in protocol.LIFECYCLE_STATES:
+                log.warning("the server announced an unknown cabinet state %r", frame["state"])
+            elif frame["state"] != self.cabinet_state:
+                log.info("the server put this cabinet in state %s", frame["state"])
+            self.cabinet_state = frame["state"]
         else:
             log.warning("ignoring an unexpected %s", kind)
+
+    def _discard_event(self, event_id: str, code: str) -> None:
+        kind = self.outbox.discard(event_id)
+        if kind is None:
+            return  # not a queued event (a heartbeat, or already acknowledged)
+        self._sent_at.pop(event_id, None)
+        self.discarded_events.append(event_id)
+        # Type and id only: the payload may be a face image or a code.
+        log.warning("dropped queued %s %s: the server refused it (%s)", kind, event_id, code)
 
     def _on_face_result(self, frame: dict[str, Any]) -> None:
         scan = self._scans.pop(frame["scan_id"], None)
@@ -457,7 +487,7 @@ class CabinetAgent:
             signature,
             cabinet=self.config.serial,
             now_ms=now,
-            max_clock_skew_ms=self.config.max_clock_skew_ms,
+            max_clock_skew_ms=self.max_clock_skew_ms,
         )
         raw_id = command.get("id")
         command_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
@@ -547,7 +577,10 @@ class CabinetAgent:
         return door
 
     def _purge_commands(self) -> None:
-        self.outbox.purge_commands(before_ms=self._clock() - self.config.max_clock_skew_ms)
+        # Kept for the largest skew any hello may announce, not the current one: an id
+        # forgotten under a small skew would run again once a later hello allows a larger one.
+        retention = max(self.config.max_clock_skew_ms, protocol.MAX_ANNOUNCED_CLOCK_SKEW_MS)
+        self.outbox.purge_commands(before_ms=self._clock() - retention)
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -90,6 +90,13 @@ class Outbox:
     def ack(self, event_id: str) -> bool:
         return self._db.execute("DELETE FROM outbox WHERE id = ?", (event_id,)).rowcount == 1
 
+    def discard(self, event_id: str) -> str | None:
+        """Delete a queued event that will never be accepted; its type, None if not queued."""
+        row = self._db.execute("SELECT type FROM outbox WHERE id = ?", (event_id,)).fetchone()
+        if row is None or not self.ack(event_id):
+            return None
+        return str(row[0])
+
     def purge_expired(self, now_ms: int) -> int:
         return self._db.execute(
             "DELETE FROM outbox WHERE expires_ms IS NOT NULL AND expires_ms < ?", (now_ms,)

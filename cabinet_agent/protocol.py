@@ -28,10 +28,21 @@ PROTOCOL_HEADER = "Cabinet-Protocol"
 SIGNATURE_DOMAIN = "cabinet-command-v1"
 
 MAX_FRAME_BYTES = 1024 * 1024
+# What the ASGI server accepts (uvicorn --ws-max-size): a little above MAX_FRAME_BYTES, so that
+# a frame slightly too large is answered with frame_too_large on a link that stays up, and only
+# a larger one costs the connection (close 1009). Memory per frame stays bounded either way.
+TRANSPORT_MAX_FRAME_BYTES = 2 * 1024 * 1024
+# Objects and arrays nested deeper than this are refused before parsing: json.loads recurses,
+# and a 2,000-deep frame of 11 KiB would raise RecursionError instead of a ProtocolError.
+MAX_NESTING_DEPTH = 32
 MAX_IMAGE_BYTES = 512 * 1024
 MAX_COMMAND_LIFETIME_MS = 24 * 60 * 60 * 1000
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
 DEFAULT_MAX_CLOCK_SKEW_MS = 30_000
+# The most a server may announce in hello (1.1). Bounded, because a cabinet adopts it and keeps
+# executed command ids until expires_at plus this much (§7): an unbounded value announced by a
+# forged hello would make old commands valid again.
+MAX_ANNOUNCED_CLOCK_SKEW_MS = 300_000
 
 # Message types, server -> cabinet.
 HELLO = "hello"
@@ -41,6 +52,7 @@ ERROR = "error"
 FACE_RESULT = "face_result"
 CODE_RESULT = "code_result"
 COURIER_RESULT = "courier_result"
+CABINET_STATE = "cabinet_state"  # 1.1
 
 # Message types, cabinet -> server.
 HEARTBEAT = "heartbeat"
@@ -53,7 +65,7 @@ CODE_ENTRY = "code_entry"
 COURIER_REQUEST = "courier_request"
 
 SERVER_MESSAGE_TYPES = frozenset(
-    {HELLO, COMMAND, ACK, ERROR, FACE_RESULT, CODE_RESULT, COURIER_RESULT}
+    {HELLO, COMMAND, ACK, ERROR, FACE_RESULT, CODE_RESULT, COURIER_RESULT, CABINET_STATE}
 )
 CABINET_MESSAGE_TYPES = frozenset(
     {
@@ -78,9 +90,12 @@ INTERACTIVE_EVENT_TYPES = frozenset({FACE_SCAN, CODE_ENTRY, COURIER_REQUEST})
 class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009  # sent by the ASGI server: a frame over TRANSPORT_MAX_FRAME_BYTES
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # uvicorn's close when it stops gracefully
     PROTOCOL_VIOLATION = 4400
-    BAD_CREDENTIAL = 4401
-    REVOKED = 4403
+    BAD_CREDENTIAL = 4401  # the credential was rotated while connected
+    REVOKED = 4403  # the credential was revoked, or the cabinet retired
     HEARTBEAT_TIMEOUT = 4408
     REPLACED = 4409
     UNSUPPORTED_PROTOCOL = 4426
@@ -93,6 +108,17 @@ class ErrorCode(StrEnum):
     FRAME_TOO_LARGE = "frame_too_large"
     UNKNOWN_COMMAND = "unknown_command"
     RETRY_LATER = "retry_later"
+
+
+class CabinetLifecycle(StrEnum):
+    """What a cabinet_state frame announces (1.1): the cabinet's state in the platform."""
+
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"  # still connected; the platform sends it no pickups
+    RETIRED = "retired"  # followed by close 4403; its handshakes are refused from then on
+
+
+LIFECYCLE_STATES = frozenset(state.value for state in CabinetLifecycle)
 
 
 class Action(StrEnum):
@@ -334,8 +360,9 @@ _TELEMETRY_FIELDS: dict[str, Check] = {
 
 
 def _is_telemetry(value: Any) -> bool:
+    # Every key is optional (1.1): a cabinet reports what it has; a key it sends is checked.
     return isinstance(value, dict) and all(
-        name in value and check(value[name]) for name, check in _TELEMETRY_FIELDS.items()
+        name not in value or check(value[name]) for name, check in _TELEMETRY_FIELDS.items()
     )
 
 
@@ -361,10 +388,13 @@ SERVER_FRAME_FIELDS: dict[str, dict[str, Check]] = {
         ),
         "message": _text(500),
     },
+    # A token rather than the three known states: a later state must not make the frame
+    # invalid for an older cabinet, which logs what it does not know.
+    CABINET_STATE: {"state": _matches(TOKEN_RE)},
 }
 
 CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
-    HEARTBEAT: {"id": is_uuid, "sent_at": is_ms, "telemetry": _is_telemetry},
+    HEARTBEAT: {"sent_at": is_ms, "telemetry": _is_telemetry},
     COMMAND_RECEIPT: {"id": is_uuid, "command_id": is_uuid, "at": is_ms},
     # A rejected command may be malformed, so its id is echoed only if it was a short string.
     COMMAND_REJECTED: {
@@ -401,19 +431,75 @@ CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
 }
 
 
+# One JSON string (escapes included) or one bracket. Strings are matched whole, so brackets in
+# them do not count and a 700 KB base64 image costs one regex step, not 700,000 loop turns.
+_STRUCTURE_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def nests_deeper_than(text: str, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether `text` opens more than `limit` objects/arrays at once (brackets outside strings)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # the common case, decided in C without looking at strings
+    depth = 0
+    for match in _STRUCTURE_RE.finditer(text):
+        char = text[match.start()]
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+# Fields a frame may leave out, checked when present (minor additions, and fields that a
+# heartbeat never needed). The frame tables above list the required ones.
+OPTIONAL_FRAME_FIELDS: dict[str, dict[str, Check]] = {
+    HELLO: {"max_clock_skew_ms": _int_between(0, MAX_ANNOUNCED_CLOCK_SKEW_MS)},
+    HEARTBEAT: {"id": is_uuid},
+}
+
+
+def _frame_bytes_over(text: str | bytes, limit: int) -> bool:
+    if len(text) > limit:
+        return True
+    # A str counts characters and UTF-8 takes up to 4 bytes for one: encode only when that
+    # could matter (a face scan, not a heartbeat).
+    return (
+        isinstance(text, str)
+        and len(text) * 4 > limit
+        and len(text.encode("utf-8", "surrogatepass")) > limit
+    )
+
+
 def decode_frame(text: str | bytes) -> dict[str, Any]:
     """Parse one websocket text frame into a dict with a string "type"."""
-    if len(text) > MAX_FRAME_BYTES:
+    if _frame_bytes_over(text, MAX_FRAME_BYTES):
         raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, "frame exceeds 1 MiB")
     if isinstance(text, bytes):
         raise ProtocolError(ErrorCode.MALFORMED_JSON, "binary frames are not used; send JSON text")
+    if nests_deeper_than(text):
+        raise ProtocolError(
+            ErrorCode.INVALID_FRAME, f"frame nests deeper than {MAX_NESTING_DEPTH} levels"
+        )
     try:
         frame = json.loads(text)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.MALFORMED_JSON, "frame is not valid JSON") from exc
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise ProtocolError(ErrorCode.INVALID_FRAME, 'frame must be an object with a "type"')
+        raise ProtocolError(
+            ErrorCode.INVALID_FRAME,
+            'frame must be an object with a "type"',
+            ref=frame_ref(frame) if isinstance(frame, dict) else None,
+        )
     return frame
+
+
+def frame_ref(frame: Mapping[str, Any]) -> str | None:
+    """The `ref` an error about this frame carries: its id when that is a string of at most
+    64 characters (what an error's `ref` may hold), whatever else is wrong with the frame."""
+    value = frame.get("id")
+    return value if isinstance(value, str) and len(value) <= 64 else None
 
 
 def encode_frame(frame: Mapping[str, Any]) -> str:
@@ -423,11 +509,13 @@ def encode_frame(frame: Mapping[str, Any]) -> str:
 def _validate(frame: dict[str, Any], table: dict[str, dict[str, Check]]) -> dict[str, Any]:
     kind = frame.get("type")
     fields = table.get(kind) if isinstance(kind, str) else None
-    ref = frame.get("id") if isinstance(frame.get("id"), str) and len(frame["id"]) <= 64 else None
+    ref = frame_ref(frame)
     if fields is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref=ref)
     # Unknown extra fields are ignored so that either side can add optional fields later.
     bad = [name for name, check in fields.items() if name not in frame or not check(frame[name])]
+    optional = OPTIONAL_FRAME_FIELDS.get(str(kind), {})
+    bad += [name for name, check in optional.items() if name in frame and not check(frame[name])]
     if bad:
         raise ProtocolError(
             ErrorCode.INVALID_FRAME, f"{kind}: missing or invalid {', '.join(bad)}", ref=ref
@@ -448,14 +536,23 @@ def validate_cabinet_frame(frame: dict[str, Any]) -> dict[str, Any]:
 # --- Frame builders: server -> cabinet -------------------------------------------------------
 
 
-def make_hello(*, cabinet: str, server_time: int, heartbeat_interval: int) -> dict[str, Any]:
-    return {
+def make_hello(
+    *,
+    cabinet: str,
+    server_time: int,
+    heartbeat_interval: int,
+    max_clock_skew_ms: int | None = None,
+) -> dict[str, Any]:
+    hello: dict[str, Any] = {
         "type": HELLO,
         "protocol": PROTOCOL_VERSION,
         "cabinet": cabinet,
         "server_time": server_time,
         "heartbeat_interval": heartbeat_interval,
     }
+    if max_clock_skew_ms is not None:
+        hello["max_clock_skew_ms"] = max_clock_skew_ms
+    return hello
 
 
 def make_command(
@@ -512,10 +609,15 @@ def make_courier_result(
     }
 
 
+def make_cabinet_state(*, state: str) -> dict[str, Any]:
+    return {"type": CABINET_STATE, "state": str(state)}
+
+
 # --- Frame builders: cabinet -> server -------------------------------------------------------
 
 
 def make_heartbeat(*, sent_at: int, telemetry: Mapping[str, Any]) -> dict[str, Any]:
+    # The id and every telemetry key are optional since 1.1, but servers of 1.0 require them.
     return {"type": HEARTBEAT, "id": new_id(), "sent_at": sent_at, "telemetry": dict(telemetry)}
 
 

@@ -93,6 +93,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             _telemetry_digest(auth.session.telemetry) if auth.session.telemetry else None
         )
         self.telemetry_written_at = time.monotonic()
+        # Telemetry keys are optional (protocol §4): a key a heartbeat leaves out keeps the
+        # value last reported, rather than erasing the stored one.
+        self.telemetry: dict[str, Any] = dict(auth.session.telemetry or {})
         self.delivered: set[str] = set()
         self.resends: dict[str, asyncio.Task[None]] = {}
         loop = asyncio.get_running_loop()
@@ -117,6 +120,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 cabinet=auth.session.serial,
                 server_time=protocol.now_ms(),
                 heartbeat_interval=settings.CABINET_HEARTBEAT_INTERVAL_S,
+                max_clock_skew_ms=settings.CABINET_MAX_CLOCK_SKEW_MS,
             )
         )
         # Unacknowledged, unexpired commands are re-sent after the hello; the cabinet dedupes
@@ -160,7 +164,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self._heartbeat(frame)
             return
         try:
-            await db(cabinet_message_handle)(cabinet_id=self.session.cabinet_id, frame=frame)
+            outcome = await db(cabinet_message_handle)(
+                cabinet_id=self.session.cabinet_id, frame=frame
+            )
         except Exception:
             logger.exception("cabinet %s: could not store %s", self.session.serial, frame["type"])
             # Not acknowledged: the cabinet keeps the event and replays it.
@@ -172,12 +178,19 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             return
         if frame["type"] in COMMAND_ACKNOWLEDGEMENTS:
             self._stop_resending(frame.get("command_id"))
+        if outcome.error is not None:
+            # Stored all the same, so acked after the error: resending it would not help.
+            await self._send(
+                protocol.make_error(
+                    outcome.error, outcome.error_message or outcome.error, ref=frame["id"]
+                )
+            )
         await self._send(protocol.make_ack(frame["id"]))
 
     async def _heartbeat(self, frame: dict[str, Any]) -> None:
         assert self.session is not None
         await presence_touch(self.session.cabinet_id)
-        telemetry = frame["telemetry"]
+        telemetry = self.telemetry = {**self.telemetry, **frame["telemetry"]}
         digest = _telemetry_digest(telemetry)
         now = time.monotonic()
         if (
@@ -232,7 +245,23 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CloseCode.REPLACED)
 
     async def link_revoke(self, message: dict[str, Any]) -> None:
-        await self.close(code=protocol.CloseCode.REVOKED)
+        # Protocol §1: a rotation is 4401 (the cabinet needs its new credential); a
+        # revocation, or a message that does not say, is 4403.
+        rotated = message.get("reason") == "rotated"
+        await self.close(
+            code=protocol.CloseCode.BAD_CREDENTIAL if rotated else protocol.CloseCode.REVOKED
+        )
+
+    async def link_state(self, message: dict[str, Any]) -> None:
+        """An admin changed the cabinet's lifecycle state: tell it; a retired one is closed."""
+        assert self.session is not None
+        state = message.get("state")
+        if state not in protocol.LIFECYCLE_STATES:
+            logger.warning("cabinet %s: ignoring link.state %r", self.session.serial, state)
+            return
+        await self._send(protocol.make_cabinet_state(state=state))
+        if state == protocol.CabinetLifecycle.RETIRED:
+            await self.close(code=protocol.CloseCode.REVOKED)
 
     # --- commands -------------------------------------------------------------------------
 

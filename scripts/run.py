@@ -56,7 +56,9 @@ def main() -> int:
         subprocess.run([*manage, "seed_demo"], env=env, check=True, cwd=ROOT)
 
         # The websocket and HTTP server. asyncio loop: uvloop showed long GC-driven
-        # pauses with thousands of sockets (../shared/CHANNELS-NOTES.md).
+        # pauses with thousands of sockets (../shared/CHANNELS-NOTES.md). --ws-max-size is
+        # protocol.TRANSPORT_MAX_FRAME_BYTES (2 MiB): larger frames close with 1009, smaller
+        # ones over 1 MiB get frame_too_large (docs/cabinet-protocol.md §2).
         server_cmd = [
             PY,
             "-m",
@@ -70,6 +72,8 @@ def main() -> int:
             "asyncio",
             "--ws",
             "websockets",
+            "--ws-max-size",
+            "2097152",
         ]
         worker_cmd = [
             PY,

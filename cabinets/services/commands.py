@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from cabinet_agent import protocol
 from cabinets.locks import command_lock, compartment_lock
 from cabinets.models import (
     COMMAND_OPEN_STATUSES,
@@ -171,7 +172,9 @@ def command_receipt_record(*, cabinet_id: int, command_id: str) -> bool:
 
 def command_rejected_record(*, cabinet_id: int, command_id: str | None, reason: str) -> bool:
     if not command_id:
-        raise UnknownCommand("the rejected command carried no usable id")
+        return False  # a malformed or forged command: nothing of ours to mark
+    if not protocol.is_uuid(command_id):
+        raise UnknownCommand(f"no command {command_id[:64]!r} of this cabinet")
     with transaction.atomic():
         command = _locked(cabinet_id=cabinet_id, command_id=command_id)
         logger.warning("cabinet %s rejected command %s: %s", cabinet_id, command_id, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = BASE_DIR / "var"
@@ -201,6 +202,13 @@ CABINET_UNLOCK_TTL_S = env.int("CABINET_UNLOCK_TTL_S", default=30)
 CABINET_CONFIG_COMMAND_TTL_S = env.int("CABINET_CONFIG_COMMAND_TTL_S", default=3600)
 # Consecutive failed opens after which a compartment is taken out of service.
 CABINET_MAX_FAILED_OPENS = env.int("CABINET_MAX_FAILED_OPENS", default=3)
+# The clock difference cabinets allow either side of a command's validity window, announced in
+# `hello` (protocol §7); the server expires commands and refuses stale codes and faces only after
+# it too. At most 300,000 (protocol.MAX_ANNOUNCED_CLOCK_SKEW_MS): a hello with
+# more is invalid, and every cabinet would refuse the server.
+CABINET_MAX_CLOCK_SKEW_MS = env.int("CABINET_MAX_CLOCK_SKEW_MS", default=30_000)
+if not 0 <= CABINET_MAX_CLOCK_SKEW_MS <= 300_000:
+    raise ImproperlyConfigured("CABINET_MAX_CLOCK_SKEW_MS must be between 0 and 300000")
 
 CELERY_BEAT_SCHEDULE["cabinets-liveness"] = {
     "task": "cabinets.tasks.cabinets_liveness_sync_task",
@@ -247,10 +255,6 @@ CELERY_BEAT_SCHEDULE["identity-purge-photos"] = {
 # A pushed command with no receipt after this many seconds is sent again on the same
 # connection, until it expires (protocol §9).
 CABINET_RECEIPT_TIMEOUT_S = env.float("CABINET_RECEIPT_TIMEOUT_S", default=5.0)
-# How far a cabinet's clock may be from the server's (protocol §7): the cabinet accepts a
-# command until expires_at plus this, so the server expires it only then; interactive events
-# (codes, faces) are stale after ACCESS_REQUEST_MAX_AGE_S plus this. Announced in `hello`.
-CABINET_MAX_CLOCK_SKEW_MS = env.int("CABINET_MAX_CLOCK_SKEW_MS", default=30_000)
 # The ASGI process freezes its start-up objects out of the garbage collector (config/asgi.py).
 CABINET_ASGI_GC_FREEZE = env.bool("CABINET_ASGI_GC_FREEZE", default=True)
 

@@ -19,12 +19,21 @@ SIGNING_KEY = bytes(range(32, 64))
 
 
 class FakePlatform:
-    def __init__(self, *, auto_ack: bool = True, heartbeat_interval: int = 30) -> None:
+    def __init__(
+        self,
+        *,
+        auto_ack: bool = True,
+        heartbeat_interval: int = 30,
+        max_clock_skew_ms: int | None = None,
+    ) -> None:
         self.auto_ack = auto_ack
         self.heartbeat_interval = heartbeat_interval
+        self.max_clock_skew_ms = max_clock_skew_ms
         self.secret_hash = protocol.hash_secret(CREDENTIAL.split(".", 1)[1])
         self.requests: list[Request] = []
         self.received: list[dict[str, Any]] = []
+        # event id -> error code: answered with that error instead of an ack
+        self.refusals: dict[str, str] = {}
         self.sessions = 0
         self.port = 0
         self._server: Server | None = None
@@ -62,13 +71,18 @@ class FakePlatform:
             cabinet=SERIAL,
             server_time=protocol.now_ms(),
             heartbeat_interval=self.heartbeat_interval,
+            max_clock_skew_ms=self.max_clock_skew_ms,
         )
         await ws.send(protocol.encode_frame(hello))
         try:
             async for raw in ws:
                 frame = protocol.validate_cabinet_frame(protocol.decode_frame(raw))
                 self.received.append(frame)
-                if self.auto_ack and frame["type"] in protocol.CABINET_EVENT_TYPES:
+                refusal = self.refusals.get(frame.get("id", ""))
+                if refusal is not None:
+                    error = protocol.make_error(refusal, "refused by the test", ref=frame["id"])
+                    await ws.send(protocol.encode_frame(error))
+                elif self.auto_ack and frame["type"] in protocol.CABINET_EVENT_TYPES:
                     await ws.send(protocol.encode_frame(protocol.make_ack(frame["id"])))
         except ConnectionClosed:
             pass

@@ -370,3 +370,108 @@ def test_stopping_during_an_unlock_lets_it_finish_and_keeps_its_result(tmp_path)
             assert lock.unlock_counts == {"A01": 1}
 
     run(scenario())
+
+
+def test_the_agent_checks_command_windows_with_the_skew_the_server_announces(tmp_path):
+    def late_command():
+        # Expired 5 s ago: inside the configured 30 s allowance, outside an announced 1 s.
+        return signed_command(issued_at=protocol.now_ms() - 125_000, ttl_ms=120_000)
+
+    async def scenario():
+        async with platform(max_clock_skew_ms=1_000) as server:
+            agent = CabinetAgent(make_config(tmp_path / "a", server.url))
+            async with running(agent):
+                assert agent.max_clock_skew_ms == 1_000
+                frame = late_command()
+                await server.send(frame)
+                rejected = (await server.wait_for(lambda: server.of_type("command_rejected")))[0]
+            assert (rejected["command_id"], rejected["reason"]) == (
+                frame["command"]["id"],
+                "expired",
+            )
+        # A server of 1.0 announces nothing: the configured allowance applies.
+        async with platform() as server:
+            agent = CabinetAgent(make_config(tmp_path / "b", server.url))
+            async with running(agent):
+                assert agent.max_clock_skew_ms == protocol.DEFAULT_MAX_CLOCK_SKEW_MS
+                await server.send(late_command())
+                await server.wait_for(lambda: server.of_type("command_result"))
+            assert not server.of_type("command_rejected")
+
+    run(scenario())
+
+
+def test_the_agent_records_the_cabinet_state_the_server_announces(tmp_path):
+    async def scenario():
+        async with platform() as server:
+            agent = CabinetAgent(make_config(tmp_path, server.url))
+            async with running(agent):
+                assert agent.cabinet_state is None
+                await server.send(protocol.make_cabinet_state(state="maintenance"))
+                await eventually(lambda: agent.cabinet_state == "maintenance")
+                await server.send(protocol.make_cabinet_state(state="active"))
+                await eventually(lambda: agent.cabinet_state == "active")
+                assert agent.connected.is_set()
+
+    run(scenario())
+
+
+def _queue_door_events(state_dir: Path, count: int) -> list[str]:
+    """Events raised while the agent was not running: queued, not yet sent."""
+    outbox = Outbox(state_dir / "agent.sqlite3")
+    try:
+        ids = []
+        for _ in range(count):
+            event = protocol.make_door_event(compartment="A01", event="closed", at=1)
+            outbox.enqueue(event, created_ms=1)
+            ids.append(event["id"])
+        return ids
+    finally:
+        outbox.close()
+
+
+def test_an_event_refused_as_invalid_is_dropped_and_one_refused_for_now_stays_queued(tmp_path):
+    refused, postponed = _queue_door_events(tmp_path, 2)
+
+    async def scenario():
+        async with platform() as server:
+            server.refusals = {refused: "invalid_frame", postponed: "retry_later"}
+            config = make_config(tmp_path, server.url, ack_timeout=0.2)
+            async with running(CabinetAgent(config)) as agent:
+                await eventually(lambda: agent.discarded_events == [refused])
+                assert [event.id for event in agent.outbox.pending()] == [postponed]
+                # retry_later: sent again after the ack timeout, until the server stores it
+                await server.wait_for(
+                    lambda: [f["id"] for f in server.received].count(postponed) >= 2
+                )
+                del server.refusals[postponed]
+                await eventually(lambda: len(agent.outbox) == 0)
+                assert agent.acked == [postponed]
+            assert [f["id"] for f in server.received].count(refused) == 1
+
+    run(scenario())
+
+
+def test_an_event_refused_as_invalid_is_not_replayed_after_a_reconnect(tmp_path):
+    (refused,) = _queue_door_events(tmp_path, 1)
+
+    async def scenario():
+        server = FakePlatform()
+        await server.start()
+        server.refusals = {refused: "malformed_json"}
+        lock = SimulatedLockDriver(["A01", "A02"])
+        async with running(CabinetAgent(make_config(tmp_path, server.url), lock=lock)) as agent:
+            await eventually(lambda: agent.discarded_events == [refused])
+            await server.stop()
+            await eventually(lambda: agent.disconnected.is_set())
+            await server.start()
+            await eventually(lambda: agent.sessions == 2)
+            # Replay sends the queue in order: anything still queued goes before this event.
+            lock.force_door("A02")
+            marker = await server.wait_for(lambda: server.of_type("door_event")[1:])
+            assert marker[-1]["compartment"] == "A02"
+            await eventually(lambda: len(agent.outbox) == 0)
+        await server.stop()
+        assert [f["id"] for f in server.received].count(refused) == 1
+
+    run(scenario())

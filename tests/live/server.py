@@ -82,6 +82,8 @@ class LiveServer:
             "asyncio",
             "--ws",
             "websockets",
+            "--ws-max-size",
+            str(protocol.TRANSPORT_MAX_FRAME_BYTES),
             "--no-access-log",
         ]
         with self.log_path.open("ab") as log:

@@ -1,0 +1,530 @@
+"""The server, the reference agent and docs/cabinet-protocol.md agree: one test per rule.
+
+Driven in-process with WebsocketCommunicator against config.asgi's application (the real
+channels_redis layer and database); rules that live in the transport (frame size limits, what
+the ASGI server logs) run against a real uvicorn (tests/live/server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from cabinet_agent import protocol
+from cabinet_agent.agent import CabinetAgent
+from cabinet_agent.config import AgentConfig
+from cabinet_agent.outbox import Outbox
+from cabinets.models import Cabinet, CabinetCommand, CommandStatus, DoorState
+from cabinets.presence import presence_snapshot, presence_touch
+from cabinets.push import cabinet_group
+from cabinets.services.commands import compartment_unlock
+from cabinets.services.credentials import IssuedCredential, cabinet_credential_issue
+from core.actors import Actor
+from tests.cabinets.link import communicator, receive, send, telemetry
+from tests.factories import CabinetFactory, CompartmentFactory
+from tests.live.server import ROOT, LiveServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+STAFF = Actor.system("test")
+DOC = ROOT / "docs" / "cabinet-protocol.md"
+
+
+@pytest.fixture
+def provisioned():  # type: ignore[no-untyped-def]
+    cabinet = CabinetFactory(serial="SH-CONFORM-1")
+    compartment = CompartmentFactory(cabinet=cabinet, label="A01")
+    issued = cabinet_credential_issue(cabinet=cabinet, actor=STAFF)
+    return cabinet, compartment, issued
+
+
+async def _connect(credential: str):  # type: ignore[no-untyped-def]
+    comm = communicator(credential)
+    connected, _ = await comm.connect(timeout=5)
+    assert connected
+    hello = await receive(comm)
+    assert hello["type"] == "hello"
+    return comm, hello
+
+
+async def _still_open(comm) -> None:  # type: ignore[no-untyped-def]
+    """A good event is acknowledged: the link survived whatever came before. (Z99 is no
+    compartment of the cabinet: the event is stored and acked, and changes no door.)"""
+    event = protocol.make_door_event(compartment="Z99", event="closed", at=protocol.now_ms())
+    await send(comm, event)
+    assert await receive(comm) == {"type": "ack", "ref": event["id"]}
+
+
+# --- §2 Frames -----------------------------------------------------------------------------
+
+
+def test_a_2000_deep_json_object_gets_an_error_frame_and_the_socket_stays_open(
+    provisioned, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    deep = '{"a":' * 2000 + "1" + "}" * 2000
+    frame = '{"type": "door_event", "id": "%s", "x": %s}' % (protocol.new_id(), deep)
+    assert 11 * 1024 <= len(frame) < 12 * 1024
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await comm.send_to(text_data=frame)
+        error = await receive(comm)
+        assert (error["type"], error["code"]) == ("error", "invalid_frame")
+        assert str(protocol.MAX_NESTING_DEPTH) in error["message"]
+        await _still_open(comm)
+        await comm.disconnect()
+
+    with caplog.at_level(logging.INFO):
+        async_to_sync(scenario)()
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+@pytest.mark.parametrize("depth", [protocol.MAX_NESTING_DEPTH - 1, protocol.MAX_NESTING_DEPTH])
+def test_nesting_up_to_the_documented_depth_is_accepted_and_one_more_level_is_not(
+    depth: int,
+) -> None:
+    # The frame itself is the first level.
+    frame = '{"type": "heartbeat", "x": %s}' % ("[" * depth + "]" * depth)
+    if depth < protocol.MAX_NESTING_DEPTH:
+        assert protocol.decode_frame(frame)["type"] == "heartbeat"
+    else:
+        with pytest.raises(protocol.ProtocolError) as refused:
+            protocol.decode_frame(frame)
+        assert refused.value.code == protocol.ErrorCode.INVALID_FRAME
+    # Brackets inside strings do not count.
+    inside = '{"type": "heartbeat", "x": "%s"}' % ("[{" * 100)
+    assert protocol.decode_frame(inside)["x"] == "[{" * 100
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"id": "%s"}', '{"id": "%s", "type": 7}', '{"id": "%s", "type": null, "at": 1}'],
+)
+def test_an_error_for_a_frame_with_an_id_and_no_type_carries_that_id_as_ref(
+    provisioned, body: str
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    event_id = protocol.new_id()
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await comm.send_to(text_data=body % event_id)
+        error = await receive(comm)
+        assert (error["type"], error["code"], error["ref"]) == ("error", "invalid_frame", event_id)
+        await comm.send_to(text_data='{"id": 12}')  # not a string: nothing to refer to
+        assert (await receive(comm))["ref"] is None
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+# --- §4 Heartbeats -------------------------------------------------------------------------
+
+
+async def _poll(condition, *, within_s: float = 10.0):  # type: ignore[no-untyped-def]
+    """Wait for `condition()` (sync, run on a thread) to be truthy, with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        value = await sync_to_async(condition, thread_sensitive=False)()
+        if value:
+            return value
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_a_minimal_heartbeat_is_accepted_and_updates_liveness(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+    long_ago = 1_000.0
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await presence_touch(cabinet.pk, at=long_ago)
+        minimal = {"type": "heartbeat", "sent_at": protocol.now_ms(), "telemetry": {}}
+        await send(comm, minimal)
+        await _still_open(comm)  # the next frame is that ack: no error for the heartbeat
+        await _poll(lambda: presence_snapshot().get(cabinet.pk, 0) > long_ago)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_heartbeat_updates_the_telemetry_it_carries_and_keeps_the_rest(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, compartment, issued = provisioned
+    Cabinet.objects.filter(pk=cabinet.pk).update(
+        telemetry=telemetry(), firmware_version="1.2.0", config_version="7"
+    )
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        partial = {"type": "heartbeat", "sent_at": 1, "telemetry": {"doors": {"A01": "open"}}}
+        await send(comm, partial)
+        await _still_open(comm)
+        await comm.send_to(
+            text_data='{"type": "heartbeat", "sent_at": 1, "telemetry": {"power": "nuclear"}}'
+        )
+        invalid = await receive(comm)  # a key that is present is still checked
+        assert (invalid["code"], invalid["ref"]) == ("invalid_frame", None)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    cabinet.refresh_from_db()
+    compartment.refresh_from_db()
+    assert compartment.door_state == DoorState.OPEN
+    assert (cabinet.firmware_version, cabinet.config_version) == ("1.2.0", "7")
+    assert cabinet.telemetry["power"] == "mains"
+
+
+# --- §3 hello --------------------------------------------------------------------------------
+
+
+def test_hello_announces_the_allowed_clock_skew_from_the_setting(provisioned, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CABINET_MAX_CLOCK_SKEW_MS = 12_345
+    _, _, issued = provisioned
+
+    async def scenario() -> dict[str, Any]:
+        comm, hello = await _connect(issued.credential)
+        await comm.disconnect()
+        return hello  # type: ignore[no-any-return]
+
+    hello = async_to_sync(scenario)()
+    assert hello["max_clock_skew_ms"] == 12_345
+    assert protocol.validate_server_frame(hello) is hello
+    # Optional: a hello of a 1.0 server is still valid; a value out of range is not.
+    del hello["max_clock_skew_ms"]
+    protocol.validate_server_frame(hello)
+    for wrong in (-1, protocol.MAX_ANNOUNCED_CLOCK_SKEW_MS + 1, "30000", True):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.validate_server_frame({**hello, "max_clock_skew_ms": wrong})
+
+
+# --- §1 Close codes sent by the server -------------------------------------------------------
+
+
+async def _push(cabinet_id: int, message: dict[str, Any]) -> None:
+    """What cabinets.services pushes to a cabinet's group after commit."""
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(cabinet_group(cabinet_id), message)
+
+
+async def _closed_with(comm) -> int:  # type: ignore[no-untyped-def]
+    """The code of the close the server sends next; any other output fails the test."""
+    output = await comm.receive_output(timeout=5)
+    assert output["type"] == "websocket.close", output
+    return int(output["code"])
+
+
+def test_a_rotated_credential_closes_the_open_link_with_4401(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await _push(cabinet.pk, {"type": "link.revoke", "reason": "rotated"})
+        assert await _closed_with(comm) == protocol.CloseCode.BAD_CREDENTIAL == 4401
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [{"type": "link.revoke", "reason": "revoked"}, {"type": "link.revoke"}],
+    ids=["revoked", "no-reason"],
+)
+def test_a_revoked_credential_closes_the_open_link_with_4403(
+    provisioned, message: dict[str, Any]
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await _push(cabinet.pk, message)
+        assert await _closed_with(comm) == protocol.CloseCode.REVOKED == 4403
+
+    async_to_sync(scenario)()
+
+
+def test_retiring_the_cabinet_sends_cabinet_state_then_closes_the_link_with_4403(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        await _push(cabinet.pk, {"type": "link.state", "state": "retired"})
+        announced = await receive(comm)
+        assert announced == {"type": "cabinet_state", "state": "retired"}
+        assert protocol.validate_server_frame(announced) is announced
+        assert await _closed_with(comm) == protocol.CloseCode.REVOKED
+
+    async_to_sync(scenario)()
+
+
+def test_maintenance_and_active_are_announced_with_cabinet_state_and_the_link_stays_up(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        for state in ("maintenance", "active"):
+            await _push(cabinet.pk, {"type": "link.state", "state": state})
+            assert await receive(comm) == protocol.make_cabinet_state(state=state)
+            await _still_open(comm)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+# --- Against a real uvicorn: the transport ----------------------------------------------------
+
+
+def _close_code_table() -> dict[int, tuple[str, str, str]]:
+    """docs/cabinet-protocol.md §1 "Close codes": code -> (sent by, meaning, reaction)."""
+    text = DOC.read_text()
+    section = text[text.index("### Close codes") :]
+    section = section[: section.index("\n## ")]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].isdigit():
+            rows[int(cells[0])] = (cells[1], cells[2], cells[3])
+    return rows
+
+
+def _headers(credential: str) -> dict[str, str]:
+    return {
+        "Authorization": protocol.authorization_header(credential),
+        protocol.PROTOCOL_HEADER: str(protocol.PROTOCOL_VERSION),
+    }
+
+
+async def _recv(ws: ClientConnection) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), 10))  # type: ignore[no-any-return]
+
+
+async def _close_code(ws: ClientConnection) -> int | None:
+    """Read until the server closes; the code of its close frame (None: no close frame)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(ws.recv(), 15)
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+@pytest.mark.slow
+def test_a_frame_over_1_mib_gets_frame_too_large_and_one_over_2_mib_closes_with_1009(
+    provisioned, asgi_server_process: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    assert protocol.MAX_FRAME_BYTES < protocol.TRANSPORT_MAX_FRAME_BYTES == 2 * 1024 * 1024
+
+    def padded(size: int) -> str:
+        head = '{"type": "door_event", "pad": "'
+        return head + "x" * (size - len(head) - 2) + '"}'
+
+    async def scenario() -> int | None:
+        async with connect(
+            asgi_server_process.ws_url,
+            additional_headers=_headers(issued.credential),
+            compression=None,
+            max_size=None,
+        ) as ws:
+            assert (await _recv(ws))["type"] == "hello"
+            await ws.send(padded(protocol.MAX_FRAME_BYTES + 1))
+            error = await _recv(ws)
+            assert (error["type"], error["code"]) == ("error", "frame_too_large")
+            await ws.send(padded(protocol.TRANSPORT_MAX_FRAME_BYTES))  # at the limit: still up
+            assert (await _recv(ws))["code"] == "frame_too_large"
+            event = protocol.make_door_event(compartment="Z99", event="closed", at=1)
+            await ws.send(protocol.encode_frame(event))
+            assert await _recv(ws) == {"type": "ack", "ref": event["id"]}
+            await ws.send(padded(protocol.TRANSPORT_MAX_FRAME_BYTES + 1))
+            return await _close_code(ws)
+
+    assert asyncio.run(scenario()) == protocol.CloseCode.MESSAGE_TOO_BIG == 1009
+    sent_by, _, reaction = _close_code_table()[1009]
+    assert "server" in sent_by or "either" in sent_by
+    assert reaction.startswith("reconnect")
+
+
+@pytest.mark.slow
+def test_a_graceful_server_restart_closes_with_1012_which_the_document_lists(
+    provisioned, asgi_server_process: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+
+    async def scenario() -> int | None:
+        async with connect(
+            asgi_server_process.ws_url, additional_headers=_headers(issued.credential)
+        ) as ws:
+            assert (await _recv(ws))["type"] == "hello"
+            await asyncio.to_thread(asgi_server_process.stop)
+            return await _close_code(ws)
+
+    assert asyncio.run(scenario()) == protocol.CloseCode.SERVICE_RESTART == 1012
+    sent_by, _, reaction = _close_code_table()[1012]
+    assert sent_by == "server" and reaction.startswith("reconnect")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ROOT / "Procfile",
+        ROOT / "docker-compose.reference.yml",
+        ROOT / "scripts" / "run.py",
+        ROOT / "tests" / "live" / "server.py",
+    ],
+    ids=lambda path: path.name,
+)
+def test_every_place_that_starts_uvicorn_sets_the_documented_websocket_size_limit(
+    command: Path,
+) -> None:
+    text = command.read_text()
+    # uvicorn's default (16 MiB) would let a 15 MiB frame through to decode_frame.
+    limit = str(protocol.TRANSPORT_MAX_FRAME_BYTES)
+    assert re.search(
+        r"--ws-max-size[\s\"',]+(" + limit + r"|str\(protocol\.TRANSPORT_MAX_FRAME_BYTES\))", text
+    )
+    assert "2 MiB" in DOC.read_text()
+
+
+# --- §10 The reference agent against the real server -------------------------------------------
+
+
+def _agent(server: LiveServer, issued: IssuedCredential, state_dir: Path) -> CabinetAgent:
+    config = AgentConfig(
+        server_url=server.ws_url,
+        serial=issued.serial,
+        credential=issued.credential,
+        signing_key=bytes.fromhex(issued.signing_key_hex),
+        compartments=("A01",),
+        state_dir=state_dir,
+        hello_timeout=10.0,
+        backoff_base=0.05,
+        backoff_cap=0.5,
+        reconnect_spread=0.0,
+    )
+    return CabinetAgent(config)
+
+
+async def _until(condition, *, within_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_an_event_the_server_refuses_as_invalid_leaves_the_agents_queue_and_is_not_replayed(
+    provisioned, asgi_server_process: LiveServer, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    # Queued by a buggy build: a label the protocol does not allow. The server will never
+    # accept it, whatever the number of replays.
+    invalid = protocol.make_door_event(compartment="not a label!", event="closed", at=1)
+    outbox = Outbox(tmp_path / "agent.sqlite3")
+    outbox.enqueue(invalid, created_ms=1)
+    outbox.close()
+
+    async def scenario() -> None:
+        first = _agent(asgi_server_process, issued, tmp_path)
+        task = asyncio.create_task(first.run())
+        await _until(lambda: first.discarded_events == [invalid["id"]])
+        refusal = next(e for e in first.server_errors if e["ref"] == invalid["id"])
+        assert refusal["code"] == "invalid_frame"
+        first.stop()
+        await task
+
+        # After a restart (a reconnect with the same queue) nothing of it is sent again: a good
+        # event queued behind it is the first thing the server answers.
+        marker = protocol.make_door_event(compartment="A01", event="closed", at=2)
+        outbox = Outbox(tmp_path / "agent.sqlite3")
+        assert outbox.pending() == []
+        outbox.enqueue(marker, created_ms=2)
+        outbox.close()
+        second = _agent(asgi_server_process, issued, tmp_path)
+        task = asyncio.create_task(second.run())
+        await _until(lambda: marker["id"] in second.acked)
+        assert second.server_errors == []
+        second.stop()
+        await task
+
+    asyncio.run(scenario())
+
+
+# --- §4, §12 unknown_command -------------------------------------------------------------------
+
+
+def _reports_about(command_id: str) -> list[dict[str, Any]]:
+    now = protocol.now_ms()
+    return [
+        protocol.make_command_result(
+            command_id=command_id, status="succeeded", door="open", detail="", at=now
+        ),
+        protocol.make_command_receipt(command_id=command_id, at=now),
+        protocol.make_command_rejected(command_id=command_id, reason="expired", at=now),
+    ]
+
+
+def test_a_report_about_a_command_the_server_does_not_know_gets_unknown_command_and_an_ack(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    _, compartment, issued = provisioned
+    # Finished already: a late receipt for it changes nothing, but names a known command.
+    mine = compartment_unlock(compartment=compartment, actor=STAFF, reason="mine")
+    CabinetCommand.objects.filter(pk=mine.pk).update(status=CommandStatus.SUCCEEDED)
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        for report in _reports_about(protocol.new_id()):
+            await send(comm, report)
+            error = await receive(comm)
+            assert (error["type"], error["code"], error["ref"]) == (
+                "error",
+                "unknown_command",
+                report["id"],
+            )
+            assert await receive(comm) == {"type": "ack", "ref": report["id"]}
+        # A rejection without a usable command id names no command: acked, no error.
+        anonymous = protocol.make_command_rejected(command_id=None, reason="invalid_command", at=1)
+        await send(comm, anonymous)
+        assert await receive(comm) == {"type": "ack", "ref": anonymous["id"]}
+        late = protocol.make_command_receipt(command_id=str(mine.pk), at=1)
+        await send(comm, late)
+        assert await receive(comm) == {"type": "ack", "ref": late["id"]}
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_report_about_another_cabinets_command_gets_unknown_command_and_changes_nothing(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    other = CompartmentFactory(cabinet=CabinetFactory(serial="SH-CONFORM-2"), label="A01")
+    theirs = compartment_unlock(compartment=other, actor=STAFF, reason="theirs")
+
+    async def scenario() -> None:
+        comm, _ = await _connect(issued.credential)
+        for report in _reports_about(str(theirs.pk)):
+            await send(comm, report)
+            error = await receive(comm)
+            assert (error["code"], error["ref"]) == ("unknown_command", report["id"])
+            assert "SH-CONFORM-2" not in error["message"]
+            assert await receive(comm) == {"type": "ack", "ref": report["id"]}
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    theirs.refresh_from_db()
+    assert theirs.status == CommandStatus.PENDING
+    assert theirs.received_at is None and theirs.completed_at is None
