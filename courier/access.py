@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -309,6 +309,38 @@ def _collectable(*, cabinet_id: int, carrier_id: int) -> list[Parcel]:
 # --- Faces ------------------------------------------------------------------------------------
 
 
+# What to say when a scan's answer is repeated (its first message is not stored).
+_FACE_AGAIN: dict[str, str] = {
+    protocol.FaceOutcome.UNLOCKING: "Your compartment is opening.",
+    protocol.FaceOutcome.NO_MATCH: "Face not recognised: try again or use your pickup code.",
+    protocol.FaceOutcome.USE_CODE: "Please use your pickup code.",
+    protocol.FaceOutcome.LOCKED_OUT: "Face scan is paused here: use your pickup code.",
+}
+
+
+def _face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
+    """The face task acknowledges late, so a worker that dies after committing its answer
+    has it run again. The scan was decided once (its attempt row, its doors): repeat that
+    outcome to the cabinet and open nothing more."""
+    attempt = (
+        AccessAttempt.objects.filter(event_id=scan_id, method=AttemptMethod.FACE)
+        .only("outcome")
+        .first()
+    )
+    if attempt is None:
+        return False
+    logger.info("face scan %s already answered (%s): not matched again", scan_id, attempt.outcome)
+    _answer(
+        cabinet_id,
+        protocol.make_face_result(
+            scan_id=scan_id,
+            outcome=attempt.outcome,
+            message=_FACE_AGAIN.get(attempt.outcome, "Please try again."),
+        ),
+    )
+    return True
+
+
 @dataclass(frozen=True)
 class _Figures:
     distance: float | None = None
@@ -333,6 +365,8 @@ def face_scan_answer(
     from identity.services import face_identify, face_probe, face_verify
 
     Outcome = protocol.FaceOutcome
+    if _face_answered_again(cabinet_id=cabinet_id, scan_id=scan_id):
+        return "answered"
 
     def finish(
         outcome: str,
@@ -344,6 +378,35 @@ def face_scan_answer(
         figures: _Figures = _Figures(),
         release: list[Parcel] | None = None,
         dropoff: Parcel | None = None,
+    ) -> str:
+        try:
+            return _finish(
+                outcome,
+                message,
+                success=success,
+                detail=detail,
+                identity_id=identity_id,
+                figures=figures,
+                release=release,
+                dropoff=dropoff,
+            )
+        except IntegrityError:
+            # Another run of this task recorded the scan first (one attempt per event id):
+            # this run's doors and answer were rolled back with it.
+            if _face_answered_again(cabinet_id=cabinet_id, scan_id=scan_id):
+                return "answered"
+            raise
+
+    def _finish(
+        outcome: str,
+        message: str,
+        *,
+        success: bool,
+        detail: str,
+        identity_id: int | None,
+        figures: _Figures,
+        release: list[Parcel] | None,
+        dropoff: Parcel | None,
     ) -> str:
         with transaction.atomic():
             opened: list[Parcel] = []
