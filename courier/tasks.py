@@ -44,7 +44,17 @@ def parcels_expire_task() -> int:
 
 
 # Face work is slow (about 0.2 s) and never runs in the consumer or inside a transaction.
-@shared_task(ignore_result=True, soft_time_limit=20, time_limit=30, acks_late=False)
+# Acknowledged after it ran: a worker that dies mid-match (a crash, an OOM kill) leaves the
+# message to run again on another worker (at once when a pool child dies; after the broker's
+# visibility timeout when the whole worker does). Running twice is harmless: a scan is
+# decided once, by its AccessAttempt row (courier.access.faces.face_scan_answer).
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=20,
+    time_limit=30,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
 def face_scan_task(
     cabinet_id: int, scan_id: str, purpose: str, image_b64: str, light_on: bool, taken_at: str
 ) -> str:

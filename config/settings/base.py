@@ -111,6 +111,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Tasks are acknowledged after they ran: a message whose worker died unacknowledged (SIGKILL,
+# OOM, power) goes back to its queue after this many seconds. It must exceed the longest
+# countdown or ETA of any task (notification retries back off up to 10 minutes), or those
+# would run twice. A pool child that dies is requeued at once (reject_on_worker_lost).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=3600),
+}
 
 CHANNEL_LAYERS = {
     "default": {

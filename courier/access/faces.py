@@ -8,7 +8,7 @@ import base64
 import logging
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
 from cabinet_agent import protocol
@@ -16,13 +16,45 @@ from cabinets.models import CabinetCommand
 from core.actors import Actor, ActorKind
 from core.errors import ApplicationError
 from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
-from courier.models import AttemptMethod, Parcel, ParcelDirection, ParcelStatus
+from courier.models import AccessAttempt, AttemptMethod, Parcel, ParcelDirection, ParcelStatus
 from courier.selectors import parcels_ready_at, recipients_waiting_at, senders_expected_at
 from courier.services.deposits import parcel_dropoff_start
 from courier.services.releases import parcels_release
 
 logger = logging.getLogger(__name__)
 Outcome = protocol.FaceOutcome
+
+
+# What to say when a scan's answer is repeated (its first message is not stored).
+_FACE_AGAIN: dict[str, str] = {
+    Outcome.UNLOCKING: "Your compartment is opening.",
+    Outcome.NO_MATCH: "Face not recognised: try again or use your pickup code.",
+    Outcome.USE_CODE: "Please use your pickup code.",
+    Outcome.LOCKED_OUT: "Face scan is paused here: use your pickup code.",
+}
+
+
+def _face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
+    """The face task acknowledges late, so a worker that dies after committing its answer
+    has it run again. The scan was decided once (its attempt row, its doors): repeat that
+    outcome to the cabinet and open nothing more."""
+    attempt = (
+        AccessAttempt.objects.filter(event_id=scan_id, method=AttemptMethod.FACE)
+        .only("outcome")
+        .first()
+    )
+    if attempt is None:
+        return False
+    logger.info("face scan %s already answered (%s): not matched again", scan_id, attempt.outcome)
+    answer_then_open(
+        cabinet_id,
+        protocol.make_face_result(
+            scan_id=scan_id,
+            outcome=attempt.outcome,
+            message=_FACE_AGAIN.get(attempt.outcome, "Please try again."),
+        ),
+    )
+    return True
 
 
 @dataclass(frozen=True)
@@ -115,15 +147,25 @@ def face_scan_answer(
     from identity.models import Identity
     from identity.services import face_identify, face_probe, face_verify
 
+    if _face_answered_again(cabinet_id=cabinet_id, scan_id=scan_id):
+        return "answered"
+
     def finish(outcome: str, message: str, **kwargs: object) -> str:
-        return _finish(
-            cabinet_id=cabinet_id,
-            scan_id=scan_id,
-            purpose=purpose,
-            outcome=outcome,
-            message=message,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        try:
+            return _finish(
+                cabinet_id=cabinet_id,
+                scan_id=scan_id,
+                purpose=purpose,
+                outcome=outcome,
+                message=message,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except IntegrityError:
+            # Another run of this task recorded the scan first (one attempt per event id):
+            # this run's doors and answer were rolled back with it.
+            if _face_answered_again(cabinet_id=cabinet_id, scan_id=scan_id):
+                return "answered"
+            raise
 
     if stale(parse_datetime(taken_at) if taken_at else None):
         return finish(

@@ -97,11 +97,12 @@ class FakePlatform:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [frame for frame in self.received if frame["type"] == kind]
 
-    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 3.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 20.0) -> Any:
         return await eventually(predicate, timeout=timeout)
 
 
-async def eventually(predicate: Callable[[], Any], *, timeout: float = 3.0) -> Any:
+async def eventually(predicate: Callable[[], Any], *, timeout: float = 20.0) -> Any:
+    """Poll until true; the deadline is generous so that a busy machine only makes it slower."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

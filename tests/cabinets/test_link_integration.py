@@ -304,6 +304,7 @@ def test_an_expired_command_is_never_executed(link) -> None:  # type: ignore[no-
 def test_a_forged_or_replayed_command_is_refused_by_the_agent(link) -> None:  # type: ignore[no-untyped-def]
     cabinet, agent, server = link
     a01 = Compartment.objects.get(cabinet=cabinet, label="A01")
+    a02 = Compartment.objects.get(cabinet=cabinet, label="A02")
     command = compartment_unlock(compartment=a01, actor=STAFF, reason="pickup")
     wait_status(command, CommandStatus.SUCCEEDED, agent, server)
     genuine = command_frame(command, serial=cabinet.serial, key_id=active_key_id(cabinet.pk))
@@ -322,34 +323,26 @@ def test_a_forged_or_replayed_command_is_refused_by_the_agent(link) -> None:  # 
     push_raw(cabinet, tampered)
     # Replayed: the genuine frame of the command that already ran.
     push_raw(cabinet, genuine)
+    # A barrier: the agent runs commands in arrival order and sends its events in queue order
+    # on one connection, so once this later unlock's result is stored, the server has stored
+    # everything the agent answered to the three frames above (nothing races a log line).
+    barrier = compartment_unlock(compartment=a02, actor=STAFF, reason="pickup")
+    wait_status(barrier, CommandStatus.SUCCEEDED, agent, server)
 
-    forged = eventually(
-        lambda: rejection(forged_body["id"]),
-        what="the forged command refused",
-        agent=agent,
-        server=server,
-    )
-    assert forged.payload["reason"] == "bad_signature"
+    forged = rejection(forged_body["id"])
+    assert forged is not None and forged.payload["reason"] == "bad_signature"
     assert forged_body["id"] not in agent.executed_ids()
-    eventually(
-        lambda: f"duplicate command {command.pk}" in agent.log(),
-        what="the replay recognised",
-        agent=agent,
-        server=server,
-    )
     # the tampered copy (same id) arrived before the replay and was refused on its signature
     assert CabinetMessage.objects.filter(
         type=protocol.COMMAND_REJECTED,
         payload__command_id=str(command.pk),
         payload__reason="bad_signature",
     ).exists()
+    # the replay was recognised: not run again, its stored result resent with the same event
+    # id and deduplicated by the server
+    assert f"duplicate command {command.pk}: resending its result" in agent.log()
     assert agent.runs_of(str(command.pk)) == 1
+    assert results_for(str(command.pk)) == 1
     command.refresh_from_db()
-    # a rejection after success changes nothing; the resent result is deduplicated
+    # a rejection after success changes nothing
     assert command.status == CommandStatus.SUCCEEDED
-    eventually(
-        lambda: results_for(str(command.pk)) == 1 and "resending its result" in agent.log(),
-        what="the stored result resent",
-        agent=agent,
-        server=server,
-    )

@@ -8,11 +8,8 @@ as a fallback; wrong codes lock the keypad."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
 import re
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,9 +18,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.hashers import make_password
-from PIL import Image
 
-from cabinet_agent.agent import CabinetAgent
 from cabinet_agent.config import config_from_mapping
 from cabinets.services.credentials import cabinet_credential_issue
 from cabinets.services.lifecycle import compartments_create
@@ -35,6 +30,7 @@ from identity.selectors import identity_has_face
 from identity.services import consent_give, enrollment_photo_submit
 from tests.factories import CabinetFactory, CarrierFactory, CourierFactory
 from tests.identity.faces import FACES, requires_faces
+from tests.live.agent import AgentThread
 from tests.live.server import LiveServer, live_env
 from tests.live.worker import WorkerProcess
 
@@ -51,46 +47,6 @@ def eventually(condition: Callable[[], Any], what: str, *, logs: Callable[[], st
             return value
         time.sleep(0.1)
     pytest.fail(f"gave up waiting for {what}\n{logs()[-5000:]}")
-
-
-class AgentThread:
-    """The reference agent on its own event loop in a thread, driven from the test."""
-
-    def __init__(self, config: Any, camera_file: Path) -> None:
-        self.config = config
-        self.camera_file = camera_file
-        self.loop = asyncio.new_event_loop()
-        self.created = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        # Built in its own thread: the agent's SQLite state belongs to the thread that opens it.
-        self.agent = CabinetAgent(self.config)
-        self.created.set()
-        self.loop.run_until_complete(self.agent.run())
-
-    def start(self) -> None:
-        self.thread.start()
-        assert self.created.wait(10)
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        async def wrapped() -> Any:
-            result = fn(*args, **kwargs)
-            return await result if asyncio.iscoroutine(result) else result
-
-        return asyncio.run_coroutine_threadsafe(wrapped(), self.loop).result(timeout=30)
-
-    def sees(self, photo: str) -> None:
-        image = Image.open(FACES / photo).convert("RGB")
-        image.thumbnail((640, 640))
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=90)
-        self.camera_file.write_bytes(out.getvalue())
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.agent.stop)
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ runs a real worker)."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from django.utils import timezone
 from PIL import Image
 
 from cabinet_agent import protocol
-from cabinets.models import Compartment
+from cabinets.models import CabinetCommand, Compartment
 from core.actors import Actor
 from courier.codes import pickup_code_hash
 from courier.models import AccessAttempt, Parcel, ParcelDirection, ParcelStatus
@@ -246,3 +246,64 @@ def test_a_drop_off_is_refused_for_someone_else(
         _scan(cabinet, "examples/knn_examples/train/biden/biden2.jpg", purpose="dropoff")
     assert results(pushes, "face_result")[0]["outcome"] == "no_match"
     assert not unlocks(pushes)
+
+
+def _scan_frame(photo: str) -> dict:  # type: ignore[type-arg]
+    return protocol.make_face_scan(
+        purpose="pickup", image=_jpeg(photo), light_on=False, taken_at=protocol.now_ms()
+    )
+
+
+def _run_task_again(cabinet, frame) -> str:  # type: ignore[no-untyped-def]
+    """What a second worker does with the same task message (late acknowledgement)."""
+    from courier.tasks import face_scan_task
+
+    taken_at = datetime.fromtimestamp(frame["taken_at"] / 1000, tz=UTC).isoformat()
+    args = (cabinet.pk, frame["id"], frame["purpose"], frame["image"], False, taken_at)
+    return face_scan_task.apply(args=args).get()
+
+
+def test_a_face_scan_task_run_again_opens_nothing_more_and_repeats_its_answer(
+    cabinet, two_recipients, pushes, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    obama_parcel, _ = two_recipients
+    frame = _scan_frame("examples/obama2.jpg")
+    with django_capture_on_commit_callbacks(execute=True):
+        cabinet_says(cabinet, frame)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _run_task_again(cabinet, frame) == "answered"
+    assert [r["outcome"] for r in results(pushes, "face_result")] == ["unlocking", "unlocking"]
+    assert [c["compartment"] for c in unlocks(pushes)] == ["A01"]
+    assert CabinetCommand.objects.filter(compartment=obama_parcel.compartment).count() == 1
+    assert AccessAttempt.objects.filter(event_id=frame["id"]).count() == 1
+
+
+def test_two_runs_of_one_face_scan_at_once_open_the_door_once(
+    cabinet, two_recipients, pushes, django_capture_on_commit_callbacks, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The second run started before the first recorded the scan (a redelivery racing a
+    slow worker): its doors and answer are rolled back, and it repeats the first answer."""
+    from courier.access import faces as access
+
+    obama_parcel, _ = two_recipients
+    frame = _scan_frame("examples/obama2.jpg")
+    with django_capture_on_commit_callbacks(execute=True):
+        cabinet_says(cabinet, frame)
+    checks: list[bool] = []
+    answered_again = access._face_answered_again
+
+    def late_check(**kwargs):  # type: ignore[no-untyped-def]
+        if not checks:  # the early check ran before the first run's commit
+            checks.append(False)
+            return False
+        checks.append(answered_again(**kwargs))
+        return checks[-1]
+
+    monkeypatch.setattr(access, "_face_answered_again", late_check)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _run_task_again(cabinet, frame) == "answered"
+    assert checks == [False, True]
+    assert [r["outcome"] for r in results(pushes, "face_result")] == ["unlocking", "unlocking"]
+    assert [c["compartment"] for c in unlocks(pushes)] == ["A01"]
+    assert CabinetCommand.objects.filter(compartment=obama_parcel.compartment).count() == 1
+    assert AccessAttempt.objects.filter(event_id=frame["id"]).count() == 1

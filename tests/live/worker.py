@@ -11,7 +11,9 @@ process and sees only committed rows, and tasks are sent on commit.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +37,69 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and its pool children (its own process group): no warm
+        shutdown, nothing acknowledged or requeued on the way out."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def worker_start(
+    *,
+    queue: str,
+    log_path: Path,
+    database_url: str,
+    env: dict[str, str] | None = None,
+    pool: str = "solo",
+) -> WorkerProcess:
+    """`celery worker` on `queue` (`pool` "solo", or "prefork" with one child as in
+    production), through tests.live.celery_hooks (test-only hooks that stay off unless `env`
+    asks for them); waits until it is ready."""
+    from django.conf import settings
+
+    child_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "DATABASE_URL": database_url,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    command = [
+        sys.executable, "-m", "tests.live.celery_hooks", "-A", "config", "worker",
+        "--pool", pool, "--concurrency", "1", "-l", "info", "-Q", queue, "-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = WorkerProcess(process=process, queue=queue, log_path=log_path)
+    try:
+        _wait_until_ready(worker)
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
 
 
 def services_required() -> bool:
@@ -89,33 +154,11 @@ def celery_worker_process(
         database_url = worker_database_url()
     queue = f"test-worker-{uuid.uuid4().hex[:12]}"
     log_path = tmp_path_factory.mktemp("celery") / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "DATABASE_URL": database_url,
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker",
-        "--pool", "solo", "-l", "info", "-Q", queue, "-n", f"{queue}@%h",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    worker = WorkerProcess(process=process, queue=queue, log_path=log_path)
+    worker = worker_start(queue=queue, log_path=log_path, database_url=database_url)
     try:
-        _wait_until_ready(worker)
         yield worker
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        worker.stop()
 
 
 def _wait_until_ready(worker: WorkerProcess) -> None:
