@@ -10,6 +10,8 @@ import asyncio
 import json
 import logging
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cabinet_agent import protocol
 from cabinet_agent.agent import CabinetAgent
@@ -30,7 +32,7 @@ from cabinets.services import IssuedCredential, cabinet_credential_issue, compar
 from core.actors import Actor
 from tests.cabinets.link import communicator, receive, send, telemetry
 from tests.factories import CabinetFactory, CompartmentFactory
-from tests.live.server import ROOT, LiveServer
+from tests.live.server import ROOT, LiveServer, live_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STAFF = Actor.system("test")
@@ -527,3 +529,55 @@ def test_a_report_about_another_cabinets_command_gets_unknown_command_and_change
     theirs.refresh_from_db()
     assert theirs.status == CommandStatus.PENDING
     assert theirs.received_at is None and theirs.completed_at is None
+
+
+# --- §1 Nothing in the URL ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_credential_in_the_url_is_refused_before_accept_and_never_written_to_the_log(
+    provisioned, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    secret = issued.credential.split(".", 1)[1]
+    # Everything the server can log: uvicorn's access log and its debug output (which
+    # includes request lines and headers), Django's request log.
+    server = LiveServer(
+        tmp_path / "uvicorn.log", env=live_env(), access_log=True, log_level="debug"
+    )
+    server.start()
+    base = f"ws://127.0.0.1:{server.port}"
+    wrong_urls = [
+        f"{base}/ws/cabinet/{issued.credential}",
+        f"{base}/ws/cabinet/{issued.credential}/",
+        f"{base}/{issued.credential}",
+        f"{base}/ws/cabinet/?credential={issued.credential}",
+    ]
+
+    async def scenario() -> list[int]:
+        statuses = []
+        for url in wrong_urls:
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url, additional_headers=_headers(issued.credential)):
+                    pass
+            statuses.append(refused.value.response.status_code)
+        # The right URL still works, with the credential where it belongs.
+        async with connect(server.ws_url, additional_headers=_headers(issued.credential)) as ws:
+            assert (await _recv(ws))["type"] == "hello"
+        return statuses
+
+    try:
+        statuses = asyncio.run(scenario())
+        # A plain HTTP request to such a URL is not a websocket, but is logged all the same.
+        with pytest.raises(urllib.error.HTTPError) as not_found:
+            urllib.request.urlopen(f"{server.url}/ws/cabinet/{issued.credential}", timeout=10)
+        assert not_found.value.code == 404
+    finally:
+        server.stop()
+    assert all(status in (403, 404) for status in statuses), statuses
+    log = server.log_path.read_text(errors="replace")
+    # The log was on and still says what happened, without the URL.
+    assert '"WebSocket /ws/cabinet/" [accepted]' in log
+    assert log.count('"WebSocket [redacted]" 403') == len(wrong_urls)
+    assert secret not in log
+    assert "Traceback" not in log
