@@ -7,6 +7,7 @@ the ASGI server logs) run against a real uvicorn (tests/live/server.py)."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cabinet_agent import protocol
-from cabinet_agent.agent import CabinetAgent
+from cabinet_agent.agent import REFUSING_CLOSE_CODES, CabinetAgent
 from cabinet_agent.config import AgentConfig
 from cabinet_agent.outbox import Outbox
 from cabinets.models import Cabinet, CabinetCommand, CommandStatus, DoorState
@@ -581,3 +582,36 @@ def test_a_credential_in_the_url_is_refused_before_accept_and_never_written_to_t
     assert log.count('"WebSocket [redacted]" 403') == len(wrong_urls)
     assert secret not in log
     assert "Traceback" not in log
+
+
+# --- §1 The close-code table as a whole ---------------------------------------------------------
+
+# Every code the server sends, and the test in which it does.
+SERVER_CLOSE_CODE_TESTS = {
+    1009: "test_protocol_conformance:test_a_frame_over_1_mib_gets_frame_too_large_and_one_over_2_mib_closes_with_1009",
+    1012: "test_protocol_conformance:test_a_graceful_server_restart_closes_with_1012_which_the_document_lists",
+    4400: "test_consumer:test_bad_frames_close_the_link_only_when_more_than_ten_arrive_within_a_minute",
+    4401: "test_protocol_conformance:test_a_rotated_credential_closes_the_open_link_with_4401",
+    4403: "test_protocol_conformance:test_a_revoked_credential_closes_the_open_link_with_4403",
+    4408: "test_consumer:test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals",
+    4409: "test_consumer:test_a_second_connection_replaces_the_first",
+}
+
+
+def test_every_close_code_the_document_says_the_server_sends_is_one_it_sends_in_a_test() -> None:
+    table = _close_code_table()
+    sent_by_server = {
+        code for code, (sent_by, _, _) in table.items() if sent_by in ("server", "either")
+    }
+    assert sent_by_server == set(SERVER_CLOSE_CODE_TESTS)
+    for where in SERVER_CLOSE_CODE_TESTS.values():
+        module, name = where.split(":")
+        assert callable(getattr(importlib.import_module(f"tests.cabinets.{module}"), name))
+    assert all(
+        sent_by in ("server", "either", "cabinet", "(none)") for sent_by, _, _ in table.values()
+    )
+    # Every code the code base names is in the table, and the reference agent reacts to each
+    # as the table says: "refused" waits uniform(cap/2, cap), the rest reconnect soon.
+    assert set(protocol.CloseCode) <= set(table)
+    refusing = {code for code, (_, _, reaction) in table.items() if reaction.startswith("refused")}
+    assert refusing == set(REFUSING_CLOSE_CODES)
