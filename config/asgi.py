@@ -14,16 +14,20 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from cabinets.routing import websocket_urlpatterns  # noqa: E402
+from cabinets.redaction import link_url_redaction_install  # noqa: E402
+from cabinets.routing import CabinetLinkUrlOnly, websocket_urlpatterns  # noqa: E402
 
 # No AllowedHostsOriginValidator on purpose: cabinets are devices, not browsers, and send
 # no Origin; they authenticate with their own credential before the socket is accepted.
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        "websocket": CabinetLinkUrlOnly(URLRouter(websocket_urlpatterns)),
     }
 )
+# After Django's logging setup, in the ASGI server's process: a credential put in a URL by a
+# misconfigured cabinet must not reach the server's log (cabinets/redaction.py).
+link_url_redaction_install()
 
 if settings.CABINET_ASGI_GC_FREEZE:
     # Everything imported so far (Django, the apps, their modules) lives as long as the

@@ -7,9 +7,12 @@ the ASGI server logs) run against a real uvicorn (tests/live/server.py)."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,10 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cabinet_agent import protocol
-from cabinet_agent.agent import CabinetAgent
+from cabinet_agent.agent import REFUSING_CLOSE_CODES, CabinetAgent
 from cabinet_agent.config import AgentConfig
 from cabinet_agent.outbox import Outbox
 from cabinets.models import Cabinet, CabinetCommand, CommandStatus, DoorState
@@ -31,7 +34,7 @@ from cabinets.services.credentials import IssuedCredential, cabinet_credential_i
 from core.actors import Actor
 from tests.cabinets.link import communicator, receive, send, telemetry
 from tests.factories import CabinetFactory, CompartmentFactory
-from tests.live.server import ROOT, LiveServer
+from tests.live.server import ROOT, LiveServer, live_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STAFF = Actor.system("test")
@@ -88,18 +91,16 @@ def test_a_2000_deep_json_object_gets_an_error_frame_and_the_socket_stays_open(
     assert not [record for record in caplog.records if record.exc_info]
 
 
-@pytest.mark.parametrize("depth", [protocol.MAX_NESTING_DEPTH - 1, protocol.MAX_NESTING_DEPTH])
-def test_nesting_up_to_the_documented_depth_is_accepted_and_one_more_level_is_not(
-    depth: int,
-) -> None:
-    # The frame itself is the first level.
-    frame = '{"type": "heartbeat", "x": %s}' % ("[" * depth + "]" * depth)
-    if depth < protocol.MAX_NESTING_DEPTH:
-        assert protocol.decode_frame(frame)["type"] == "heartbeat"
-    else:
-        with pytest.raises(protocol.ProtocolError) as refused:
-            protocol.decode_frame(frame)
-        assert refused.value.code == protocol.ErrorCode.INVALID_FRAME
+def test_nesting_up_to_the_documented_depth_is_accepted_and_one_more_level_is_not() -> None:
+    def nested(depth: int) -> str:
+        # The frame itself is the first level.
+        inner = depth - 1
+        return '{"type": "heartbeat", "x": %s}' % ("[" * inner + "]" * inner)
+
+    assert protocol.decode_frame(nested(protocol.MAX_NESTING_DEPTH))["type"] == "heartbeat"
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.decode_frame(nested(protocol.MAX_NESTING_DEPTH + 1))
+    assert refused.value.code == protocol.ErrorCode.INVALID_FRAME
     # Brackets inside strings do not count.
     inside = '{"type": "heartbeat", "x": "%s"}' % ("[{" * 100)
     assert protocol.decode_frame(inside)["x"] == "[{" * 100
@@ -224,33 +225,26 @@ async def _closed_with(comm) -> int:  # type: ignore[no-untyped-def]
     return int(output["code"])
 
 
-def test_a_rotated_credential_closes_the_open_link_with_4401(provisioned) -> None:  # type: ignore[no-untyped-def]
-    cabinet, _, issued = provisioned
-
-    async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
-        await _push(cabinet.pk, {"type": "link.revoke", "reason": "rotated"})
-        assert await _closed_with(comm) == protocol.CloseCode.BAD_CREDENTIAL == 4401
-
-    async_to_sync(scenario)()
-
-
-@pytest.mark.parametrize(
-    "message",
-    [{"type": "link.revoke", "reason": "revoked"}, {"type": "link.revoke"}],
-    ids=["revoked", "no-reason"],
-)
-def test_a_revoked_credential_closes_the_open_link_with_4403(
-    provisioned, message: dict[str, Any]
+def test_a_rotated_credential_closes_the_open_link_with_4401_and_a_revoked_one_with_4403(
+    provisioned,
 ) -> None:  # type: ignore[no-untyped-def]
     cabinet, _, issued = provisioned
+    closes = {
+        "rotated": {"type": "link.revoke", "reason": "rotated"},
+        "revoked": {"type": "link.revoke", "reason": "revoked"},
+        "no reason": {"type": "link.revoke"},
+    }
 
-    async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
-        await _push(cabinet.pk, message)
-        assert await _closed_with(comm) == protocol.CloseCode.REVOKED == 4403
+    async def scenario() -> dict[str, int]:
+        codes = {}
+        for name, message in closes.items():
+            comm, _ = await _connect(issued.credential)
+            await _push(cabinet.pk, message)
+            codes[name] = await _closed_with(comm)
+        return codes
 
-    async_to_sync(scenario)()
+    assert async_to_sync(scenario)() == {"rotated": 4401, "revoked": 4403, "no reason": 4403}
+    assert (protocol.CloseCode.BAD_CREDENTIAL, protocol.CloseCode.REVOKED) == (4401, 4403)
 
 
 def test_retiring_the_cabinet_sends_cabinet_state_then_closes_the_link_with_4403(
@@ -528,3 +522,88 @@ def test_a_report_about_another_cabinets_command_gets_unknown_command_and_change
     theirs.refresh_from_db()
     assert theirs.status == CommandStatus.PENDING
     assert theirs.received_at is None and theirs.completed_at is None
+
+
+# --- §1 Nothing in the URL ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_credential_in_the_url_is_refused_before_accept_and_never_written_to_the_log(
+    provisioned, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    _, _, issued = provisioned
+    secret = issued.credential.split(".", 1)[1]
+    # Everything the server can log: uvicorn's access log and its debug output (which
+    # includes request lines and headers), Django's request log.
+    server = LiveServer(
+        tmp_path / "uvicorn.log", env=live_env(), access_log=True, log_level="debug"
+    )
+    server.start()
+    base = f"ws://127.0.0.1:{server.port}"
+    wrong_urls = [
+        f"{base}/ws/cabinet/{issued.credential}",
+        f"{base}/ws/cabinet/{issued.credential}/",
+        f"{base}/{issued.credential}",
+        f"{base}/ws/cabinet/?credential={issued.credential}",
+    ]
+
+    async def scenario() -> list[int]:
+        statuses = []
+        for url in wrong_urls:
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url, additional_headers=_headers(issued.credential)):
+                    pass
+            statuses.append(refused.value.response.status_code)
+        # The right URL still works, with the credential where it belongs.
+        async with connect(server.ws_url, additional_headers=_headers(issued.credential)) as ws:
+            assert (await _recv(ws))["type"] == "hello"
+        return statuses
+
+    try:
+        statuses = asyncio.run(scenario())
+        # A plain HTTP request to such a URL is not a websocket, but is logged all the same.
+        with pytest.raises(urllib.error.HTTPError) as not_found:
+            urllib.request.urlopen(f"{server.url}/ws/cabinet/{issued.credential}", timeout=10)
+        assert not_found.value.code == 404
+    finally:
+        server.stop()
+    assert all(status in (403, 404) for status in statuses), statuses
+    log = server.log_path.read_text(errors="replace")
+    # The log was on and still says what happened, without the URL.
+    assert '"WebSocket /ws/cabinet/" [accepted]' in log
+    assert log.count('"WebSocket [redacted]" 403') == len(wrong_urls)
+    assert secret not in log
+    assert "Traceback" not in log
+
+
+# --- §1 The close-code table as a whole ---------------------------------------------------------
+
+# Every code the server sends, and the test in which it does.
+SERVER_CLOSE_CODE_TESTS = {
+    1009: "test_protocol_conformance:test_a_frame_over_1_mib_gets_frame_too_large_and_one_over_2_mib_closes_with_1009",
+    1012: "test_protocol_conformance:test_a_graceful_server_restart_closes_with_1012_which_the_document_lists",
+    4400: "test_consumer:test_bad_frames_close_the_link_only_when_more_than_ten_arrive_within_a_minute",
+    4401: "test_protocol_conformance:test_a_rotated_credential_closes_the_open_link_with_4401_and_a_revoked_one_with_4403",
+    4403: "test_protocol_conformance:test_retiring_the_cabinet_sends_cabinet_state_then_closes_the_link_with_4403",
+    4408: "test_consumer:test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals",
+    4409: "test_consumer:test_a_second_connection_replaces_the_first",
+}
+
+
+def test_every_close_code_the_document_says_the_server_sends_is_one_it_sends_in_a_test() -> None:
+    table = _close_code_table()
+    sent_by_server = {
+        code for code, (sent_by, _, _) in table.items() if sent_by in ("server", "either")
+    }
+    assert sent_by_server == set(SERVER_CLOSE_CODE_TESTS)
+    for where in SERVER_CLOSE_CODE_TESTS.values():
+        module, name = where.split(":")
+        assert callable(getattr(importlib.import_module(f"tests.cabinets.{module}"), name))
+    assert all(
+        sent_by in ("server", "either", "cabinet", "(none)") for sent_by, _, _ in table.values()
+    )
+    # Every code the code base names is in the table, and the reference agent reacts to each
+    # as the table says: "refused" waits uniform(cap/2, cap), the rest reconnect soon.
+    assert set(protocol.CloseCode) <= set(table)
+    refusing = {code for code, (_, _, reaction) in table.items() if reaction.startswith("refused")}
+    assert refusing == set(REFUSING_CLOSE_CODES)

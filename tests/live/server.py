@@ -53,10 +53,20 @@ def live_env(**extra: str) -> dict[str, str]:
 class LiveServer:
     """One uvicorn process serving config.asgi; stop, kill and start keep the same port."""
 
-    def __init__(self, log_path: Path, *, port: int | None = None, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        *,
+        port: int | None = None,
+        env: dict[str, str],
+        access_log: bool = False,
+        log_level: str = "info",
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
         self.env = env
+        self.access_log = access_log
+        self.log_level = log_level
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,7 +94,9 @@ class LiveServer:
             "websockets",
             "--ws-max-size",
             str(protocol.TRANSPORT_MAX_FRAME_BYTES),
-            "--no-access-log",
+            "--log-level",
+            self.log_level,
+            "--access-log" if self.access_log else "--no-access-log",
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
