@@ -9,6 +9,7 @@ after an operator action. A command's result reaches its target as it is recorde
 the next tick. `plans` parses wave plans; `selectors` holds the reads the admin and the driver
 share.
 
-Nothing is re-exported here: cabinets.services imports `results`, and the driver imports
-cabinets.services, so importing every module with the package would be a cycle.
+Nothing is re-exported here: cabinets.services.commands imports `results`, and the driver
+imports cabinets.services.commands, so importing every module with the package would be a
+cycle.
 """
