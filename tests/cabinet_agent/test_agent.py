@@ -369,3 +369,15 @@ def test_stopping_during_an_unlock_lets_it_finish_and_keeps_its_result(tmp_path)
             assert lock.unlock_counts == {"A01": 1}
 
     run(scenario())
+
+
+def test_an_agent_given_an_empty_in_memory_queue_keeps_its_state_there(tmp_path):
+    # An empty Outbox is falsy (len 0): it must still be used, not replaced by the state file
+    # (a fleet simulator's thousands of agents would otherwise share one file).
+    outbox = Outbox(":memory:")
+    agent = CabinetAgent(
+        make_config(tmp_path / "state", "ws://127.0.0.1:9/ws/cabinet/"), outbox=outbox
+    )
+    assert agent.outbox is outbox
+    assert not (tmp_path / "state").exists()
+    outbox.close()
