@@ -80,8 +80,10 @@ class CabinetAgent:
             FileCamera(config.camera_path) if config.camera_path is not None else None
         )
         self.sensors: Sensors = sensors or SimulatedSensors()
-        # A fleet simulator passes Outbox(":memory:"): thousands of agents, no files.
-        self.outbox = outbox or Outbox(config.state_path)
+        # A fleet simulator passes Outbox(":memory:"): thousands of agents, no files. Not
+        # `outbox or …`: an empty Outbox has length 0, and every simulated agent would share
+        # one state file instead.
+        self.outbox = outbox if outbox is not None else Outbox(config.state_path)
         self._rng = rng or random.SystemRandom()
         self._clock = clock
         self.heartbeat_interval: float = config.heartbeat_interval

@@ -474,3 +474,15 @@ def test_an_event_refused_as_invalid_is_not_replayed_after_a_reconnect(tmp_path)
         assert [f["id"] for f in server.received].count(refused) == 1
 
     run(scenario())
+
+
+def test_an_agent_given_an_empty_in_memory_queue_keeps_its_state_there(tmp_path):
+    # An empty Outbox is falsy (len 0): it must still be used, not replaced by the state file
+    # (a fleet simulator's thousands of agents would otherwise share one file).
+    outbox = Outbox(":memory:")
+    agent = CabinetAgent(
+        make_config(tmp_path / "state", "ws://127.0.0.1:9/ws/cabinet/"), outbox=outbox
+    )
+    assert agent.outbox is outbox
+    assert not (tmp_path / "state").exists()
+    outbox.close()

@@ -1,0 +1,160 @@
+"""Many reference agents (cabinet_agent.CabinetAgent, simulated locks, in-memory queues) on
+one event loop in a thread of the test process, as cabinets/management/commands/simulate_fleet
+runs them, with a record of every lock they drove: the agents' own account of what ran, to
+count double and late opens against."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cabinet_agent.agent import CabinetAgent
+from cabinet_agent.config import AgentConfig
+from cabinet_agent.drivers import SimulatedLockDriver
+from cabinet_agent.outbox import Outbox
+from cabinet_agent.protocol import Action
+from cabinets.services.credentials import IssuedCredential
+
+
+@dataclass(frozen=True)
+class Actuation:
+    """One time an agent drove a lock: for which command, which door, when (its clock, ms)."""
+
+    command_id: str
+    compartment: str
+    at_ms: int
+    expires_at_ms: int
+
+
+class RecordingAgent(CabinetAgent):
+    """The reference agent, unchanged, plus a list of the actions it drove."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actuations: list[Actuation] = []
+
+    async def _run_action(self, command: dict[str, Any]) -> Any:
+        if command["action"] == Action.UNLOCK:
+            self.actuations.append(
+                Actuation(
+                    command_id=command["id"],
+                    compartment=command["compartment"],
+                    at_ms=self._clock(),
+                    expires_at_ms=command["expires_at"],
+                )
+            )
+        return await super()._run_action(command)
+
+
+@dataclass
+class AgentFleet:
+    """`start()` runs every agent; `call()` runs a function on the fleet's loop; `stop()`
+    stops them cleanly. Built in the fleet's thread: each agent's SQLite queue belongs to the
+    thread that opened it."""
+
+    issued: list[IssuedCredential]
+    url: str | Callable[[IssuedCredential], str]
+    labels: dict[int, list[str]]
+    options: dict[str, Any] = field(default_factory=dict)
+    agents: list[RecordingAgent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agent-fleet", daemon=True)
+        self._error: BaseException | None = None
+
+    def _agent(self, issued: IssuedCredential) -> RecordingAgent:
+        url = self.url(issued) if callable(self.url) else self.url
+        values: dict[str, Any] = {
+            "server_url": url,
+            "serial": issued.serial,
+            "credential": issued.credential,
+            "signing_key": bytes.fromhex(issued.signing_key_hex),
+            "compartments": tuple(sorted(self.labels[issued.cabinet_id])),
+            "state_dir": Path("/nonexistent"),  # in-memory queue: never opened
+            "firmware_version": "fault-1",
+            # Generous: a thousand handshakes at once on two cores take time.
+            "hello_timeout": 30.0,
+            "ack_timeout": 3.0,
+            "backoff_base": 0.5,
+            "backoff_cap": 4.0,
+            "reconnect_spread": 3.0,
+            **self.options,
+        }
+        config = AgentConfig(**values)
+        lock = SimulatedLockDriver(config.compartments, auto_close_after=None)
+        return RecordingAgent(config, lock=lock, outbox=Outbox(":memory:"))
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        # A thousand agents logging every connect would cost more than they do (simulate_fleet
+        # does the same).
+        logging.getLogger("cabinet_agent").setLevel(logging.WARNING)
+        try:
+            self.agents = [self._agent(issued) for issued in self.issued]
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._tasks = [self.loop.create_task(agent.run()) for agent in self.agents]
+        self._ready.set()
+        self.loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._ready.wait(60), "the fleet did not start"
+        if self._error is not None:
+            raise self._error
+
+    def call(self, fn: Callable[[], Any], timeout: float = 60) -> Any:
+        """fn() on the fleet's loop (agent state is only read and changed there)."""
+
+        async def wrapped() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapped(), self.loop).result(timeout=timeout)
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        for agent in self.agents:
+            self.loop.call_soon_threadsafe(agent.stop)
+        self._thread.join(timeout=60)
+
+    # --- what the agents say --------------------------------------------------------------
+
+    def connected(self) -> int:
+        return int(self.call(lambda: sum(a.connected.is_set() for a in self.agents)))
+
+    def sessions(self) -> list[int]:
+        return list(self.call(lambda: [a.sessions for a in self.agents]))
+
+    def actuations(self) -> list[Actuation]:
+        return list(self.call(lambda: [x for a in self.agents for x in a.actuations]))
+
+    def unlock_counts(self) -> int:
+        """Unlocks counted by the simulated lock drivers themselves."""
+        return int(
+            self.call(lambda: sum(sum(a.lock.unlock_counts.values()) for a in self.agents))  # type: ignore[attr-defined]
+        )
+
+    def queued(self) -> int:
+        """Events still waiting for an ack, over the fleet."""
+        return int(self.call(lambda: sum(len(a.outbox) for a in self.agents)))
+
+
+def fleet_labels(cabinet_ids: Iterable[int]) -> dict[int, list[str]]:
+    from cabinets.models import Compartment
+
+    labels: dict[int, list[str]] = {}
+    for cabinet_id, label in Compartment.objects.filter(
+        cabinet_id__in=list(cabinet_ids)
+    ).values_list("cabinet_id", "label"):
+        labels.setdefault(cabinet_id, []).append(label)
+    return labels
