@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,10 @@ class AgentFleet:
             return
         self._tasks = [self.loop.create_task(agent.run()) for agent in self.agents]
         self._ready.set()
-        self.loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
+        # Runs until stop(): the loop outlives the agents so that what lives beside them (a
+        # proxy) can be closed on it too.
+        self.loop.run_forever()
+        self.loop.close()
 
     def start(self) -> None:
         self._thread.start()
@@ -120,12 +123,28 @@ class AgentFleet:
 
         return asyncio.run_coroutine_threadsafe(wrapped(), self.loop).result(timeout=timeout)
 
-    def stop(self) -> None:
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        """Await `coro` on the fleet's loop (a proxy that lives beside the agents)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
+    def stop(self, *, then: Coroutine[Any, Any, Any] | None = None) -> None:
+        """Stop every agent and wait for them; then await `then` (closing a proxy), then end
+        the loop."""
         if not self._thread.is_alive():
             return
-        for agent in self.agents:
-            self.loop.call_soon_threadsafe(agent.stop)
-        self._thread.join(timeout=60)
+
+        async def finish() -> None:
+            for agent in self.agents:
+                agent.stop()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if then is not None:
+                await then
+
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), self.loop).result(timeout=90)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=30)
 
     # --- what the agents say --------------------------------------------------------------
 
