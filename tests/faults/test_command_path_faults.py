@@ -76,15 +76,5 @@ def test_no_door_opens_after_its_command_expired_under_faults(fault_report) -> N
     assert fault_report.late_opens == 0, "\n".join(fault_report.lines())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known defects, fixed in parallel on main: a late command_result for a door that "
-        "opened is acked and dropped when the server had expired the command (recorded "
-        "expired), and the server's expiry cuts at expires_at while the agent accepts until "
-        "expires_at + skew; the run holds some commands until just past expires_at, so both "
-        "show as 'executed but expired on the server'"
-    ),
-)
 def test_no_command_is_lost_under_faults(fault_report) -> None:  # type: ignore[no-untyped-def]
     assert fault_report.lost == 0, "\n".join(fault_report.lines())

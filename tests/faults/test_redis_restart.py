@@ -17,7 +17,8 @@ import redis
 
 from cabinet_agent import protocol
 from cabinets.models import CabinetCommand, CabinetMessage, CommandStatus, Compartment
-from cabinets.services import commands_expire, compartment_unlock, simulated_fleet_provision
+from cabinets.services.commands import commands_expire, compartment_unlock
+from cabinets.services.simulation import simulated_fleet_provision
 from core.actors import Actor
 from tests.live.fleet import AgentFleet, fleet_labels
 from tests.live.server import LiveServer, free_port, live_env

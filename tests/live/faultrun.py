@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cabinets.models import CabinetCommand, CommandStatus, Compartment
-from cabinets.services import command_issue, commands_expire, simulated_fleet_provision
+from cabinets.services.commands import command_issue, commands_expire
+from cabinets.services.simulation import simulated_fleet_provision
 from core.actors import Actor
 from tests.live.faultproxy import FaultProxy, FaultRates
 from tests.live.fleet import AgentFleet, fleet_labels
