@@ -1,11 +1,16 @@
 """The fleet admin. Every changelist is a fixed number of queries (select_related, subquery
 annotations, no full counts); every operation goes through a service and is audited there.
-Secrets never appear: credentials are shown once, on the response that issued them."""
+Secrets never appear: credentials are shown once, on the page the operation redirects to.
+Operations that issue or revoke credentials need `cabinets.manage_credentials` and a session
+verified with the staff second factor (core/staff_otp.py). Cabinets belong to no carrier:
+carrier staff see none of this (core.admin.StaffScopedAdmin)."""
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote
 
@@ -64,8 +69,9 @@ from cabinets.services.credentials import (
 )
 from cabinets.services.lifecycle import cabinet_transition, compartment_service_set
 from core.actors import Actor
-from core.admin import ReadOnlyEventAdmin
+from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
 from core.errors import ApplicationError
+from core.staff_otp import otp_refused, otp_required
 
 COMMAND_LOG_ROWS = 20
 
@@ -94,27 +100,76 @@ def _run(request: HttpRequest, objects: Any, operation: Callable[[Any], Any], do
     return ok
 
 
+CREDENTIALS_SESSION_KEY = "cabinets_credentials_once"
+
+
+def _credentials_redirect(request: HttpRequest, issued: list[IssuedCredential]) -> HttpResponse:
+    """Post-redirect-get for operations that issue credentials: the POST rotates and hands the
+    new credentials to the session; the page it redirects to takes them out on its first view,
+    so reloading it shows nothing and issues nothing again."""
+    stash_id = secrets.token_urlsafe(12)
+    pending = request.session.get(CREDENTIALS_SESSION_KEY, {})
+    pending[stash_id] = [asdict(c) for c in issued]
+    request.session[CREDENTIALS_SESSION_KEY] = pending
+    return HttpResponseRedirect(reverse("admin:cabinets_credentials_once", args=[stash_id]))
+
+
 def _credentials_response(
-    request: HttpRequest, admin_site: admin.AdminSite, issued: list[IssuedCredential], title: str
+    request: HttpRequest, admin_site: admin.AdminSite, stash_id: str
 ) -> HttpResponse:
-    """The one response that shows credentials. Never cached, never stored server-side."""
-    csv_text = credentials_csv(issued)
+    """The one response that shows credentials. Never cached; gone from the session once shown."""
+    pending = request.session.get(CREDENTIALS_SESSION_KEY, {})
+    issued = [IssuedCredential(**c) for c in pending.pop(stash_id, [])]
+    request.session[CREDENTIALS_SESSION_KEY] = pending
     response = TemplateResponse(
         request,
         "admin/cabinets/credentials_once.html",
         {
             **admin_site.each_context(request),
-            "title": title,
+            "title": "New cabinet credentials" if issued else "Credentials already shown",
             "credentials": issued,
-            "csv_href": "data:text/csv;charset=utf-8," + quote(csv_text),
+            "csv_href": "data:text/csv;charset=utf-8," + quote(credentials_csv(issued)),
         },
     )
     response["Cache-Control"] = "no-store"
     return response
 
 
+def _selection_page(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    queryset: QuerySet[Any],
+    *,
+    action: str,
+    title: str,
+    form: forms.Form | None,
+    warning: str = "",
+) -> TemplateResponse:
+    """The intermediate page of a bulk action: what it does, to how many, a reason if asked."""
+    return TemplateResponse(
+        request,
+        "admin/cabinets/action_reason.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            "title": title,
+            "warning": warning,
+            "objects": queryset[:100],
+            "count": queryset.count(),
+            "form": form,
+            "action": action,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "opts": model_admin.model._meta,
+        },
+    )
+
+
 class OperationForm(forms.Form):
     reason = forms.CharField(max_length=255, widget=forms.TextInput(attrs={"size": 60}))
+
+
+class ConfirmForm(forms.Form):
+    confirm = forms.BooleanField(widget=forms.HiddenInput, initial=True)
 
 
 # --- Filters ---------------------------------------------------------------------------------
@@ -171,7 +226,7 @@ class CompartmentInline(admin.TabularInline):
 
 
 @admin.register(Cabinet)
-class CabinetAdmin(admin.ModelAdmin):
+class CabinetAdmin(StaffScopedAdmin):
     list_display = (
         "serial",
         "name",
@@ -326,36 +381,67 @@ class CabinetAdmin(admin.ModelAdmin):
     def _actor(self, request: HttpRequest) -> Actor:
         return Actor.staff(request.user)  # type: ignore[arg-type]
 
+    def has_manage_credentials_permission(self, request: HttpRequest) -> bool:
+        return self.has_staff_permission(request, "cabinets.manage_credentials")
+
     def _move(
-        self, request: HttpRequest, queryset: QuerySet[Cabinet], to: str, reason: str
+        self, request: HttpRequest, queryset: QuerySet[Cabinet], to: CabinetState, reason: str
     ) -> None:
         actor = self._actor(request)
         _run(
             request,
             queryset.order_by("pk"),
             lambda c: cabinet_transition(cabinet_id=c.pk, to_state=to, actor=actor, reason=reason),
-            f"Cabinets now {to}",
+            f"Cabinets now {to.label.lower()}",
         )
 
     @admin.action(description="Activate (provisioned cabinets go live)", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
         self._move(request, queryset, CabinetState.ACTIVE, "activated in the admin")
 
-    @admin.action(description="Put into maintenance", permissions=["change"])
-    def maintenance_on(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
-        self._move(request, queryset, CabinetState.MAINTENANCE, "maintenance from the admin")
+    @admin.action(description="Put into maintenance (asks for a reason)", permissions=["change"])
+    def maintenance_on(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
+        form = OperationForm(request.POST if "reason" in request.POST else None)
+        if form.is_valid():
+            self._move(request, queryset, CabinetState.MAINTENANCE, form.cleaned_data["reason"])
+            return None
+        return _selection_page(
+            request,
+            self,
+            queryset,
+            action="maintenance_on",
+            title="Put these cabinets into maintenance",
+            form=form,
+            warning="Cabinets in maintenance take no new parcels; parcels inside stay collectable.",
+        )
 
     @admin.action(description="Back from maintenance", permissions=["change"])
     def maintenance_off(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
         self._move(request, queryset, CabinetState.ACTIVE, "maintenance ended in the admin")
 
-    @admin.action(description="Rotate credentials (new ones shown once)", permissions=["change"])
+    @admin.action(
+        description="Rotate credentials (asks to confirm; new ones shown once)",
+        permissions=["manage_credentials"],
+    )
+    @otp_required
     def rotate_credentials(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
+        if not ConfirmForm(request.POST).is_valid():
+            return _selection_page(
+                request,
+                self,
+                queryset,
+                action="rotate_credentials",
+                title=f"Rotate the credentials of {queryset.count()} cabinet(s)?",
+                form=ConfirmForm(),
+                warning="Each cabinet's current credential stops working at once: the "
+                "cabinet goes offline until its new credential is installed on it.",
+            )
         actor = self._actor(request)
         issued = [cabinet_credential_issue(cabinet=c, actor=actor) for c in queryset.order_by("pk")]
-        return _credentials_response(request, self.admin_site, issued, "New cabinet credentials")
+        return _credentials_redirect(request, issued)
 
-    @admin.action(description="Revoke credentials", permissions=["change"])
+    @admin.action(description="Revoke credentials", permissions=["manage_credentials"])
+    @otp_required
     def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
         form = OperationForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
@@ -366,19 +452,14 @@ class CabinetAdmin(admin.ModelAdmin):
             )
             messages.success(request, f"Credentials revoked: {revoked}.")
             return None
-        return TemplateResponse(
+        return _selection_page(
             request,
-            "admin/cabinets/action_reason.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Revoke the credentials of these cabinets",
-                "objects": queryset[:100],
-                "count": queryset.count(),
-                "form": form,
-                "action": "revoke_credentials",
-                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-                "opts": self.model._meta,
-            },
+            self,
+            queryset,
+            action="revoke_credentials",
+            title="Revoke the credentials of these cabinets",
+            form=form,
+            warning="The cabinets go offline at once and stay offline until rotated.",
         )
 
     # -- per-cabinet operations (change page buttons), the dashboard and the import --
@@ -389,6 +470,11 @@ class CabinetAdmin(admin.ModelAdmin):
             path("dashboard/", view(self.dashboard_view), name="cabinets_fleet_dashboard"),
             path("dashboard/map.json", view(self.map_view), name="cabinets_fleet_map"),
             path("import/", view(self.import_view), name="cabinets_cabinet_import"),
+            path(
+                "credentials/<str:stash_id>/",
+                view(self.credentials_view),
+                name="cabinets_credentials_once",
+            ),
             path(
                 "<int:object_id>/operation/<str:operation>/",
                 view(self.operation_view),
@@ -405,21 +491,32 @@ class CabinetAdmin(admin.ModelAdmin):
         "revoke_credential": "Revoke the credential",
     }
 
+    CREDENTIAL_OPERATIONS = frozenset({"rotate_credential", "revoke_credential"})
+
+    def credentials_view(self, request: HttpRequest, stash_id: str) -> HttpResponse:
+        if not self.has_manage_credentials_permission(request):
+            raise PermissionDenied
+        return _credentials_response(request, self.admin_site, stash_id)
+
     def operation_view(self, request: HttpRequest, object_id: int, operation: str) -> Any:
-        cabinet = get_object_or_404(Cabinet, pk=object_id)
+        cabinet = get_object_or_404(self.get_queryset(request), pk=object_id)
         if operation not in self.CABINET_OPERATIONS or not self.has_change_permission(
             request, cabinet
         ):
             raise PermissionDenied
+        change_page = reverse("admin:cabinets_cabinet_change", args=[cabinet.pk])
+        if operation in self.CREDENTIAL_OPERATIONS:
+            if not self.has_manage_credentials_permission(request):
+                raise PermissionDenied
+            if otp_refused(request):
+                return HttpResponseRedirect(change_page)
         form = OperationForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             actor, reason = self._actor(request), form.cleaned_data["reason"]
             try:
                 if operation == "rotate_credential":
                     issued = cabinet_credential_issue(cabinet=cabinet, actor=actor)
-                    return _credentials_response(
-                        request, self.admin_site, [issued], f"New credential of {cabinet.serial}"
-                    )
+                    return _credentials_redirect(request, [issued])
                 if operation == "revoke_credential":
                     cabinet_credential_revoke(cabinet=cabinet, actor=actor, reason=reason)
                 else:
@@ -437,7 +534,7 @@ class CabinetAdmin(admin.ModelAdmin):
                 messages.success(
                     request, f"{cabinet.serial}: {self.CABINET_OPERATIONS[operation]}: done."
                 )
-            return HttpResponseRedirect(reverse("admin:cabinets_cabinet_change", args=[cabinet.pk]))
+            return HttpResponseRedirect(change_page)
         return TemplateResponse(
             request,
             "admin/cabinets/operation_form.html",
@@ -500,8 +597,15 @@ class CabinetAdmin(admin.ModelAdmin):
         return JsonResponse({"cabinets": map_points()})
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+        if not (
+            self.has_add_permission(request)
+            and self.has_change_permission(request)
+            and self.has_manage_credentials_permission(request)
+        ):
             raise PermissionDenied
+        # The import issues each new cabinet's credential.
+        if otp_refused(request):
+            return HttpResponseRedirect(reverse("admin:cabinets_cabinet_changelist"))
         form = CabinetImportForm(request.POST or None, request.FILES or None)
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
@@ -548,7 +652,10 @@ class CabinetImportForm(forms.Form):
 
 
 @admin.register(Compartment)
-class CompartmentAdmin(admin.ModelAdmin):
+class CompartmentAdmin(StaffScopedAdmin):
+    """Compartments come with their cabinet (provisioning) and change state through the
+    services: none is added, moved, resized or deleted here."""
+
     list_display = (
         "__str__",
         "size",
@@ -567,7 +674,6 @@ class CompartmentAdmin(admin.ModelAdmin):
         "failed_open_count",
         "service_changed_at",
     )
-    raw_id_fields = ("cabinet",)
     show_full_result_count = False
     actions = ["out_of_service", "back_in_service"]
     change_form_template = "admin/cabinets/compartment/change_form.html"
@@ -577,6 +683,15 @@ class CompartmentAdmin(admin.ModelAdmin):
         "out_of_service": "Take out of service",
         "back_in_service": "Return to service",
     }
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("cabinet", "label", "size", *self.readonly_fields)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def _actor(self, request: HttpRequest) -> Actor:
         return Actor.staff(request.user)  # type: ignore[arg-type]
@@ -613,7 +728,9 @@ class CompartmentAdmin(admin.ModelAdmin):
         ]
 
     def operation_view(self, request: HttpRequest, object_id: int, operation: str) -> Any:
-        compartment = get_object_or_404(Compartment.objects.select_related("cabinet"), pk=object_id)
+        compartment = get_object_or_404(
+            self.get_queryset(request).select_related("cabinet"), pk=object_id
+        )
         if operation not in self.COMPARTMENT_OPERATIONS or not self.has_change_permission(
             request, compartment
         ):
@@ -806,7 +923,7 @@ class CabinetImportAdmin(ReadOnlyEventAdmin):
 
 
 @admin.register(CabinetTag)
-class CabinetTagAdmin(admin.ModelAdmin):
+class CabinetTagAdmin(StaffScopedAdmin):
     list_display = ("name", "cabinet_count")
     search_fields = ("name",)
     raw_id_fields = ("cabinets",)
@@ -875,7 +992,7 @@ ROLLOUT_OPERATIONS_BY_STATE: dict[str, tuple[str, ...]] = {
 
 
 @admin.register(Rollout)
-class RolloutAdmin(admin.ModelAdmin):
+class RolloutAdmin(StaffScopedAdmin):
     list_display = (
         "name",
         "kind",
@@ -1007,7 +1124,7 @@ class RolloutAdmin(admin.ModelAdmin):
         ]
 
     def operation_view(self, request: HttpRequest, object_id: int, operation: str) -> Any:
-        rollout = get_object_or_404(Rollout, pk=object_id)
+        rollout = get_object_or_404(self.get_queryset(request), pk=object_id)
         if (
             request.method != "POST"
             or operation not in ROLLOUT_OPERATIONS

@@ -75,6 +75,8 @@ class Cabinet(models.Model):
 
     class Meta:
         ordering = ["serial"]
+        # Rotating, revoking and importing (which issues) cabinet credentials.
+        permissions = [("manage_credentials", "Can issue, rotate and revoke cabinet credentials")]
         indexes = [models.Index(fields=["state", "connection_state"])]
         constraints = [
             models.CheckConstraint(

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from django.db.models import Choices
+
 from core.errors import InvalidTransition
+
+
+def _shown(value: str, choices: type[Choices] | None) -> str:
+    """A state as people read it: its label when the caller passed a choices member."""
+    if choices is not None:
+        try:
+            return str(choices(value).label)
+        except ValueError:
+            pass
+    return str(value)
 
 
 def check_transition(
     transitions: Mapping[str, frozenset[str]], *, kind: str, current: str, target: str
 ) -> None:
     if target not in transitions.get(current, frozenset()):
+        choices = type(target) if isinstance(target, Choices) else None
         raise InvalidTransition(
-            f"A {kind} cannot go from {current!r} to {target!r}.",
-            details={"from": current, "to": target},
+            f"A {kind} cannot go from {_shown(current, choices)!r} to {_shown(target, choices)!r}.",
+            details={"from": str(current), "to": str(target)},
         )

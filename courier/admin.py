@@ -1,6 +1,7 @@
-"""Parcel admin with two audiences: platform staff see every carrier; a carrier's staff
-(a CarrierStaff row) see only their own carrier's records and nothing of the others, in lists,
-filters, detail pages and permissions alike."""
+"""Parcel admin with two audiences (core/staff.py): platform staff see every carrier; a
+carrier's staff (a CarrierStaff row) see only their own carrier's records and nothing of the
+others, in lists, filters, detail pages and permissions alike, and only look. Scoping is
+core.admin.StaffScopedAdmin's `carrier_scope`; actions declare their permissions."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.actors import Actor
-from core.admin import ReadOnlyEventAdmin
+from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
 from core.errors import ApplicationError
+from core.staff_otp import otp_required
 from courier.authentication import carrier_api_key_issue
 from courier.models import (
     AccessAttempt,
@@ -27,84 +29,21 @@ from courier.models import (
 from courier.services.parcels import parcel_cancel, parcel_extend
 from courier.services.people import carrier_api_key_revoke, courier_pin_reset
 
-_UNSET = object()
-
-
-def staff_carrier_id(request: HttpRequest) -> int | None:
-    """The carrier a user works for, or None for platform staff. One query per request."""
-    cached = getattr(request, "_staff_carrier_id", _UNSET)
-    if cached is _UNSET:
-        user = request.user
-        cached = (
-            CarrierStaff.objects.filter(user_id=user.pk)
-            .values_list("carrier_id", flat=True)
-            .first()
-            if user.is_authenticated and not user.is_superuser
-            else None
-        )
-        request._staff_carrier_id = cached  # type: ignore[attr-defined]
-    return cached  # type: ignore[return-value]
-
-
-class CarrierScopedAdmin(admin.ModelAdmin):
-    """Limits a carrier's staff to rows of their carrier (`carrier_path` leads to it). They
-    may look, never add or delete: parcels change through the API and the cabinets."""
-
-    carrier_path = "carrier"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        qs = super().get_queryset(request)
-        carrier_id = staff_carrier_id(request)
-        if carrier_id is not None:
-            qs = qs.filter(**{f"{self.carrier_path}_id": carrier_id})
-        return qs
-
-    def _own(self, request: HttpRequest, obj: Any) -> bool:
-        carrier_id = staff_carrier_id(request)
-        if carrier_id is None or obj is None:
-            return True
-        *path, last = self.carrier_path.split("__")
-        for part in path:
-            obj = getattr(obj, part)
-        return getattr(obj, f"{last}_id") == carrier_id
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj) and self._own(request, obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if staff_carrier_id(request) is not None:
-            return False
-        return super().has_change_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if staff_carrier_id(request) is not None:
-            return False
-        return super().has_add_permission(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if staff_carrier_id(request) is not None:
-            return False
-        return super().has_delete_permission(request, obj)
-
-    def get_list_filter(self, request: HttpRequest) -> Any:
-        # A carrier filter would list every carrier's name.
-        filters = super().get_list_filter(request)
-        if staff_carrier_id(request) is None:
-            return filters
-        return tuple(f for f in filters if f != self.carrier_path)
-
 
 @admin.register(Carrier)
-class CarrierAdmin(CarrierScopedAdmin):
+class CarrierAdmin(StaffScopedAdmin):
+    carrier_scope = "pk"
     list_display = ("name", "code", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("name", "code")
     actions = ["issue_api_key"]
 
-    @admin.action(description="Issue an API key (shown once)")
+    def has_issue_api_key_permission(self, request: HttpRequest) -> bool:
+        return self.has_staff_permission(request, "courier.issue_api_key")
+
+    @admin.action(description="Issue an API key (shown once)", permissions=["issue_api_key"])
+    @otp_required
     def issue_api_key(self, request: HttpRequest, queryset: QuerySet[Carrier]) -> None:
-        if staff_carrier_id(request) is not None:
-            return
         for carrier in queryset:
             key = carrier_api_key_issue(carrier=carrier, name=f"admin:{request.user}")
             self.message_user(
@@ -113,18 +52,9 @@ class CarrierAdmin(CarrierScopedAdmin):
                 messages.WARNING,
             )
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        qs = admin.ModelAdmin.get_queryset(self, request)
-        carrier_id = staff_carrier_id(request)
-        return qs if carrier_id is None else qs.filter(pk=carrier_id)
-
-    def _own(self, request: HttpRequest, obj: Any) -> bool:
-        carrier_id = staff_carrier_id(request)
-        return carrier_id is None or obj is None or obj.pk == carrier_id
-
 
 @admin.register(CarrierStaff)
-class CarrierStaffAdmin(admin.ModelAdmin):
+class CarrierStaffAdmin(StaffScopedAdmin):
     """Platform staff decide who works for which carrier."""
 
     list_display = ("user", "carrier", "created_at")
@@ -133,15 +63,10 @@ class CarrierStaffAdmin(admin.ModelAdmin):
     list_select_related = ("user", "carrier")
     raw_id_fields = ("user",)
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return staff_carrier_id(request) is None and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return staff_carrier_id(request) is None and super().has_view_permission(request, obj)
-
 
 @admin.register(Courier)
-class CourierAdmin(CarrierScopedAdmin):
+class CourierAdmin(StaffScopedAdmin):
+    carrier_scope = "carrier"
     list_display = ("name", "carrier", "badge_number", "phone", "is_active")
     list_filter = ("is_active", "carrier")
     search_fields = ("name", "badge_number", "phone")
@@ -151,10 +76,12 @@ class CourierAdmin(CarrierScopedAdmin):
     show_full_result_count = False
     actions = ["reset_pin"]
 
-    @admin.action(description="Set a new cabinet PIN (shown once)")
+    def has_reset_pin_permission(self, request: HttpRequest) -> bool:
+        return self.has_staff_permission(request, "courier.reset_courier_pin")
+
+    @admin.action(description="Set a new cabinet PIN (shown once)", permissions=["reset_pin"])
+    @otp_required
     def reset_pin(self, request: HttpRequest, queryset: QuerySet[Courier]) -> None:
-        if staff_carrier_id(request) is not None:
-            return
         for courier in queryset:
             pin = courier_pin_reset(courier=courier)
             self.message_user(
@@ -163,9 +90,10 @@ class CourierAdmin(CarrierScopedAdmin):
 
 
 @admin.register(CarrierApiKey)
-class CarrierApiKeyAdmin(CarrierScopedAdmin):
+class CarrierApiKeyAdmin(StaffScopedAdmin):
     """Keys are issued from the carrier list; here they are only listed and revoked."""
 
+    carrier_scope = "carrier"
     list_display = ("prefix", "carrier", "name", "created_at", "revoked_at")
     list_filter = ("revoked_at",)
     list_select_related = ("carrier",)
@@ -176,10 +104,12 @@ class CarrierApiKeyAdmin(CarrierScopedAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Revoke the selected keys")
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return self.has_staff_permission(request, "courier.revoke_api_key")
+
+    @admin.action(description="Revoke the selected keys", permissions=["revoke"])
+    @otp_required
     def revoke(self, request: HttpRequest, queryset: QuerySet[CarrierApiKey]) -> None:
-        if staff_carrier_id(request) is not None:
-            return
         for key in queryset:
             carrier_api_key_revoke(key=key)
         self.message_user(request, f"{queryset.count()} key(s) revoked.")
@@ -205,16 +135,10 @@ class AccessAttemptAdmin(ReadOnlyEventAdmin):
     raw_id_fields = ("identity", "courier", "parcels")
     show_full_result_count = False
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return staff_carrier_id(request) is None and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return staff_carrier_id(request) is None and super().has_view_permission(request, obj)
-
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyEventAdmin, CarrierScopedAdmin):
-    carrier_path = "parcel__carrier"
+class NotificationAdmin(ReadOnlyEventAdmin):
+    carrier_scope = "parcel__carrier"
     list_display = ("created_at", "parcel", "kind", "channel", "sent_at", "error")
     list_filter = ("kind", "channel")
     search_fields = ("=parcel__tracking_number",)
@@ -237,7 +161,11 @@ class ParcelEventInline(admin.TabularInline):
 
 
 @admin.register(Parcel)
-class ParcelAdmin(CarrierScopedAdmin):
+class ParcelAdmin(StaffScopedAdmin):
+    """Parcels are announced through the carrier API and move through the services: nothing
+    is added, edited or deleted here; cancel and extend are actions."""
+
+    carrier_scope = "carrier"
     list_display = (
         "tracking_number",
         "carrier",
@@ -251,23 +179,33 @@ class ParcelAdmin(CarrierScopedAdmin):
     list_filter = ("status", "size", "carrier")
     search_fields = ("=tracking_number", "=recipient__phone", "=cabinet__serial")
     list_select_related = ("carrier", "cabinet", "compartment__cabinet")
-    raw_id_fields = ("recipient", "sender", "cabinet", "compartment")
-    readonly_fields = (
-        "status",
-        "direction",
-        "reserved_at",
-        "release_authorized_at",
-        "extension_count",
-        "deposited_at",
-        "picked_up_at",
-        "created_at",
-        "updated_at",
-    )
     exclude = ("pickup_code_hash",)
     inlines = [ParcelEventInline]
     actions = ["cancel", "extend"]
 
-    @admin.action(description="Cancel (announced parcels not yet in a cabinet)")
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Where a parcel is, whose it is and until when are the services' to change (deposit,
+        # release, extension, expiry: each with its event row), so every field is shown and
+        # none edited, fields added later included.
+        return tuple(
+            f.name for f in Parcel._meta.concrete_fields if f.name not in ("id", "pickup_code_hash")
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        extra = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        return super().change_view(request, object_id, form_url, extra)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(
+        description="Cancel (announced parcels not yet in a cabinet)", permissions=["change"]
+    )
     def cancel(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         self._each(
@@ -276,14 +214,12 @@ class ParcelAdmin(CarrierScopedAdmin):
             lambda p: parcel_cancel(parcel=p, actor=actor, reason="cancelled in the admin"),
         )
 
-    @admin.action(description="Extend the pickup deadline (once)")
+    @admin.action(description="Extend the pickup deadline (once)", permissions=["change"])
     def extend(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         self._each(request, queryset, lambda p: parcel_extend(parcel=p, actor=actor))
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Parcel], change: Any) -> None:
-        if staff_carrier_id(request) is not None:
-            return
         done = 0
         for parcel in queryset:
             try:
@@ -305,8 +241,8 @@ class ParcelAdmin(CarrierScopedAdmin):
 
 
 @admin.register(ParcelEvent)
-class ParcelEventAdmin(ReadOnlyEventAdmin, CarrierScopedAdmin):
-    carrier_path = "parcel__carrier"
+class ParcelEventAdmin(ReadOnlyEventAdmin):
+    carrier_scope = "parcel__carrier"
     list_display = (
         "at",
         "parcel",

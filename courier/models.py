@@ -18,6 +18,8 @@ class Carrier(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Admin actions beyond add/change/delete/view (docs/security-admin.md).
+        permissions = [("issue_api_key", "Can issue carrier API keys")]
 
     def __str__(self) -> str:
         return self.name
@@ -42,6 +44,7 @@ class Courier(models.Model):
 
     class Meta:
         ordering = ["carrier_id", "name"]
+        permissions = [("reset_courier_pin", "Can set a courier's cabinet PIN")]
         constraints = [
             models.UniqueConstraint(
                 fields=["carrier", "badge_number"], name="courier_badge_unique_per_carrier"
@@ -245,6 +248,9 @@ class CarrierApiKey(models.Model):
     secret_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("revoke_api_key", "Can revoke carrier API keys")]
 
     def __str__(self) -> str:
         return f"{self.carrier.code}:{self.prefix}"

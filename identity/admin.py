@@ -1,5 +1,7 @@
 """Admin: statuses and figures only. Face images, templates, ID numbers and login codes are
-never displayed; transitions go through services as actions."""
+never displayed (nor filterable: core.admin refuses lookups on them); transitions go through
+services as actions, each with its own permission. People belong to no carrier: carrier staff
+see none of these models (StaffScopedAdmin without a carrier_scope)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.actors import Actor
-from core.admin import ReadOnlyEventAdmin
+from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
 from identity import services
 from identity.models import (
     BiometricConsent,
@@ -24,7 +26,7 @@ from identity.models import (
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(StaffScopedAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -32,8 +34,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class FaceDataActions(StaffScopedAdmin):
+    """The destructive face-data actions: platform staff holding the custom permissions."""
+
+    def has_delete_face_data_permission(self, request: HttpRequest) -> bool:
+        return self.has_staff_permission(request, "identity.delete_face_data")
+
+    def has_withdraw_consent_permission(self, request: HttpRequest) -> bool:
+        return self.has_staff_permission(request, "identity.withdraw_consent")
+
+
 @admin.register(Identity)
-class IdentityAdmin(admin.ModelAdmin):
+class IdentityAdmin(FaceDataActions):
     list_display = ("name", "phone", "real_name_verified_at", "created_at")
     search_fields = ("name", "phone", "email")
     list_filter = ("real_name_verified_at",)
@@ -43,7 +55,9 @@ class IdentityAdmin(admin.ModelAdmin):
     readonly_fields = ("real_name_verified_at", "created_at")
     actions = ["delete_face_data", "withdraw_consent"]
 
-    @admin.action(description="Delete face data (templates and photos) now")
+    @admin.action(
+        description="Delete face data (templates and photos) now", permissions=["delete_face_data"]
+    )
     def delete_face_data(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         deleted = sum(
@@ -52,7 +66,10 @@ class IdentityAdmin(admin.ModelAdmin):
         )
         self.message_user(request, f"{deleted} face templates deleted.", messages.SUCCESS)
 
-    @admin.action(description="Withdraw biometric consent (deletes face data)")
+    @admin.action(
+        description="Withdraw biometric consent (deletes face data)",
+        permissions=["withdraw_consent"],
+    )
     def withdraw_consent(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         deleted = sum(
@@ -65,7 +82,7 @@ class IdentityAdmin(admin.ModelAdmin):
 
 
 @admin.register(BiometricConsent)
-class BiometricConsentAdmin(admin.ModelAdmin):
+class BiometricConsentAdmin(StaffScopedAdmin):
     list_display = ("identity", "status", "policy_version", "given_at", "withdrawn_at", "source")
     list_filter = ("status", "policy_version", "source")
     search_fields = ("identity__phone", "identity__name")
@@ -88,7 +105,7 @@ class EnrollmentEventInline(admin.TabularInline):
 
 
 @admin.register(FaceEnrollment)
-class FaceEnrollmentAdmin(admin.ModelAdmin):
+class FaceEnrollmentAdmin(FaceDataActions):
     list_display = ("identity", "status", "created_at", "updated_at")
     list_filter = ("status",)
     search_fields = ("identity__phone", "identity__name")
@@ -100,7 +117,7 @@ class FaceEnrollmentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Delete the person's face data now")
+    @admin.action(description="Delete the person's face data now", permissions=["delete_face_data"])
     def delete_face_data(self, request: HttpRequest, queryset: QuerySet[FaceEnrollment]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         people = Identity.objects.filter(enrollments__in=queryset).distinct().order_by("pk")
@@ -119,7 +136,7 @@ class EnrollmentEventAdmin(ReadOnlyEventAdmin):
 
 
 @admin.register(FaceTemplate)
-class FaceTemplateAdmin(admin.ModelAdmin):
+class FaceTemplateAdmin(StaffScopedAdmin):
     """Metadata only: the embedding is never displayed."""
 
     list_display = ("identity", "status", "model_name", "model_version", "created_at")

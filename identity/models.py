@@ -33,6 +33,11 @@ class Identity(models.Model):
     class Meta:
         verbose_name_plural = "identities"
         ordering = ["id"]
+        # Admin actions beyond add/change/delete/view (docs/security-admin.md).
+        permissions = [
+            ("withdraw_consent", "Can withdraw a person's biometric consent"),
+            ("delete_face_data", "Can delete a person's face data"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(real_name_verified_at__isnull=True) | Q(id_number_hash__isnull=False),

@@ -19,3 +19,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     import redis
 
     redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
+
+
+@pytest.fixture
+def admin_client(client, admin_user):  # type: ignore[no-untyped-def]
+    """pytest-django's superuser client, logged in with the staff second factor (as the admin
+    login with a TOTP code leaves it): credential operations require it."""
+    from tests.staff import verified_client
+
+    return verified_client(client, admin_user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -28,6 +29,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    # Staff security (before core: core/admin.py wraps their admins): docs/security-admin.md.
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "core",
     "courier",
     "cabinets",
@@ -41,8 +46,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "core.middleware.StaffSessionAgeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a lockout into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -97,6 +106,28 @@ STORAGES = {
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
 LOGIN_URL = "admin:login"
+
+# --- Staff security (admin): docs/security-admin.md ------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out login before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Five wrong passwords lock that client address (password spraying) and, separately, that
+# username (guessing from many addresses) for AXES_COOLOFF_TIME; a lockout answers 429.
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("ADMIN_LOGIN_COOLOFF_S", default=900))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout do not push its end back.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A staff user's session ends this long after it started, whatever SESSION_COOKIE_AGE says.
+STAFF_SESSION_AGE_S = env.int("STAFF_SESSION_AGE_S", default=8 * 3600)
+# Members of this group are platform staff (see every carrier); see core/staff.py.
+ADMIN_PLATFORM_STAFF_GROUP = env.str("ADMIN_PLATFORM_STAFF_GROUP", default="Platform staff")
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Smart cabinets admin")
+# The TOTP key is never shown on an existing device's admin page.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Redis: Celery broker and the Channels layer -----------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")

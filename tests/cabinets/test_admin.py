@@ -150,17 +150,21 @@ def test_rotating_a_credential_shows_the_new_one_once(admin_client) -> None:  # 
     cabinet = CabinetFactory()
     old = cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
     url = reverse("admin:cabinets_cabinet_operation", args=[cabinet.pk, "rotate_credential"])
-    response = admin_client.post(url, {"reason": "technician left"})
+    response = admin_client.post(url, {"reason": "technician left"}, follow=True)
     body = response.content.decode()
+    assert response.redirect_chain, "post-redirect-get: reloading cannot rotate again"
     assert "no-store" in response["Cache-Control"]
     active = CabinetCredential.objects.get(cabinet=cabinet, revoked_at__isnull=True)
     assert active.key_id != old.credential.split(".")[0]
     shown = re.search(rf"{active.key_id}\.[A-Za-z0-9_-]{{20,}}", body)
     assert shown, "the new credential is on the page"
     assert protocol.secret_matches(shown[0].split(".", 1)[1], active.secret_hash)
-    # Nowhere else afterwards: the cabinet page never shows it.
+    # Nowhere else afterwards: the cabinet page never shows it, nor the result page reloaded.
     again = admin_client.get(reverse("admin:cabinets_cabinet_change", args=[cabinet.pk]))
     assert shown[0] not in again.content.decode()
+    reloaded = admin_client.get(response.redirect_chain[-1][0]).content.decode()
+    assert shown[0] not in reloaded and "already shown" in reloaded
+    assert CabinetCredential.objects.filter(cabinet=cabinet).count() == 2
 
 
 def test_revoking_asks_for_a_reason_and_revokes(admin_client) -> None:  # type: ignore[no-untyped-def]
@@ -261,6 +265,7 @@ def carrier_staff_client(client):  # type: ignore[no-untyped-def]
         )
     )
     client.force_login(staff.user)
+    client.get("/admin/")  # the first staff request fixes the session's end (one write)
     client.carrier = staff.carrier
     return client
 
@@ -319,3 +324,91 @@ def test_the_parcel_changelist_for_carrier_staff_is_bounded(carrier_staff_client
     bulk_parcels(2000, carriers=[carrier_staff_client.carrier, CarrierFactory()], cabinets=cabinets)
     assert Parcel.objects.count() == 2010
     assert queries_for(carrier_staff_client, url) == small
+
+
+# --- Bulk operations: confirmation, reasons, labels (issue 13, item 1) -----------------------
+
+
+def test_bulk_rotation_asks_for_confirmation_stating_the_count_and_a_reload_rotates_nothing(
+    admin_client,  # type: ignore[no-untyped-def]
+) -> None:
+    cabinets = CabinetFactory.create_batch(3)
+    for cabinet in cabinets:
+        cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
+    changelist = reverse("admin:cabinets_cabinet_changelist")
+    selected = {"action": "rotate_credentials", "_selected_action": [c.pk for c in cabinets]}
+
+    confirm = admin_client.post(changelist, selected)
+    page = confirm.content.decode()
+    assert confirm.status_code == 200 and "Rotate the credentials of 3 cabinet(s)?" in page
+    assert "goes offline" in page and 'name="confirm"' in page
+    assert CabinetCredential.objects.count() == 3  # nothing rotated yet
+
+    done = admin_client.post(changelist, {**selected, "confirm": "on"}, follow=True)
+    assert done.redirect_chain and "no-store" in done["Cache-Control"]
+    assert CabinetCredential.objects.filter(revoked_at__isnull=True).count() == 3
+    assert CabinetCredential.objects.count() == 6
+    shown = done.content.decode()
+    for credential in CabinetCredential.objects.filter(revoked_at__isnull=True):
+        assert f"{credential.key_id}." in shown
+
+    reloaded = admin_client.get(done.redirect_chain[-1][0])
+    assert "already shown" in reloaded.content.decode()
+    assert CabinetCredential.objects.count() == 6
+
+
+def test_bulk_maintenance_asks_for_a_reason_like_the_single_button(admin_client) -> None:  # type: ignore[no-untyped-def]
+    cabinets = CabinetFactory.create_batch(2, state=CabinetState.ACTIVE)
+    changelist = reverse("admin:cabinets_cabinet_changelist")
+    selected = {"action": "maintenance_on", "_selected_action": [c.pk for c in cabinets]}
+    form = admin_client.post(changelist, selected)
+    assert b'name="reason"' in form.content and b"2 cabinets" in form.content
+    assert not CabinetEvent.objects.exists()
+    admin_client.post(changelist, {**selected, "reason": ""})  # a blank reason is refused
+    assert not CabinetEvent.objects.exists()
+    admin_client.post(changelist, {**selected, "reason": "typhoon warning"})
+    assert set(CabinetEvent.objects.values_list("to_state", "reason")) == {
+        ("maintenance", "typhoon warning")
+    }
+
+
+def test_a_refused_transition_reads_in_state_labels(admin_client) -> None:  # type: ignore[no-untyped-def]
+    cabinet = CabinetFactory(state=CabinetState.MAINTENANCE)
+    response = admin_client.post(
+        reverse("admin:cabinets_cabinet_changelist"),
+        {"action": "maintenance_on", "_selected_action": [cabinet.pk], "reason": "again"},
+        follow=True,
+    )
+    text = " ".join(str(m) for m in response.context["messages"])
+    assert "cannot go from 'Maintenance' to 'Maintenance'" in text
+    assert "CabinetState" not in text
+
+
+def test_a_selection_across_pages_is_kept_through_the_confirmation(admin_client) -> None:  # type: ignore[no-untyped-def]
+    cabinets = CabinetFactory.create_batch(3, state=CabinetState.ACTIVE)
+    changelist = reverse("admin:cabinets_cabinet_changelist")
+    # "Select all 3" with only the first row's box on the page ticked.
+    selected = {
+        "action": "maintenance_on",
+        "_selected_action": [cabinets[0].pk],
+        "select_across": "1",
+    }
+    form = admin_client.post(changelist, selected)
+    assert b'name="select_across" value="1"' in form.content and b"3 cabinets" in form.content
+    admin_client.post(changelist, {**selected, "reason": "depot move"})
+    assert CabinetEvent.objects.filter(reason="depot move").count() == 3
+
+
+def test_compartments_are_neither_added_nor_deleted_nor_moved_in_the_admin(admin_client) -> None:  # type: ignore[no-untyped-def]
+    compartment = CompartmentFactory(label="A01")
+    other = CabinetFactory()
+    assert admin_client.get(reverse("admin:cabinets_compartment_add")).status_code == 403
+    delete = reverse("admin:cabinets_compartment_delete", args=[compartment.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    change = reverse("admin:cabinets_compartment_change", args=[compartment.pk])
+    admin_client.post(change, {"cabinet": other.pk, "label": "Z99", "size": "L"})
+    compartment.refresh_from_db()
+    assert (compartment.cabinet_id, compartment.label) != (other.pk, "Z99")
+    assert compartment.label == "A01"
+    listing = admin_client.get(reverse("admin:cabinets_compartment_changelist")).content.decode()
+    assert "delete_selected" not in listing

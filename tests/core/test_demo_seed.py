@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.http import HttpRequest
 from django.test import Client
 
 from cabinets.models import Cabinet, Compartment
@@ -65,7 +66,8 @@ def test_the_printed_staff_login_opens_the_admin_and_lists_the_seeded_data() -> 
     call_command("seed_demo", stdout=out)
     username, password = out.getvalue().split("Staff login: ")[1].split()[0::2]
     client = Client()
-    assert client.login(username=username, password=password)
+    # django-axes checks every login against its lockouts and needs the request for it.
+    assert client.login(request=HttpRequest(), username=username, password=password)
     cabinets = client.get("/admin/cabinets/cabinet/")
     assert cabinets.status_code == 200
     assert b"SH-XH-0001" in cabinets.content

@@ -85,3 +85,62 @@ def test_carrier_staff_see_neither_access_attempts_nor_other_carriers_keys(clien
         403,
         404,
     )
+
+
+# --- Services own a parcel's place, owner and deadline (issue 13, item 4) ---------------------
+
+
+def test_a_deposited_parcel_cannot_be_moved_or_reassigned_from_its_change_form(
+    admin_client: Client,
+) -> None:
+    from django.utils import timezone
+
+    from tests.factories import CabinetFactory, CompartmentFactory, IdentityFactory
+
+    compartment = CompartmentFactory()
+    deadline = timezone.now() + timezone.timedelta(days=3)
+    parcel = ParcelFactory(
+        cabinet=compartment.cabinet,
+        compartment=compartment,
+        status=ParcelStatus.READY,
+        deposited_at=timezone.now(),
+        pickup_deadline=deadline,
+    )
+    elsewhere = CompartmentFactory(cabinet=CabinetFactory())
+    before = Parcel.objects.values().get(pk=parcel.pk)
+    url = f"/admin/courier/parcel/{parcel.pk}/change/"
+    form = admin_client.get(url).content.decode()
+    for field in ("cabinet", "compartment", "recipient", "carrier", "tracking_number"):
+        assert f'name="{field}"' not in form, field
+    assert 'name="pickup_deadline_0"' not in form and 'name="_save"' not in form
+
+    admin_client.post(
+        url,
+        {
+            "cabinet": elsewhere.cabinet_id,
+            "compartment": elsewhere.pk,
+            "recipient": IdentityFactory().pk,
+            "carrier": CarrierFactory(code="other").pk,
+            "tracking_number": "MOVED-1",
+            "pickup_deadline_0": "2030-01-01",
+            "pickup_deadline_1": "00:00:00",
+            "status": ParcelStatus.PICKED_UP,
+            "_save": "Save",
+        },
+    )
+    after = Parcel.objects.values().get(pk=parcel.pk)
+    assert {k: v for k, v in after.items() if k != "updated_at"} == {
+        k: v for k, v in before.items() if k != "updated_at"
+    }
+    assert not parcel.events.exists()
+
+
+def test_parcels_are_neither_added_nor_deleted_in_the_admin(admin_client: Client) -> None:
+    parcel = ParcelFactory()
+    assert admin_client.get("/admin/courier/parcel/add/").status_code == 403
+    delete = f"/admin/courier/parcel/{parcel.pk}/delete/"
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    admin_client.post(
+        "/admin/courier/parcel/", {"action": "delete_selected", "_selected_action": [parcel.pk]}
+    )
+    assert Parcel.objects.filter(pk=parcel.pk).exists()
