@@ -137,3 +137,47 @@ def test_a_rollout_is_started_and_paused_in_the_browser(
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.PAUSED and rollout.state_reason == "checking wave 1"
     assert Rollout.objects.get().planned_at is not None
+
+
+def test_bulk_rotation_asks_for_confirmation_with_the_count_in_the_browser(
+    browser, live_server, fleet
+) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth.models import User
+
+    from cabinets.models import Cabinet, CabinetCredential
+    from cabinets.services.credentials import cabinet_credential_issue
+    from core.staff_otp import staff_totp_enroll
+    from tests.staff import totp_token
+
+    for cabinet in Cabinet.objects.all():
+        cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
+    count = Cabinet.objects.count()
+    device = staff_totp_enroll(user=User.objects.get(username="ops"))
+
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", PASSWORD)
+    page.fill("#id_otp_token", totp_token(device))
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+
+    page.goto(f"{live_server.url}/admin/cabinets/cabinet/")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "rotate_credentials")
+    page.click("button[name=index]")
+    page.wait_for_selector("#action-confirmation")
+    assert f"Rotate the credentials of {count} cabinet(s)?" in page.inner_text("#content")
+    assert "goes offline" in page.inner_text("#action-warning")
+    page.screenshot(path=str(ARTIFACTS / "rotation-confirmation.png"), full_page=True)
+    assert CabinetCredential.objects.filter(revoked_at__isnull=True).count() == count
+    assert CabinetCredential.objects.count() == count  # nothing rotated before confirming
+
+    page.click("#action-confirm")
+    page.wait_for_selector("#credentials")
+    assert page.locator("#credentials tbody tr").count() == count
+    assert CabinetCredential.objects.count() == 2 * count
+
+    page.reload()
+    page.wait_for_selector("#credentials-gone")
+    assert CabinetCredential.objects.count() == 2 * count  # a reload rotates nothing
