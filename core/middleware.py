@@ -17,7 +17,9 @@ class StaffSessionAgeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        user = getattr(request, "user", None)
+        # Requests without a session cookie (the carrier API, cabinets) never load a session.
+        has_session = settings.SESSION_COOKIE_NAME in request.COOKIES
+        user = getattr(request, "user", None) if has_session else None
         if user is not None and user.is_authenticated and user.is_staff:
             age = settings.STAFF_SESSION_AGE_S
             # A fixed end time, not an idle timeout: set once, never pushed back.

@@ -181,3 +181,31 @@ def test_bulk_rotation_asks_for_confirmation_with_the_count_in_the_browser(
     page.reload()
     page.wait_for_selector("#credentials-gone")
     assert CabinetCredential.objects.count() == 2 * count  # a reload rotates nothing
+
+
+def test_a_deposited_parcel_cannot_be_moved_from_its_change_form(
+    browser, live_server, fleet
+) -> None:  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    from courier.models import Parcel, ParcelStatus
+
+    compartment = CompartmentFactory()
+    parcel = ParcelFactory(
+        cabinet=compartment.cabinet,
+        compartment=compartment,
+        status=ParcelStatus.READY,
+        deposited_at=timezone.now(),
+        pickup_deadline=timezone.now() + timezone.timedelta(days=3),
+    )
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    login(page, live_server)
+    page.goto(f"{live_server.url}/admin/courier/parcel/{parcel.pk}/change/")
+    page.wait_for_selector("#parcel_form")
+    for field in ("cabinet", "compartment", "recipient", "carrier", "tracking_number"):
+        assert page.locator(f"#parcel_form [name={field}]").count() == 0, field
+    assert page.locator("#parcel_form [name^=pickup_deadline]").count() == 0
+    assert page.locator("input[name=_save]").count() == 0
+    assert str(compartment.label) in page.inner_text("#parcel_form")
+    page.screenshot(path=str(ARTIFACTS / "parcel-read-only.png"), full_page=True)
+    assert Parcel.objects.get(pk=parcel.pk).compartment_id == compartment.pk

@@ -135,6 +135,24 @@ def test_carrier_staff_with_every_view_permission_see_only_their_carriers_rows(
     assert "Identities" not in index and "Cabinet commands" not in index
 
 
+def test_a_scope_through_a_many_valued_path_lists_each_row_once(rf: Any) -> None:
+    """Rows reachable several ways (a person with two parcels of the carrier) appear once."""
+
+    class RecipientsOfTheCarrier(StaffScopedAdmin):
+        carrier_scope = "parcels_received__carrier"
+
+    own = CarrierFactory(code="own")
+    person, stranger = IdentityFactory(), IdentityFactory()
+    ParcelFactory.create_batch(2, carrier=own, recipient=person)
+    ParcelFactory(carrier=CarrierFactory(code="rival"), recipient=stranger)
+    user = staff_user("own-ops")
+    CarrierStaff.objects.create(user=user, carrier=own)
+    request = rf.get("/")
+    request.user = user
+    rows = RecipientsOfTheCarrier(Identity, admin.site).get_queryset(request)
+    assert list(rows) == [person]
+
+
 def test_staff_without_a_carrier_or_the_platform_group_see_nothing(client: Client) -> None:
     IdentityFactory(name="Somebody")
     user = staff_user("flag-only", *all_view_permissions())
