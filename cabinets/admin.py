@@ -8,7 +8,6 @@ carrier staff see none of this (core.admin.StaffScopedAdmin)."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -71,6 +70,7 @@ from cabinets.services.lifecycle import cabinet_transition, compartment_service_
 from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
 from core.errors import ApplicationError
+from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_refused, otp_required
 
 COMMAND_LOG_ROWS = 20
@@ -100,27 +100,18 @@ def _run(request: HttpRequest, objects: Any, operation: Callable[[Any], Any], do
     return ok
 
 
-CREDENTIALS_SESSION_KEY = "cabinets_credentials_once"
-
-
 def _credentials_redirect(request: HttpRequest, issued: list[IssuedCredential]) -> HttpResponse:
-    """Post-redirect-get for operations that issue credentials: the POST rotates and hands the
-    new credentials to the session; the page it redirects to takes them out on its first view,
-    so reloading it shows nothing and issues nothing again."""
-    stash_id = secrets.token_urlsafe(12)
-    pending = request.session.get(CREDENTIALS_SESSION_KEY, {})
-    pending[stash_id] = [asdict(c) for c in issued]
-    request.session[CREDENTIALS_SESSION_KEY] = pending
-    return HttpResponseRedirect(reverse("admin:cabinets_credentials_once", args=[stash_id]))
+    """Post-redirect-get for operations that issue credentials (core/shown_once.py)."""
+    return shown_once_redirect(
+        request, url_name="admin:cabinets_credentials_once", payload=[asdict(c) for c in issued]
+    )
 
 
 def _credentials_response(
     request: HttpRequest, admin_site: admin.AdminSite, stash_id: str
 ) -> HttpResponse:
     """The one response that shows credentials. Never cached; gone from the session once shown."""
-    pending = request.session.get(CREDENTIALS_SESSION_KEY, {})
-    issued = [IssuedCredential(**c) for c in pending.pop(stash_id, [])]
-    request.session[CREDENTIALS_SESSION_KEY] = pending
+    issued = [IssuedCredential(**c) for c in shown_once_take(request, stash_id) or []]
     response = TemplateResponse(
         request,
         "admin/cabinets/credentials_once.html",

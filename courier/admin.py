@@ -9,11 +9,14 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 
 from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
 from core.errors import ApplicationError
+from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_required
 from courier.authentication import carrier_api_key_issue
 from courier.models import (
@@ -30,6 +33,17 @@ from courier.services.parcels import parcel_cancel, parcel_extend
 from courier.services.people import carrier_api_key_revoke, courier_pin_reset
 
 
+def _secrets_redirect(
+    request: HttpRequest, *, title: str, columns: list[str], rows: list[list[str]]
+) -> HttpResponse:
+    """API keys and PINs go to a page shown once (core/shown_once.py), never in a message."""
+    return shown_once_redirect(
+        request,
+        url_name="admin:courier_secrets_once",
+        payload={"title": title, "columns": columns, "rows": rows},
+    )
+
+
 @admin.register(Carrier)
 class CarrierAdmin(StaffScopedAdmin):
     carrier_scope = "pk"
@@ -43,14 +57,39 @@ class CarrierAdmin(StaffScopedAdmin):
 
     @admin.action(description="Issue an API key (shown once)", permissions=["issue_api_key"])
     @otp_required
-    def issue_api_key(self, request: HttpRequest, queryset: QuerySet[Carrier]) -> None:
-        for carrier in queryset:
-            key = carrier_api_key_issue(carrier=carrier, name=f"admin:{request.user}")
-            self.message_user(
-                request,
-                f"API key for {carrier.code}: {key} (copy it now: only a hash is kept)",
-                messages.WARNING,
-            )
+    def issue_api_key(self, request: HttpRequest, queryset: QuerySet[Carrier]) -> HttpResponse:
+        rows = [
+            [carrier.code, carrier_api_key_issue(carrier=carrier, name=f"admin:{request.user}")]
+            for carrier in queryset.order_by("pk")
+        ]
+        return _secrets_redirect(
+            request, title="New carrier API keys", columns=["carrier", "API key"], rows=rows
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "secrets/<str:stash_id>/",
+                self.admin_site.admin_view(self.secrets_view),
+                name="courier_secrets_once",
+            ),
+            *super().get_urls(),
+        ]
+
+    def secrets_view(self, request: HttpRequest, stash_id: str) -> HttpResponse:
+        """The page an API key or PIN is shown on, once; it lives in the viewer's session."""
+        shown = shown_once_take(request, stash_id)
+        response = TemplateResponse(
+            request,
+            "admin/courier/secrets_once.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": shown["title"] if shown else "Already shown",
+                "shown": shown,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 @admin.register(CarrierStaff)
@@ -81,12 +120,14 @@ class CourierAdmin(StaffScopedAdmin):
 
     @admin.action(description="Set a new cabinet PIN (shown once)", permissions=["reset_pin"])
     @otp_required
-    def reset_pin(self, request: HttpRequest, queryset: QuerySet[Courier]) -> None:
-        for courier in queryset:
-            pin = courier_pin_reset(courier=courier)
-            self.message_user(
-                request, f"New PIN for {courier.badge_number}: {pin}", messages.WARNING
-            )
+    def reset_pin(self, request: HttpRequest, queryset: QuerySet[Courier]) -> HttpResponse:
+        rows = [
+            [courier.badge_number, courier_pin_reset(courier=courier)]
+            for courier in queryset.order_by("pk")
+        ]
+        return _secrets_redirect(
+            request, title="New cabinet PINs", columns=["badge", "PIN"], rows=rows
+        )
 
 
 @admin.register(CarrierApiKey)

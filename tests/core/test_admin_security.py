@@ -383,7 +383,7 @@ def test_enrolled_staff_log_in_with_their_code_and_then_issue_credentials(
     assert "_auth_user_id" not in client.session
 
     assert login(client, "keys", PASSWORD, totp_token(device)).status_code == 302
-    assert "API key for" in messages_of(issue_key(client, carrier))
+    assert "New carrier API keys" in issue_key(client, carrier).content.decode()
     assert CarrierApiKey.objects.filter(carrier=carrier).exists()
 
 

@@ -24,7 +24,13 @@ def test_staff_issue_a_carrier_api_key_that_is_shown_once_and_works(admin_client
         {"action": "issue_api_key", "_selected_action": [carrier.pk]},
         follow=True,
     )
-    key = re.search(r"API key for \S+: (\S+)", _messages(response)).group(1)  # type: ignore[union-attr]
+    assert response.redirect_chain and "no-store" in response["Cache-Control"]
+    key = re.search(r"<code>(\w+\.[\w-]+)</code>", response.content.decode()).group(1)  # type: ignore[union-attr]
+    assert key not in _messages(response)
+    assert "messages" not in admin_client.cookies  # never in the (signed, readable) cookie
+    reloaded = admin_client.get(response.redirect_chain[-1][0]).content.decode()
+    assert key not in reloaded and "already shown" in reloaded
+    assert CarrierApiKey.objects.filter(carrier=carrier).count() == 1
     stored = CarrierApiKey.objects.get(carrier=carrier)
     assert key.startswith(stored.prefix + ".") and key.split(".", 1)[1] not in stored.secret_hash
     api = Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
@@ -44,7 +50,11 @@ def test_staff_set_a_courier_pin_shown_once_and_never_displayed(admin_client: Cl
         {"action": "reset_pin", "_selected_action": [courier.pk]},
         follow=True,
     )
-    pin = re.search(r"New PIN for \S+: (\d{4})", _messages(response)).group(1)  # type: ignore[union-attr]
+    assert response.redirect_chain and "no-store" in response["Cache-Control"]
+    body = response.content.decode()
+    pin = re.search(
+        rf"<code>{courier.badge_number}</code></td><td><code>(\d{{4}})</code>", body
+    ).group(1)  # type: ignore[union-attr]
     courier = Courier.objects.get(pk=courier.pk)
     assert check_password(pin, courier.pin_hash)
     page = admin_client.get(f"/admin/courier/courier/{courier.pk}/change/")
