@@ -35,7 +35,7 @@ from tests.factories import (
     IdentityFactory,
     ParcelFactory,
 )
-from tests.staff import totp_token
+from tests.staff import totp_token, verified_client
 
 pytestmark = pytest.mark.django_db
 
@@ -235,6 +235,23 @@ def test_carrier_staff_holding_the_permission_cannot_withdraw_anyones_consent(
     assert withdraw(client, consent.identity).status_code == 403
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.GIVEN
+
+
+def test_carrier_staff_issue_no_keys_or_pins_even_for_their_own_carrier(client: Client) -> None:
+    carrier = CarrierFactory(code="own")
+    courier = CourierFactory(carrier=carrier, pin_hash="unchanged")
+    user = staff_user(
+        "own-ops", "view_carrier", "issue_api_key", "view_courier", "reset_courier_pin"
+    )
+    CarrierStaff.objects.create(user=user, carrier=carrier)
+    verified_client(client, user)  # even with the second factor
+    issue_key(client, carrier)
+    client.post(
+        reverse("admin:courier_courier_changelist"),
+        {"action": "reset_pin", "_selected_action": [courier.pk]},
+    )
+    assert not CarrierApiKey.objects.exists()
+    assert Courier.objects.get(pk=courier.pk).pin_hash == "unchanged"
 
 
 def test_platform_staff_holding_the_permission_withdraw_consent(client: Client) -> None:
