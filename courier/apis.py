@@ -54,9 +54,16 @@ class CarrierApi(APIView):
 
 
 class PersonSerializer(serializers.Serializer):
+    """A contact as this carrier knows it: stored on this parcel only, and used only for
+    this parcel's notifications."""
+
     phone = serializers.CharField(max_length=16, validators=[phone_validator])
     name = serializers.CharField(max_length=120)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    email = serializers.EmailField(
+        required=False,
+        allow_blank=True,
+        help_text="Notifications of this parcel go here too (never another carrier's).",
+    )
 
 
 class EventSerializer(serializers.Serializer):
