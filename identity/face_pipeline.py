@@ -65,7 +65,7 @@ class PhotoLimits:
     detect_max_side: int = 640
     # JPEGs larger than this are decoded reduced by libjpeg (1/2, 1/4 or 1/8), never
     # below it: the encoding is taken from this resolution. 0 decodes full size.
-    decode_max_side: int = 2048
+    decode_max_side: int = 1600
 
 
 @dataclass(frozen=True)

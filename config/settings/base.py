@@ -254,7 +254,7 @@ FACE_PHOTO_MAX_BYTES = env.int("FACE_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
 # Refused from the header, before any pixel is decoded (also Pillow's MAX_IMAGE_PIXELS).
 FACE_PHOTO_MAX_PIXELS = env.int("FACE_PHOTO_MAX_PIXELS", default=12_000_000)
 # JPEGs are decoded reduced (libjpeg's DCT scaling) to about this long side.
-FACE_DECODE_MAX_SIDE = env.int("FACE_DECODE_MAX_SIDE", default=2048)
+FACE_DECODE_MAX_SIDE = env.int("FACE_DECODE_MAX_SIDE", default=1600)
 # Photos one enrollment may receive in all, refused ones included.
 FACE_PHOTOS_PER_ENROLLMENT = env.int("FACE_PHOTOS_PER_ENROLLMENT", default=12)
 # Photos one person may send in 24 hours, counted on receipts that deleting face data keeps.
