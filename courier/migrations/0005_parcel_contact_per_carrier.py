@@ -5,9 +5,12 @@ from django.db.models import OuterRef, Subquery
 
 
 def contact_onto_parcels(apps, schema_editor):
-    """Existing parcels keep the contact data their carrier gave, now on the parcel. The
-    shared identity's email was seeded by whichever carrier mentioned the number first, so
-    it is cleared; a phone counts as proven only where the person used a texted code."""
+    """Existing parcels keep the contact data their carrier gave, now on the parcel.
+
+    Name and phone came from the shared identity; its email was set by whichever carrier
+    first mentioned the number (get_or_create's defaults), so it is copied only onto that
+    carrier's parcels, never onto another carrier's, and then cleared from the identity. A
+    phone counts as proven only where the person once used a texted code."""
     Parcel = apps.get_model("courier", "Parcel")
     Identity = apps.get_model("identity", "Identity")
     OneTimeCode = apps.get_model("identity", "OneTimeCode")
@@ -15,13 +18,23 @@ def contact_onto_parcels(apps, schema_editor):
     Parcel.objects.update(
         recipient_phone=Subquery(person.values("phone")[:1]),
         recipient_name=Subquery(person.values("name")[:1]),
-        recipient_email=Subquery(person.values("email")[:1]),
     )
     sender = Identity.objects.filter(pk=OuterRef("sender_id"))
     Parcel.objects.filter(sender__isnull=False).update(
         sender_phone=Subquery(sender.values("phone")[:1]),
         sender_name=Subquery(sender.values("name")[:1]),
     )
+    first_carrier: dict[int, int] = {}
+    rows = Parcel.objects.order_by("pk").values_list("recipient_id", "sender_id", "carrier_id")
+    for recipient_id, sender_id, carrier_id in rows.iterator():
+        for identity_id in (recipient_id, sender_id):
+            if identity_id is not None:
+                first_carrier.setdefault(identity_id, carrier_id)
+    for identity_id, email in Identity.objects.exclude(email="").values_list("pk", "email"):
+        if identity_id in first_carrier:
+            Parcel.objects.filter(
+                recipient_id=identity_id, carrier_id=first_carrier[identity_id]
+            ).update(recipient_email=email)
     Identity.objects.exclude(email="").update(email="")
     first_use = (
         OneTimeCode.objects.filter(identity_id=OuterRef("pk"), used_at__isnull=False)

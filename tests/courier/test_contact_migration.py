@@ -1,6 +1,7 @@
 """The data migration of issue 10, item 1, on rows written before it: each parcel keeps the
-contact its carrier gave, the carrier-seeded email leaves the shared person record, and a
-phone counts as proven only where its owner once used a texted code."""
+contact its carrier gave (the seeded email only on the seeding carrier's parcels), the email
+leaves the shared person record, and a phone counts as proven only where its owner once
+used a texted code."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_existing_parcels_keep_their_carriers_contact_and_the_seeded_email_is_cl
         hardware_model="CB",
     )
     carrier = old.get_model("courier", "Carrier").objects.create(code="b", name="B")
+    other = old.get_model("courier", "Carrier").objects.create(code="a", name="A")
     seeded = Identity.objects.create(phone="+8613800007777", name="Chen", email="x@rogue.test")
     proven = Identity.objects.create(phone="+8613800007778", name="Wu")
     used_at = timezone.now()
@@ -52,6 +54,10 @@ def test_existing_parcels_keep_their_carriers_contact_and_the_seeded_email_is_cl
         size="S",
         cabinet=cabinet,
     )
+    # Carrier B mentioned the number first, so the email is B's: A's parcel must not get it.
+    Parcel.objects.create(
+        carrier=other, tracking_number="T3", recipient=seeded, size="S", cabinet=cabinet
+    )
 
     executor = MigrationExecutor(connection)
     executor.migrate(AFTER)
@@ -60,6 +66,7 @@ def test_existing_parcels_keep_their_carriers_contact_and_the_seeded_email_is_cl
     assert list(parcels.values_list("recipient_phone", "recipient_name", "recipient_email")) == [
         ("+8613800007777", "Chen", "x@rogue.test"),
         ("+8613800007778", "Wu", ""),
+        ("+8613800007777", "Chen", ""),
     ]
     assert parcels.get(tracking_number="T2").sender_phone == "+8613800007777"
     people = new.get_model("identity", "Identity").objects.order_by("phone")
