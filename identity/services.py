@@ -207,6 +207,14 @@ def api_token_issue(*, identity: Identity) -> str:
     )
 
 
+def access_tokens_purge(*, now: Any = None) -> int:
+    """Delete link and API token rows that expired more than a week ago: past expiry they
+    open nothing, and a week keeps them for support questions."""
+    cutoff = (now or timezone.now()) - timedelta(days=7)
+    deleted, _ = AccessToken.objects.filter(expires_at__lt=cutoff).delete()
+    return deleted
+
+
 def tokens_revoke(*, identity: Identity) -> int:
     """Revoke every outstanding link and API token of this person (logout, withdrawal)."""
     return AccessToken.objects.filter(identity=identity, revoked_at__isnull=True).update(

@@ -44,3 +44,10 @@ def sms_send_task(phone: str, text: str) -> None:
     from identity.notify import send_sms
 
     send_sms(phone, text)
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
+def access_tokens_purge_task() -> int:
+    from identity.services import access_tokens_purge
+
+    return access_tokens_purge()

@@ -292,6 +292,10 @@ CELERY_BEAT_SCHEDULE["identity-purge-photos"] = {
     "task": "identity.tasks.enrollment_photos_purge_task",
     "schedule": 600.0,
 }
+CELERY_BEAT_SCHEDULE["identity-purge-tokens"] = {
+    "task": "identity.tasks.access_tokens_purge_task",
+    "schedule": 24 * 3600.0,
+}
 
 # --- Cabinet link (fleet) --------------------------------------------------------------------
 # A pushed command with no receipt after this many seconds is sent again on the same

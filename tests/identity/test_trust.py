@@ -138,6 +138,17 @@ def test_the_api_token_expires(
         assert api.get(API + "enrollment/").status_code == 401
 
 
+def test_expired_token_rows_are_purged_after_a_week(recipient: Identity) -> None:
+    services.enrollment_link(identity=recipient)
+    services.api_token_issue(identity=recipient)
+    assert services.access_tokens_purge() == 0
+    later = timezone.now() + timezone.timedelta(
+        seconds=settings.ENROLLMENT_LINK_MAX_AGE_S, days=7, minutes=1
+    )
+    assert services.access_tokens_purge(now=later) == 2
+    assert not AccessToken.objects.exists()
+
+
 def test_no_token_or_code_reaches_the_logs_or_a_cache(
     client: Client,
     recipient: Identity,
