@@ -197,6 +197,14 @@ def test_known_and_unknown_numbers_get_identical_answers_and_the_same_throttle(
     assert [status for status, _ in known] == [202] * 5 + [429] * 2
 
 
+def test_the_page_shows_the_throttle_as_a_message_not_an_error(
+    client: Client, recipient: Identity
+) -> None:
+    answers = [client.post("/enroll/login/", {"phone": recipient.phone}) for _ in range(6)]
+    assert [a.status_code for a in answers] == [302] * 5 + [429]
+    assert "Too many attempts" in answers[-1].content.decode()
+
+
 def test_one_address_cannot_text_many_numbers(db: None) -> None:
     limit = settings.OTP_THROTTLE["send"]["address"]
     answers = [_send(f"+86139{i:08d}", "198.51.100.9")[0] for i in range(limit + 1)]
