@@ -636,30 +636,33 @@ def login_code_verify(*, phone: str, code: str, client_address: str) -> Identity
     _login_throttle(kind="verify", phone=phone, client_address=client_address)
     identity = Identity.objects.filter(phone=phone).first()
     code = code.strip()
-    if identity is None or not code.isdigit():
+    if not code.isdigit():
         raise invalid
     now = timezone.now()
     with transaction.atomic():
-        # Locked: concurrent guesses each count against the attempt limit.
+        # Locked: concurrent guesses each count against the attempt limit. An unknown
+        # number runs the same query (finding nothing) and the same hash, so the time to
+        # answer does not tell it apart.
         row = (
             OneTimeCode.objects.select_for_update()
             .filter(identity=identity, used_at__isnull=True)
             .order_by("-created_at", "-id")
             .first()
         )
+        expected = _code_hash(identity.pk if identity else 0, code)
         if row is None or row.expires_at <= now or row.attempts >= settings.OTP_MAX_ATTEMPTS:
             ok = False
         else:
-            ok = hmac.compare_digest(row.code_hash, _code_hash(identity.pk, code))
+            ok = hmac.compare_digest(row.code_hash, expected)
             row.attempts += 1
             row.used_at = now if ok else None
             row.save(update_fields=["attempts", "used_at"])
-        if ok and identity.phone_verified_at is None:
+        if ok and identity is not None and identity.phone_verified_at is None:
             Identity.objects.filter(pk=identity.pk, phone_verified_at__isnull=True).update(
                 phone_verified_at=now
             )
             identity.phone_verified_at = now
-    if not ok:
+    if not ok or identity is None:
         raise invalid
     return identity
 
