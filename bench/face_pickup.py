@@ -81,7 +81,9 @@ def setup_data(scan: bytes) -> dict[str, Any]:
     cabinet = CabinetFactory(serial="BENCH-0001")
     compartments_create(cabinet=cabinet, layout=[("A01", "S"), ("A02", "S")])
     issued = cabinet_credential_issue(cabinet=cabinet, actor=actor)
-    person = Identity.objects.create(phone="+8613800009999", name="Bench Recipient")
+    person = Identity.objects.create(
+        phone="+8613800009999", name="Bench Recipient", phone_verified_at=timezone.now()
+    )
     consent_give(identity=person)
     photo = enrollment_photo_submit(
         identity=person, data=(FACES / "examples" / "obama.jpg").read_bytes(), actor=actor
@@ -92,6 +94,7 @@ def setup_data(scan: bytes) -> dict[str, Any]:
         carrier=Carrier.objects.create(code="bench", name="Bench"),
         tracking_number="BENCH1",
         recipient=person,
+        recipient_phone=person.phone,
         size="S",
         cabinet=cabinet,
     )

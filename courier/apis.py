@@ -19,8 +19,9 @@ from core.errors import NotFound
 from courier.authentication import CarrierApiKeyAuthentication, CarrierClient
 from courier.models import Carrier, Parcel, ParcelDirection, ParcelStatus
 from courier.selectors import collection_list, parcel_changes, parcel_events, parcel_for_carrier
-from courier.services.parcels import parcel_announce, parcel_cancel
-from identity.models import Identity, phone_validator
+from courier.services.parcels import Contact, parcel_announce, parcel_cancel
+from identity.models import phone_validator
+from identity.services import identity_for_phone
 
 
 class IsCarrier(permissions.BasePermission):
@@ -53,9 +54,16 @@ class CarrierApi(APIView):
 
 
 class PersonSerializer(serializers.Serializer):
+    """A contact as this carrier knows it: stored on this parcel only, and used only for
+    this parcel's notifications."""
+
     phone = serializers.CharField(max_length=16, validators=[phone_validator])
     name = serializers.CharField(max_length=120)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    email = serializers.EmailField(
+        required=False,
+        allow_blank=True,
+        help_text="Notifications of this parcel go here too (never another carrier's).",
+    )
 
 
 class EventSerializer(serializers.Serializer):
@@ -127,13 +135,15 @@ class ParcelListApi(CarrierApi):
         cabinet = Cabinet.objects.filter(serial=values["cabinet"]).first()
         if cabinet is None or cabinet.state != CabinetState.ACTIVE:
             raise NotFound(f"No active cabinet {values['cabinet']}.", code="unknown_cabinet")
-        recipient = _person(values["recipient"])
-        sender = _person(values["sender"]) if values.get("sender") else None
+        recipient = _contact(values["recipient"])
+        sender = _contact(values["sender"]) if values.get("sender") else None
         parcel = parcel_announce(
             carrier=self.carrier,
             tracking_number=values["tracking_number"],
-            recipient=recipient,
-            sender=sender,
+            recipient=identity_for_phone(phone=recipient.phone),
+            recipient_contact=recipient,
+            sender=identity_for_phone(phone=sender.phone) if sender else None,
+            sender_contact=sender,
             size=values["size"],
             cabinet=cabinet,
             direction=values["direction"],
@@ -142,11 +152,10 @@ class ParcelListApi(CarrierApi):
         return Response(ParcelOutputSerializer(parcel).data, status=201)
 
 
-def _person(values: dict[str, Any]) -> Identity:
-    person, _ = Identity.objects.get_or_create(
-        phone=values["phone"], defaults={"name": values["name"], "email": values.get("email", "")}
-    )
-    return person
+def _contact(values: dict[str, Any]) -> Contact:
+    # The carrier's contact data stays with its parcel; the shared person record is only
+    # looked up (or created bare) by phone number, see identity_for_phone.
+    return Contact(phone=values["phone"], name=values["name"], email=values.get("email", ""))
 
 
 class ParcelDetailApi(CarrierApi):

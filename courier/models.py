@@ -115,6 +115,13 @@ class Parcel(models.Model):
         on_delete=models.PROTECT,
         related_name="parcels_sent",
     )
+    # The contact data this parcel's carrier gave: it belongs to the shipment, and is what
+    # its notifications use. `recipient` is the person keyed by `recipient_phone`.
+    recipient_name = models.CharField(max_length=120, blank=True)
+    recipient_phone = models.CharField(max_length=16, blank=True)
+    recipient_email = models.EmailField(blank=True)
+    sender_name = models.CharField(max_length=120, blank=True)
+    sender_phone = models.CharField(max_length=16, blank=True)
     direction = models.CharField(
         max_length=16, choices=ParcelDirection.choices, default=ParcelDirection.DELIVERY
     )

@@ -1,4 +1,8 @@
-"""Messages to recipients about their parcels: SMS always, email when we have an address."""
+"""Messages to recipients about their parcels, to the contact the parcel's own carrier gave:
+SMS to its recipient phone always, email to its recipient email when that carrier gave one.
+Nothing here reads contact data from the shared person record, which no carrier writes.
+An enrollment link goes only by SMS, and redeeming it still asks for a code texted to that
+phone: an email address, whoever gave it, never leads to enrolling a face."""
 
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ def _deadline_text(parcel: Parcel) -> str:
     return local.strftime("%Y-%m-%d %H:%M")
 
 
-def message_text(*, parcel: Parcel, kind: str, code: str = "") -> str:
+def message_text(*, parcel: Parcel, kind: str, code: str = "", channel: str = "sms") -> str:
     from identity.selectors import identity_has_face
     from identity.services import enrollment_link
 
@@ -50,10 +54,12 @@ def message_text(*, parcel: Parcel, kind: str, code: str = "") -> str:
     if kind == NotificationKind.READY:
         if identity_has_face(identity=parcel.recipient):
             face = "You can also open it with a face scan at the cabinet."
-        else:
+        elif channel == "sms":
             face = "Skip the code next time: " + _absolute(
                 enrollment_link(identity=parcel.recipient)
             )
+        else:
+            face = "Skip the code next time: set up face pickup from the link in our text message."
         return (
             f"Parcel {parcel.tracking_number} from {parcel.carrier.name} is ready at {where}. "
             f"Pickup code: {code}. Collect it by {_deadline_text(parcel)}. {face} "
@@ -74,17 +80,17 @@ def message_text(*, parcel: Parcel, kind: str, code: str = "") -> str:
 def parcel_notify(*, parcel_id: int, kind: str, code: str = "") -> int:
     """Send one kind of message for a parcel, once per channel, however often it is called."""
     parcel = Parcel.objects.select_related("recipient", "cabinet", "carrier").get(pk=parcel_id)
-    channels = [("sms", parcel.recipient.phone)]
-    if parcel.recipient.email:
-        channels.append(("email", parcel.recipient.email))
+    channels = [("sms", parcel.recipient_phone or parcel.recipient.phone)]
+    if parcel.recipient_email:
+        channels.append(("email", parcel.recipient_email))
     sent = 0
-    text = message_text(parcel=parcel, kind=kind, code=code)
     for channel, to in channels:
         notification, _ = Notification.objects.get_or_create(
             parcel=parcel, kind=kind, channel=channel, defaults={"to": to}
         )
         if notification.sent_at is not None:
             continue
+        text = message_text(parcel=parcel, kind=kind, code=code, channel=channel)
         # No transaction around the send: a slow gateway must not hold database locks.
         try:
             if channel == "sms":

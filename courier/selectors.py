@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from cabinets.models import Cabinet
@@ -26,9 +26,16 @@ def parcels_ready_at(*, cabinet_id: int) -> QuerySet[Parcel]:
 
 def recipients_waiting_at(*, cabinet_id: int) -> list[int]:
     """Identity ids of the people with a parcel ready in this cabinet: the only candidates a
-    face scan there is compared with."""
+    face scan there is compared with. Only people who proved the very phone number the
+    parcel's carrier gave: a face enrolled by anyone else opens nothing here."""
     return sorted(
-        set(parcels_ready_at(cabinet_id=cabinet_id).values_list("recipient_id", flat=True))
+        set(
+            parcels_ready_at(cabinet_id=cabinet_id)
+            .filter(
+                recipient__phone=F("recipient_phone"), recipient__phone_verified_at__isnull=False
+            )
+            .values_list("recipient_id", flat=True)
+        )
     )
 
 
@@ -40,6 +47,8 @@ def senders_expected_at(*, cabinet_id: int) -> list[int]:
                 direction=ParcelDirection.DROPOFF,
                 status=ParcelStatus.ANNOUNCED,
                 compartment__isnull=True,
+                sender__phone=F("sender_phone"),
+                sender__phone_verified_at__isnull=False,
             ).values_list("sender_id", flat=True)
         )
     )

@@ -9,6 +9,7 @@ app_name = "identity-api"
 urlpatterns = [
     path("login/code/", apis.LoginCodeSendApi.as_view(), name="login-code"),
     path("login/verify/", apis.LoginCodeVerifyApi.as_view(), name="login-verify"),
+    path("logout/", apis.LogoutApi.as_view(), name="logout"),
     path("enrollment/", apis.EnrollmentDetailApi.as_view(), name="enrollment"),
     path("consent/", apis.ConsentApi.as_view(), name="consent"),
     path("face/", apis.FaceDataDeleteApi.as_view(), name="face"),

@@ -15,10 +15,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.actors import Actor, ActorKind
+from core.ratelimit import client_address
 from identity import selectors, services
 from identity.authentication import EnrollmentTokenAuthentication, IsEnrollingPerson
 from identity.models import Identity, RealIdCheck
-from identity.tokens import enrollment_token_make
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -67,6 +67,12 @@ ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input (code says which)."),
     403: OpenApiResponse(ErrorSerializer, description="Missing or expired token, or no consent."),
 }
+THROTTLED = {
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="Too many attempts from this address, for this number or overall.",
+    ),
+}
 
 
 def _actor(identity: Identity) -> Actor:
@@ -99,14 +105,17 @@ class LoginCodeSendApi(APIView):
         responses={
             202: inline_serializer("LoginCodeSent", {"sent": serializers.BooleanField()}),
             **ERRORS,
+            **THROTTLED,
         },
         summary="Text a login code to a recipient's phone",
-        description="Answers the same for unknown numbers.",
+        description="Answers the same for unknown numbers, throttles included.",
     )
     def post(self, request: Request) -> Response:
         data = self.LoginCodeSendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.login_code_send(phone=data.validated_data["phone"])
+        services.login_code_send(
+            phone=data.validated_data["phone"], client_address=client_address(request.META)
+        )
         return Response({"sent": True}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -126,19 +135,36 @@ class LoginCodeVerifyApi(APIView):
                 {"token": serializers.CharField(), "expires_in": serializers.IntegerField()},
             ),
             **ERRORS,
+            **THROTTLED,
         },
         summary="Exchange the texted code for an enrollment token",
     )
     def post(self, request: Request) -> Response:
         data = self.LoginCodeVerifyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        identity = services.login_code_verify(**data.validated_data)
-        return Response(
+        identity = services.login_code_verify(
+            **data.validated_data, client_address=client_address(request.META)
+        )
+        response = Response(
             {
-                "token": enrollment_token_make(identity_id=identity.pk),
-                "expires_in": settings.ENROLLMENT_LINK_MAX_AGE_S,
+                "token": services.api_token_issue(identity=identity),
+                "expires_in": settings.ENROLLMENT_API_TOKEN_TTL_S,
             }
         )
+        # A credential: no cache, shared or private, may keep it.
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class LogoutApi(PersonApi):
+    @extend_schema(
+        request=None,
+        responses={204: None, **ERRORS},
+        summary="Log out: revoke this token, every other one and every outstanding link",
+    )
+    def post(self, request: Request) -> Response:
+        services.login_revoke(identity=self.person(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class EnrollmentDetailApi(PersonApi):

@@ -1,6 +1,6 @@
 """DRF authentication for the person enrolling: `Authorization: Enrollment <token>`, the
-signed token of an enrollment link or of a phone login. Carrier and staff credentials are
-deliberately not accepted on these endpoints."""
+token a phone login returned (enrollment links are for the page, and single use). Carrier
+and staff credentials are deliberately not accepted on these endpoints."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rest_framework.request import Request
 
 from core.errors import ApplicationError
 from identity.models import Identity
-from identity.selectors import identity_from_token
+from identity.selectors import identity_from_api_token
 
 KEYWORD = "Enrollment"
 
@@ -41,7 +41,7 @@ class EnrollmentTokenAuthentication(BaseAuthentication):
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Send 'Enrollment <token>'.")
         try:
-            identity = identity_from_token(token=parts[1].decode("ascii"))
+            identity = identity_from_api_token(token=parts[1].decode("ascii"))
         except (ApplicationError, UnicodeDecodeError) as exc:
             raise exceptions.AuthenticationFailed(
                 getattr(exc, "message", "Invalid token.")
@@ -67,7 +67,7 @@ class EnrollmentTokenScheme(OpenApiAuthenticationExtension):
             "in": "header",
             "name": "Authorization",
             "description": (
-                "`Enrollment <token>`: the token of an enrollment link, or the one returned by "
-                "POST /api/v1/identity/login/verify/."
+                "`Enrollment <token>`: the token returned by POST /api/v1/identity/login/verify/ "
+                "(revoked by POST /api/v1/identity/logout/ and by withdrawing consent)."
             ),
         }

@@ -58,9 +58,14 @@ class FaceRefused(Exception):
 @dataclass(frozen=True)
 class PhotoLimits:
     max_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    # Refused from the header, before decoding: 12 MP is a phone's full-size photo, and a
+    # decoded RGBA copy of it is already about 48 MB.
+    max_pixels: int = 12_000_000
     formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP"})
     detect_max_side: int = 640
+    # JPEGs larger than this are decoded reduced by libjpeg (1/2, 1/4 or 1/8), never
+    # below it: the encoding is taken from this resolution. 0 decodes full size.
+    decode_max_side: int = 1600
 
 
 @dataclass(frozen=True)
@@ -158,12 +163,15 @@ def process_photo(
 def decode_photo(data: bytes, *, limits: PhotoLimits = PhotoLimits()) -> np.ndarray:
     """Upright HxWx3 uint8 RGB pixels of a JPEG/PNG/WEBP upload, within `limits`."""
     image = _open_checked(data, limits)
+    block = _draft_reduced(image, limits.decode_max_side) if image.format == "JPEG" else 0
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise FaceRefused("too_many_pixels", details={"max_pixels": limits.max_pixels}) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise FaceRefused("corrupt_image") from exc
+    if block and _ends_in_missing_data(image, block):
+        raise FaceRefused("corrupt_image", details={"reason": "truncated"})
 
     try:
         upright = ImageOps.exif_transpose(image) or image
@@ -171,6 +179,36 @@ def decode_photo(data: bytes, *, limits: PhotoLimits = PhotoLimits()) -> np.ndar
         # Broken EXIF should not cost the user their photo; the pixels are fine.
         upright = image
     return _to_rgb_array(upright)
+
+
+def _draft_reduced(image: Image.Image, max_side: int) -> int:
+    """Ask libjpeg for the largest reduction (1/2, 1/4, 1/8) that keeps the long side at or
+    above `max_side`, before decoding. Returns the size in pixels of one 8x8 DCT block of
+    the decoded picture."""
+    width, height = image.size
+    scale = 1
+    while max_side and scale < 8 and max(width, height) // (scale * 2) >= max_side:
+        scale *= 2
+    if scale > 1:
+        image.draft(image.mode, (width // scale, height // scale))
+    return max(1, 8 * image.size[0] // width)
+
+
+def _ends_in_missing_data(image: Image.Image, block: int) -> bool:
+    """Whether the last DCT block decoded as data libjpeg never received. A JPEG cut short
+    and given an end marker passes every structural check (the marker is where it should
+    be), and libjpeg fills the missing blocks with zero coefficients: exactly mid-grey,
+    128 in every channel. A real photo never has a block that flat and exactly 128; a
+    picture of nothing but that grey is refused as well (it holds no face).
+
+    Not covered: a progressive JPEG cut in a later scan is a complete, coarser picture
+    (its blocks have their first scans); it then goes through the blur and light checks."""
+    if image.mode not in ("L", "RGB"):
+        return False
+    width, height = image.size
+    left, top = (width - 1) // block * block, (height - 1) // block * block
+    corner = np.asarray(image.crop((left, top, width, height)))
+    return bool(corner.size) and bool((corner == 128).all())
 
 
 def inspect_photo(data: bytes, *, limits: PhotoLimits = PhotoLimits()) -> str:

@@ -13,11 +13,18 @@ phone_validator = RegexValidator(
 
 
 class Identity(models.Model):
-    """A person: a recipient, a sender, or both."""
+    """A person, keyed by a phone number: a recipient, a sender, or both.
+
+    Carriers never write here: the name, phone and email a carrier gives travel with its
+    parcel (`courier.Parcel.recipient_*`). What this row holds is the person's own, and only
+    `phone_verified_at` (set when the person proves the phone with a texted code) makes it
+    trusted for enrollment and for face scans."""
 
     phone = models.CharField(max_length=16, unique=True, validators=[phone_validator])
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, blank=True)
+    # The person's own address; nothing sets it yet (no email proof flow), nothing trusts it.
     email = models.EmailField(blank=True)
+    phone_verified_at = models.DateTimeField(null=True, blank=True)
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -46,7 +53,7 @@ class Identity(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.phone[:-4]}****)"
+        return f"{self.name or 'person'} ({self.phone[:-4]}****)"
 
 
 class ConsentStatus(models.TextChoices):
@@ -307,3 +314,51 @@ class RealIdCheck(models.Model):
 
     def __str__(self) -> str:
         return f"real-ID check #{self.pk} ({self.decision})"
+
+
+class AccessTokenPurpose(models.TextChoices):
+    # Single use, redeemed by POST into a session that still needs the texted code.
+    LINK = "link", "Enrollment link"
+    # The API credential returned by a phone login; usable until it expires or is revoked.
+    API = "api", "API token after phone login"
+
+
+class AccessToken(models.Model):
+    """A bearer token for a person, stored only as a keyed hash: enrollment links and the
+    API token after a phone login. Revocable; a link is used once."""
+
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="tokens")
+    purpose = models.CharField(max_length=8, choices=AccessTokenPurpose.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(purpose__in=AccessTokenPurpose.values), name="token_purpose_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["identity", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} token #{self.pk}"
+
+
+class FacePhotoReceipt(models.Model):
+    """One row per selfie received, kept when face data is deleted (it holds no image):
+    the per-person photo limit counts these, so deleting and starting again does not
+    reset it."""
+
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="photo_receipts")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["identity", "at"])]
+
+    def __str__(self) -> str:
+        return f"photo receipt #{self.pk}"

@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.utils import timezone
 
 from core.errors import NotFound
 from identity.crypto import template_decrypt
 from identity.matching import Candidate
 from identity.models import (
     ENROLLMENT_OPEN_STATUSES,
+    AccessToken,
+    AccessTokenPurpose,
     BiometricConsent,
     ConsentStatus,
     EnrollmentPhoto,
@@ -23,14 +26,17 @@ from identity.models import (
     RealIdCheck,
     TemplateStatus,
 )
-from identity.tokens import InvalidEnrollmentToken, enrollment_token_read
+from identity.tokens import InvalidEnrollmentToken, token_hash
 
 
 def _usable_templates() -> Any:
-    # A template counts only while its owner's consent stands: withdrawal deletes the rows,
-    # and this filter covers the moment in between.
+    # A template counts only while its owner's consent stands (withdrawal deletes the rows,
+    # and this filter covers the moment in between) and only for a person who proved their
+    # phone: a face scan may open only parcels for the number its owner has shown is theirs.
     return FaceTemplate.objects.filter(
-        status=TemplateStatus.ACTIVE, identity__consents__status=ConsentStatus.GIVEN
+        status=TemplateStatus.ACTIVE,
+        identity__consents__status=ConsentStatus.GIVEN,
+        identity__phone_verified_at__isnull=False,
     )
 
 
@@ -64,11 +70,21 @@ def enrollment_current(*, identity: Identity) -> FaceEnrollment | None:
     return identity.enrollments.filter(status__in=ENROLLMENT_OPEN_STATUSES).first()
 
 
-def identity_from_token(*, token: str) -> Identity:
-    identity = Identity.objects.filter(pk=enrollment_token_read(token=token)).first()
-    if identity is None:
-        raise InvalidEnrollmentToken("This enrollment link is not valid.")
-    return identity
+def identity_from_api_token(*, token: str) -> Identity:
+    """The person an unexpired, unrevoked API token (from a phone login) belongs to."""
+    row = (
+        AccessToken.objects.select_related("identity")
+        .filter(
+            token_hash=token_hash(token),
+            purpose=AccessTokenPurpose.API,
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
+        .first()
+    )
+    if row is None:
+        raise InvalidEnrollmentToken("This token is not valid: log in with your phone again.")
+    return row.identity
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Writes for identity: consent, enrollment and its photos, login codes, real-ID checks, and
 the face operations the parcel flows call (`face_probe`, `face_identify`, `face_verify`,
-`enrollment_link`)."""
+`enrollment_link`), and `identity_for_phone` for the carrier API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from core.actors import Actor
 from core.errors import ApplicationError, Conflict, PermissionDenied, RateLimited
+from core.ratelimit import Limit, throttle
 from core.transitions import check_transition
 from identity.crypto import keyed_hash, template_encrypt, template_reencrypt
 from identity.embeddings import FaceEncoder, get_default_encoder
@@ -44,12 +44,15 @@ from identity.matching import (
 from identity.models import (
     ENROLLMENT_OPEN_STATUSES,
     ENROLLMENT_TRANSITIONS,
+    AccessToken,
+    AccessTokenPurpose,
     BiometricConsent,
     ConsentStatus,
     EnrollmentEvent,
     EnrollmentPhoto,
     EnrollmentStatus,
     FaceEnrollment,
+    FacePhotoReceipt,
     FaceTemplate,
     Identity,
     OneTimeCode,
@@ -58,10 +61,13 @@ from identity.models import (
     RealIdDecision,
     phone_validator,
 )
-from identity.notify import send_sms
 from identity.selectors import consent_current, face_candidates, identity_has_face
-from identity.tasks import enrollment_photo_process_task, real_id_check_process_task
-from identity.tokens import enrollment_token_make
+from identity.tasks import (
+    enrollment_photo_process_task,
+    real_id_check_process_task,
+    sms_send_task,
+)
+from identity.tokens import InvalidEnrollmentToken, token_hash, token_new
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +86,18 @@ class ConsentRequired(PermissionDenied):
     code = "consent_required"
 
 
+class PhoneNotProven(PermissionDenied):
+    code = "phone_not_proven"
+
+
 # --- The face operations -----------------------------------------------------------------
 
 
 def photo_limits() -> PhotoLimits:
     return PhotoLimits(
-        max_bytes=settings.FACE_PHOTO_MAX_BYTES, max_pixels=settings.FACE_PHOTO_MAX_PIXELS
+        max_bytes=settings.FACE_PHOTO_MAX_BYTES,
+        max_pixels=settings.FACE_PHOTO_MAX_PIXELS,
+        decode_max_side=settings.FACE_DECODE_MAX_SIDE,
     )
 
 
@@ -127,10 +139,86 @@ def face_verify(*, probe: np.ndarray, identity: Identity) -> VerifyDecision:
     return decision
 
 
+def identity_for_phone(*, phone: str) -> Identity:
+    """The person with this phone number, created bare if new. For carriers: nothing they
+    send besides the number reaches this shared row (their contact data stays on the
+    parcel), and a number is trusted only once its owner proves it with a texted code."""
+    person, _ = Identity.objects.get_or_create(phone=phone)
+    return person
+
+
+# --- Links and tokens ----------------------------------------------------------------------
+
+
+def _token_issue(*, identity: Identity, purpose: str, ttl_s: int) -> str:
+    token = token_new()
+    AccessToken.objects.create(
+        identity=identity,
+        purpose=purpose,
+        token_hash=token_hash(token),
+        expires_at=timezone.now() + timedelta(seconds=ttl_s),
+    )
+    return token
+
+
 def enrollment_link(*, identity: Identity) -> str:
-    """Path of the enrollment page, signed for this person, valid ENROLLMENT_LINK_MAX_AGE_S."""
-    return reverse(
-        "identity:enroll-link", kwargs={"token": enrollment_token_make(identity_id=identity.pk)}
+    """Path of the enrollment page with a single-use token for this person in the fragment
+    (`/enroll/link/#<token>`): browsers never send a fragment, so the token stays out of
+    access logs; the page's script posts it. Valid ENROLLMENT_LINK_MAX_AGE_S. Redeeming it
+    texts a login code to the person's phone: the link alone enrolls nobody."""
+    token = _token_issue(
+        identity=identity,
+        purpose=AccessTokenPurpose.LINK,
+        ttl_s=settings.ENROLLMENT_LINK_MAX_AGE_S,
+    )
+    return reverse("identity:enroll-link") + "#" + token
+
+
+def enrollment_link_redeem(*, token: str) -> Identity:
+    """Use up a link token (once: a compare-and-set on `used_at`) and return its person."""
+    now = timezone.now()
+    hashed = token_hash(token.strip())
+    row = AccessToken.objects.filter(token_hash=hashed, purpose=AccessTokenPurpose.LINK).first()
+    used = (
+        AccessToken.objects.filter(
+            token_hash=hashed,
+            purpose=AccessTokenPurpose.LINK,
+            used_at__isnull=True,
+            revoked_at__isnull=True,
+            expires_at__gt=now,
+        ).update(used_at=now)
+        if row is not None
+        else 0
+    )
+    if row is None or used != 1:
+        raise InvalidEnrollmentToken(
+            "This enrollment link is not valid any more (links work once and expire): "
+            "log in with your phone number instead."
+        )
+    return row.identity
+
+
+def api_token_issue(*, identity: Identity) -> str:
+    """The API credential after a phone login, valid ENROLLMENT_API_TOKEN_TTL_S."""
+    return _token_issue(
+        identity=identity,
+        purpose=AccessTokenPurpose.API,
+        ttl_s=settings.ENROLLMENT_API_TOKEN_TTL_S,
+    )
+
+
+def access_tokens_purge(*, now: Any = None) -> int:
+    """Delete link and API token rows that expired more than a week ago: past expiry they
+    open nothing, and a week keeps them for support questions."""
+    cutoff = (now or timezone.now()) - timedelta(days=7)
+    deleted, _ = AccessToken.objects.filter(expires_at__lt=cutoff).delete()
+    return deleted
+
+
+def tokens_revoke(*, identity: Identity) -> int:
+    """Revoke every outstanding link and API token of this person (logout, withdrawal)."""
+    return AccessToken.objects.filter(identity=identity, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
     )
 
 
@@ -164,9 +252,9 @@ def _lock_identity(identity_id: int) -> Identity:
 
 
 def consent_give(*, identity: Identity, source: str = "web") -> BiometricConsent:
-    """Idempotent: a person who has consented keeps their consent row."""
+    """Idempotent: a person who has consented keeps their consent row. Needs a proven phone."""
     with transaction.atomic():
-        _lock_identity(identity.pk)
+        _phone_proven_required(_lock_identity(identity.pk))
         existing = consent_current(identity=identity)
         if existing is not None:
             return existing
@@ -190,6 +278,7 @@ def consent_withdraw(*, identity: Identity, actor: Actor) -> int:
         BiometricConsent.objects.filter(identity=identity, status=ConsentStatus.GIVEN).update(
             status=ConsentStatus.WITHDRAWN, withdrawn_at=timezone.now()
         )
+        tokens_revoke(identity=identity)
     logger.info("identity %s withdrew consent; %s templates deleted", identity.pk, deleted)
     return deleted
 
@@ -261,6 +350,13 @@ def enrollment_transition(
     return enrollment
 
 
+def _phone_proven_required(identity: Identity) -> None:
+    if identity.phone_verified_at is None:
+        raise PhoneNotProven(
+            "Confirm your phone number with the code we text you before enrolling a face."
+        )
+
+
 def _consent_required(identity: Identity) -> BiometricConsent:
     consent = consent_current(identity=identity)
     if consent is None:
@@ -272,9 +368,9 @@ def _consent_required(identity: Identity) -> BiometricConsent:
 
 
 def enrollment_start(*, identity: Identity, actor: Actor) -> FaceEnrollment:
-    """The person's open enrollment, or a new one. Needs consent."""
+    """The person's open enrollment, or a new one. Needs a proven phone and consent."""
     with transaction.atomic():
-        _lock_identity(identity.pk)
+        _phone_proven_required(_lock_identity(identity.pk))
         consent = _consent_required(identity)
         enrollment = (
             FaceEnrollment.objects.select_for_update()
@@ -298,7 +394,17 @@ def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) ->
     _consent_required(identity)
     fmt = _photo_precheck(data)
     with transaction.atomic():
+        # enrollment_start locks the identity row: the receipts below are counted and
+        # added under that lock, so parallel uploads cannot each pass the last free slot.
         enrollment = enrollment_start(identity=identity, actor=actor)
+        received = FacePhotoReceipt.objects.filter(
+            identity=identity, at__gte=timezone.now() - timedelta(days=1)
+        ).count()
+        if received >= settings.FACE_PHOTOS_PER_DAY:
+            raise RateLimited(
+                f"You sent {received} photos in the last 24 hours: try again tomorrow.",
+                code="too_many_photos",
+            )
         photos = enrollment.photos.all()
         if photos.count() >= settings.FACE_PHOTOS_PER_ENROLLMENT:
             raise RateLimited(
@@ -316,6 +422,7 @@ def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) ->
         photo = EnrollmentPhoto.objects.create(
             enrollment=enrollment, data=data, content_type=fmt.lower(), size_bytes=len(data)
         )
+        FacePhotoReceipt.objects.create(identity=identity)
         if enrollment.status != EnrollmentStatus.PROCESSING:
             _enrollment_move(
                 enrollment, EnrollmentStatus.PROCESSING, actor=actor, reason="photo received"
@@ -478,61 +585,95 @@ def _phone_clean(phone: str) -> str:
     return phone
 
 
-def login_code_send(*, phone: str) -> None:
-    """Text a 6-digit login code to a known number. Unknown numbers get the same silence, so
-    the page does not tell who has parcels here."""
+def _login_limits(kind: str) -> tuple[Limit, Limit, Limit]:
+    per = settings.OTP_THROTTLE[kind]
+    return (
+        Limit(f"otp-{kind}-address", per["address"], 3600),
+        Limit(f"otp-{kind}-phone", per["phone"], 3600),
+        Limit(f"otp-{kind}-global", per["global"], 3600),
+    )
+
+
+def _login_throttle(*, kind: str, phone: str, client_address: str) -> None:
+    """Per client address, per number and for the whole platform, counted alike for known
+    and unknown numbers: the answer says nothing about who is registered."""
+    by_address, by_phone, overall = _login_limits(kind)
+    throttle(
+        [(by_address, client_address), (by_phone, phone), (overall, "all")],
+        message="Too many attempts: wait an hour and try again.",
+    )
+
+
+def login_code_send(*, phone: str, client_address: str) -> None:
+    """Text a 6-digit login code to a known number. Unknown numbers take the same path up to
+    the row insert and get the same answer, throttles included, so the page does not tell
+    who has parcels here; the SMS itself goes out from a worker, off the request's clock."""
     phone = _phone_clean(phone)
+    _login_throttle(kind="send", phone=phone, client_address=client_address)
     identity = Identity.objects.filter(phone=phone).first()
+    code = f"{secrets.randbelow(10**6):06d}"
+    hashed = _code_hash(identity.pk if identity else 0, code)
     if identity is None:
         logger.info("login code requested for an unknown number")
         return
-    now = timezone.now()
-    code = f"{secrets.randbelow(10**6):06d}"
     with transaction.atomic():
-        # Locked so that parallel requests cannot each pass the hourly limit.
-        _lock_identity(identity.pk)
-        recent = OneTimeCode.objects.filter(
-            identity=identity, created_at__gte=now - timedelta(hours=1)
-        ).count()
-        if recent >= settings.OTP_MAX_SENDS_PER_HOUR:
-            raise RateLimited("Too many codes requested: wait an hour and try again.")
         OneTimeCode.objects.create(
             identity=identity,
-            code_hash=_code_hash(identity.pk, code),
-            expires_at=now + timedelta(seconds=settings.OTP_TTL_S),
+            code_hash=hashed,
+            expires_at=timezone.now() + timedelta(seconds=settings.OTP_TTL_S),
         )
         minutes = max(1, settings.OTP_TTL_S // 60)
         text = f"Your parcel locker code is {code}. It expires in {minutes} minutes."
         # After commit: a code that was rolled back must never reach the phone.
-        transaction.on_commit(partial(send_sms, identity.phone, text))
+        sms_send_task.delay_on_commit(identity.phone, text)
 
 
-def login_code_verify(*, phone: str, code: str) -> Identity:
-    """The person whose newest unexpired code this is; each wrong guess uses up an attempt."""
+def login_code_verify(*, phone: str, code: str, client_address: str) -> Identity:
+    """The person whose newest unexpired code this is; each wrong guess uses up an attempt,
+    and guesses are throttled like sends. Success proves the phone."""
     invalid = ApplicationError("The code is wrong or has expired.", code="invalid_code")
-    identity = Identity.objects.filter(phone="".join(phone.split())).first()
+    phone = "".join(phone.split())
+    _login_throttle(kind="verify", phone=phone, client_address=client_address)
+    identity = Identity.objects.filter(phone=phone).first()
     code = code.strip()
-    if identity is None or not code.isdigit():
+    if not code.isdigit():
         raise invalid
     now = timezone.now()
     with transaction.atomic():
-        # Locked: concurrent guesses each count against the attempt limit.
+        # Locked: concurrent guesses each count against the attempt limit. An unknown
+        # number runs the same query (finding nothing) and the same hash, so the time to
+        # answer does not tell it apart.
         row = (
             OneTimeCode.objects.select_for_update()
             .filter(identity=identity, used_at__isnull=True)
             .order_by("-created_at", "-id")
             .first()
         )
+        expected = _code_hash(identity.pk if identity else 0, code)
         if row is None or row.expires_at <= now or row.attempts >= settings.OTP_MAX_ATTEMPTS:
             ok = False
         else:
-            ok = hmac.compare_digest(row.code_hash, _code_hash(identity.pk, code))
+            ok = hmac.compare_digest(row.code_hash, expected)
             row.attempts += 1
             row.used_at = now if ok else None
             row.save(update_fields=["attempts", "used_at"])
-    if not ok:
+        if ok and identity is not None and identity.phone_verified_at is None:
+            Identity.objects.filter(pk=identity.pk, phone_verified_at__isnull=True).update(
+                phone_verified_at=now
+            )
+            identity.phone_verified_at = now
+    if not ok or identity is None:
         raise invalid
     return identity
+
+
+def login_revoke(*, identity: Identity) -> int:
+    """Logout: outstanding links, API tokens and unused login codes stop working."""
+    with transaction.atomic():
+        OneTimeCode.objects.filter(identity=identity, used_at__isnull=True).update(
+            expires_at=timezone.now()
+        )
+        return tokens_revoke(identity=identity)
 
 
 # --- Real-name verification ------------------------------------------------------------------
@@ -542,12 +683,14 @@ def real_id_check_submit(*, identity: Identity, id_number: str, portrait: bytes)
     """Validate the ID number now; compare the ID portrait with the enrolled face in a worker."""
     number_hash = id_number_hash(id_number)
     _photo_precheck(portrait)
-    if Identity.objects.filter(id_number_hash=number_hash).exclude(pk=identity.pk).exists():
-        raise Conflict("This ID number is registered to another person.", code="id_number_taken")
+    # The face first: whether a number is registered is told only to someone who has
+    # consented and enrolled, never to anyone with a login who is probing numbers.
     if not identity_has_face(identity=identity):
         raise Conflict(
             "Enroll your face first: the ID photo is compared with it.", code="no_enrolled_face"
         )
+    if Identity.objects.filter(id_number_hash=number_hash).exclude(pk=identity.pk).exists():
+        raise Conflict("This ID number is registered to another person.", code="id_number_taken")
     with transaction.atomic():
         check = RealIdCheck.objects.create(
             identity=identity, id_number_hash=number_hash, portrait=portrait

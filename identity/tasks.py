@@ -35,3 +35,19 @@ def enrollment_photos_purge_task() -> int:
     from identity.services import enrollment_photos_purge
 
     return enrollment_photos_purge()
+
+
+@shared_task(ignore_result=True, soft_time_limit=30, time_limit=60, **_RETRY)
+def sms_send_task(phone: str, text: str) -> None:
+    """Texts go out from a worker, so a slow gateway is not on a request's clock (and the
+    phone login answers known and unknown numbers in the same time)."""
+    from identity.notify import send_sms
+
+    send_sms(phone, text)
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
+def access_tokens_purge_task() -> int:
+    from identity.services import access_tokens_purge
+
+    return access_tokens_purge()

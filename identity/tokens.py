@@ -1,33 +1,22 @@
-"""Signed, expiring enrollment tokens: in the link of a notification, and as the API's
-credential after a phone login. They carry the identity id and nothing else."""
+"""Bearer tokens for people: random, stored only as a keyed hash in `AccessToken`, so they
+expire, are used once (links) and can be revoked. The plain token exists only in the message
+or response that carries it."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.core import signing
+import secrets
 
 from core.errors import PermissionDenied
-
-_SALT = "identity.enrollment-token"
+from identity.crypto import keyed_hash
 
 
 class InvalidEnrollmentToken(PermissionDenied):
     code = "invalid_token"
 
 
-def enrollment_token_make(*, identity_id: int) -> str:
-    return signing.TimestampSigner(salt=_SALT).sign(str(identity_id))
+def token_new() -> str:
+    return secrets.token_urlsafe(32)
 
 
-def enrollment_token_read(*, token: str) -> int:
-    signer = signing.TimestampSigner(salt=_SALT)
-    try:
-        value = signer.unsign(token, max_age=settings.ENROLLMENT_LINK_MAX_AGE_S)
-    except signing.SignatureExpired as exc:
-        raise InvalidEnrollmentToken(
-            "This enrollment link has expired: ask for a new one or log in with your phone.",
-            code="expired_token",
-        ) from exc
-    except signing.BadSignature as exc:
-        raise InvalidEnrollmentToken("This enrollment link is not valid.") from exc
-    return int(value)
+def token_hash(token: str) -> str:
+    return keyed_hash(purpose="access-token", value=token)

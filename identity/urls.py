@@ -8,7 +8,8 @@ app_name = "identity"
 
 urlpatterns = [
     path("", views.enroll, name="enroll"),
-    path("t/<str:token>/", views.enroll_link, name="enroll-link"),
+    # The token is in the fragment (#...), never in the path: see views.enroll_link.
+    path("link/", views.enroll_link, name="enroll-link"),
     path("login/", views.login, name="login"),
     path("login/code/", views.login_code, name="login-code"),
     path("logout/", views.logout, name="logout"),

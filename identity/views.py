@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.actors import Actor, ActorKind
 from core.errors import ApplicationError
+from core.ratelimit import client_address
 from identity import selectors, services
 from identity.matching import MAX_TEMPLATES_PER_PERSON
 from identity.models import Identity
@@ -69,31 +70,48 @@ def _fail(request: HttpRequest, error: ApplicationError) -> HttpResponse:
     return redirect("identity:enroll")
 
 
-@require_GET
-def enroll_link(request: HttpRequest, token: str) -> HttpResponse:
+def _code_sent(request: HttpRequest, phone: str) -> HttpResponse:
+    request.session["identity_login_phone"] = "".join(phone.split())
+    return redirect("identity:login-code")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def enroll_link(request: HttpRequest) -> HttpResponse:
+    """GET shows a button and logs nobody in (the token is in the fragment, which the
+    browser keeps to itself); the page's script posts it. Redeeming uses the link up and
+    texts a login code to the person's phone: the code, not the link, opens the session."""
+    if request.method == "GET":
+        return render(request, "identity/link.html")
     try:
-        identity = selectors.identity_from_token(token=token)
+        identity = services.enrollment_link_redeem(token=request.POST.get("token", ""))
+        services.login_code_send(phone=identity.phone, client_address=client_address(request.META))
     except ApplicationError as error:
-        return render(request, "identity/login.html", {"error": error.message}, status=403)
-    _log_in(request, identity)
-    return redirect("identity:enroll")
+        return render(
+            request, "identity/login.html", {"error": error.message}, status=error.status_code
+        )
+    return _code_sent(request, identity.phone)
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def login(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "identity/login.html")
     phone = request.POST.get("phone", "")
     try:
-        services.login_code_send(phone=phone)
+        services.login_code_send(phone=phone, client_address=client_address(request.META))
     except ApplicationError as error:
         return render(
-            request, "identity/login.html", {"error": error.message, "phone": phone}, status=400
+            request,
+            "identity/login.html",
+            {"error": error.message, "phone": phone},
+            status=error.status_code,
         )
-    request.session["identity_login_phone"] = "".join(phone.split())
-    return redirect("identity:login-code")
+    return _code_sent(request, phone)
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def login_code(request: HttpRequest) -> HttpResponse:
     phone = request.session.get("identity_login_phone", "")
@@ -102,13 +120,17 @@ def login_code(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "identity/login_code.html", {"phone": phone})
     try:
-        identity = services.login_code_verify(phone=phone, code=request.POST.get("code", ""))
+        identity = services.login_code_verify(
+            phone=phone,
+            code=request.POST.get("code", ""),
+            client_address=client_address(request.META),
+        )
     except ApplicationError as error:
         return render(
             request,
             "identity/login_code.html",
             {"phone": phone, "error": error.message},
-            status=400,
+            status=error.status_code,
         )
     _log_in(request, identity)
     return redirect("identity:enroll")
@@ -116,6 +138,10 @@ def login_code(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def logout(request: HttpRequest) -> HttpResponse:
+    identity_id = request.session.get(SESSION_KEY)
+    identity = Identity.objects.filter(pk=identity_id).first() if identity_id else None
+    if identity is not None:
+        services.login_revoke(identity=identity)
     request.session.flush()
     return redirect("identity:login")
 

@@ -28,3 +28,11 @@ def admin_client(client, admin_user):  # type: ignore[no-untyped-def]
     from tests.staff import verified_client
 
     return verified_client(client, admin_user)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Throttle counters live in the cache: every test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -66,6 +66,8 @@ class IdentityFactory(factory.django.DjangoModelFactory):
 
     phone = factory.Sequence(lambda n: f"+86138{n:08d}")
     name = factory.Sequence(lambda n: f"Person {n}")
+    # The cast has proven its phones (a texted code); tests of the unproven set this None.
+    phone_verified_at = factory.LazyFunction(timezone.now)
 
 
 class ParcelFactory(factory.django.DjangoModelFactory):
@@ -75,6 +77,12 @@ class ParcelFactory(factory.django.DjangoModelFactory):
     carrier = factory.SubFactory(CarrierFactory)
     tracking_number = factory.Sequence(lambda n: f"TN{n:09d}")
     recipient = factory.SubFactory(IdentityFactory)
+    recipient_phone = factory.LazyAttribute(lambda parcel: parcel.recipient.phone)
+    recipient_name = factory.LazyAttribute(lambda parcel: parcel.recipient.name)
+    sender = None
+    sender_phone = factory.LazyAttribute(
+        lambda parcel: parcel.sender.phone if parcel.sender else ""
+    )
     size = CompartmentSize.S
     cabinet = factory.SubFactory(CabinetFactory)
 

@@ -133,11 +133,24 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# The cache holds throttle counters (core/ratelimit.py), shared by every process.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+        "KEY_PREFIX": "cab",
+    }
+}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker process that grew past this (KiB) is replaced after its task: one huge photo
+# must not keep a process at gigabytes. Photos are bounded too (FACE_PHOTO_MAX_PIXELS).
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int(
+    "CELERY_WORKER_MAX_MEMORY_PER_CHILD_KB", default=600_000
+)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
@@ -269,24 +282,50 @@ FACE_TEMPLATE_KEYS: list[str] = env.list("FACE_TEMPLATE_KEYS", default=[])
 # Seconds a raw enrollment photo is kept after processing; 0 deletes it at once.
 FACE_PHOTO_RETENTION_S = env.int("FACE_PHOTO_RETENTION_S", default=0)
 FACE_PHOTO_MAX_BYTES = env.int("FACE_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
-FACE_PHOTO_MAX_PIXELS = env.int("FACE_PHOTO_MAX_PIXELS", default=40_000_000)
+# Refused from the header, before any pixel is decoded (also Pillow's MAX_IMAGE_PIXELS).
+FACE_PHOTO_MAX_PIXELS = env.int("FACE_PHOTO_MAX_PIXELS", default=12_000_000)
+# JPEGs are decoded reduced (libjpeg's DCT scaling) to about this long side.
+FACE_DECODE_MAX_SIDE = env.int("FACE_DECODE_MAX_SIDE", default=1600)
 # Photos one enrollment may receive in all, refused ones included.
 FACE_PHOTOS_PER_ENROLLMENT = env.int("FACE_PHOTOS_PER_ENROLLMENT", default=12)
+# Photos one person may send in 24 hours, counted on receipts that deleting face data keeps.
+FACE_PHOTOS_PER_DAY = env.int("FACE_PHOTOS_PER_DAY", default=20)
 # Key of the HMAC under which resident ID numbers are stored. Required in production.
 ID_NUMBER_HASH_KEY = env.str("ID_NUMBER_HASH_KEY", default="")
 BIOMETRIC_POLICY_VERSION = env.str("BIOMETRIC_POLICY_VERSION", default="2026-1")
-ENROLLMENT_LINK_MAX_AGE_S = env.int("ENROLLMENT_LINK_MAX_AGE_S", default=7 * 24 * 3600)
+# Enrollment links are single use; redeeming one texts a login code to the phone.
+ENROLLMENT_LINK_MAX_AGE_S = env.int("ENROLLMENT_LINK_MAX_AGE_S", default=24 * 3600)
+# The API token a phone login returns.
+ENROLLMENT_API_TOKEN_TTL_S = env.int("ENROLLMENT_API_TOKEN_TTL_S", default=3600)
 # The enrollment page's login lasts this long.
 ENROLLMENT_SESSION_AGE_S = env.int("ENROLLMENT_SESSION_AGE_S", default=3600)
 OTP_TTL_S = env.int("OTP_TTL_S", default=300)
 OTP_MAX_ATTEMPTS = env.int("OTP_MAX_ATTEMPTS", default=5)
 OTP_MAX_SENDS_PER_HOUR = env.int("OTP_MAX_SENDS_PER_HOUR", default=5)
+# Phone login throttles per hour (core/ratelimit.py, in the cache): per client address, per
+# number (known or not) and for the whole platform; "send" texts a code, "verify" is a guess.
+OTP_THROTTLE: dict[str, dict[str, int]] = {
+    "send": {
+        "address": env.int("OTP_SENDS_PER_ADDRESS_PER_HOUR", default=20),
+        "phone": OTP_MAX_SENDS_PER_HOUR,
+        "global": env.int("OTP_SENDS_GLOBAL_PER_HOUR", default=1000),
+    },
+    "verify": {
+        "address": env.int("OTP_GUESSES_PER_ADDRESS_PER_HOUR", default=30),
+        "phone": env.int("OTP_GUESSES_PER_PHONE_PER_HOUR", default=10),
+        "global": env.int("OTP_GUESSES_GLOBAL_PER_HOUR", default=5000),
+    },
+}
 # Dotted path of the SMS backend class (identity/notify.py).
 SMS_BACKEND = env.str("SMS_BACKEND", default="identity.notify.ConsoleSmsBackend")
 
 CELERY_BEAT_SCHEDULE["identity-purge-photos"] = {
     "task": "identity.tasks.enrollment_photos_purge_task",
     "schedule": 600.0,
+}
+CELERY_BEAT_SCHEDULE["identity-purge-tokens"] = {
+    "task": "identity.tasks.access_tokens_purge_task",
+    "schedule": 24 * 3600.0,
 }
 
 # --- Cabinet link (fleet) --------------------------------------------------------------------

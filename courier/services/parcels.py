@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -56,6 +57,15 @@ def parcel_transition(
     return parcel
 
 
+@dataclass(frozen=True)
+class Contact:
+    """Who a carrier says a parcel is for (or from): stored on that parcel only."""
+
+    phone: str
+    name: str = ""
+    email: str = ""
+
+
 def parcel_announce(
     *,
     carrier: Carrier,
@@ -66,7 +76,15 @@ def parcel_announce(
     actor: Actor,
     sender: Identity | None = None,
     direction: str = ParcelDirection.DELIVERY,
+    recipient_contact: Contact | None = None,
+    sender_contact: Contact | None = None,
 ) -> Parcel:
+    """`recipient` / `sender` are the people keyed by the contact phones; the contacts (by
+    default just those phones and the people's own names) go on the parcel."""
+    to = recipient_contact or Contact(phone=recipient.phone, name=recipient.name)
+    if to.phone != recipient.phone:
+        raise ApplicationError("The recipient and their contact phone differ.", code="invalid")
+    by = sender_contact or (Contact(phone=sender.phone, name=sender.name) if sender else None)
     if size not in CompartmentSize.values:
         raise ApplicationError(f"Unknown parcel size {size!r}.", code="invalid_size")
     if direction == ParcelDirection.DROPOFF and sender is None:
@@ -81,7 +99,12 @@ def parcel_announce(
             carrier=carrier,
             tracking_number=tracking_number,
             recipient=recipient,
+            recipient_phone=to.phone,
+            recipient_name=to.name,
+            recipient_email=to.email,
             sender=sender,
+            sender_phone=by.phone if by else "",
+            sender_name=by.name if by else "",
             size=size,
             cabinet=cabinet,
             direction=direction,

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from identity.models import FaceTemplate, Identity, RealIdCheck
 from identity.notify import SentSms
-from identity.tokens import enrollment_token_make
+from identity.services import api_token_issue
 from tests.factories import StaffUserFactory
 from tests.identity.conftest import BIDEN, OBAMA, OBAMA2, fifty_megapixels, truncated
 from tests.identity.faces import face_bytes, requires_faces
@@ -25,9 +25,7 @@ API = "/api/v1/identity/"
 
 def as_person(identity: Identity) -> APIClient:
     client = APIClient()
-    client.credentials(
-        HTTP_AUTHORIZATION=f"Enrollment {enrollment_token_make(identity_id=identity.pk)}"
-    )
+    client.credentials(HTTP_AUTHORIZATION=f"Enrollment {api_token_issue(identity=identity)}")
     return client
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from django.db import connections
 from PIL import Image
 
-from identity import services
+from identity import notify, services
 from identity.models import ConsentStatus, FaceTemplate, Identity
 from tests.factories import IdentityFactory
 from tests.identity.conftest import OBAMA
@@ -116,8 +117,21 @@ def test_a_person_enrolls_with_the_camera_then_withdraws_and_deletes(
             context = browser.new_context(viewport={"width": 390, "height": 844})
             context.grant_permissions(["camera"], origin=live_server.url)  # type: ignore[attr-defined]
             page = context.new_page()
+            # The link's token is in the fragment: the page posts it, a code is texted, and
+            # the code (not the link) opens the session. `sent` is every request line the
+            # browser sends (what access logs write): none may contain the token.
+            sent: list[str] = []
+            page.on("request", lambda request: sent.append(request.url))
             page.goto(link)
+            page.get_by_role("button", name="Text me a code").click()
+            expect(page.locator("#code")).to_be_visible()
+            code = re.search(r"\b(\d{6})\b", notify.outbox[-1].text).group(1)  # type: ignore[union-attr]
+            page.fill("#code", code)
+            page.get_by_role("button", name="Log in").click()
             expect(page.get_by_text("What we store and why")).to_be_visible()
+            token = link.split("#", 1)[1]
+            assert len(sent) >= 3 and not [url for url in sent if token in url]
+            assert token not in page.url
 
             # Consent is a separate, unticked box.
             expect(page.locator("#agree")).not_to_be_checked()

@@ -123,7 +123,9 @@ def test_enrollment_link_prints_a_working_link(client: Client, recipient: Identi
     out = StringIO()
     call_command("enrollment_link", recipient.phone, "--base-url", "http://x.test/", stdout=out)
     link = out.getvalue().strip()
-    assert link.startswith("http://x.test/enroll/t/")
-    assert client.get(link.removeprefix("http://x.test")).status_code == 302
+    assert link.startswith("http://x.test/enroll/link/#")
+    path, token = link.removeprefix("http://x.test").split("#")
+    assert client.get(path).status_code == 200
+    assert client.post(path, {"token": token})["Location"] == "/enroll/login/code/"
     with pytest.raises(CommandError):
         call_command("enrollment_link", "+8613899999999", stdout=StringIO())

@@ -10,7 +10,10 @@ from identity.services import enrollment_link
 
 
 class Command(BaseCommand):
-    help = "Print the signed enrollment link of the person with this phone number (demo, support)."
+    help = (
+        "Print a single-use enrollment link for the person with this phone number (demo, "
+        "support); redeeming it texts a login code to that phone."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("phone", help="International form, e.g. +8613800000001")
