@@ -232,6 +232,17 @@ CELERY_BEAT_SCHEDULE["cabinets-expire-commands"] = {
 FACE_MATCH_THRESHOLD = env.float("FACE_MATCH_THRESHOLD", default=0.44)
 FACE_MATCH_MARGIN = env.float("FACE_MATCH_MARGIN", default=0.08)
 FACE_VERIFY_THRESHOLD = env.float("FACE_VERIFY_THRESHOLD", default=0.40)
+# Door policy (identity/door_policy.py; defaults there, a test keeps them equal): open on the
+# face alone, ask for the last four phone digits ("confirm"), or refuse. Mode always_confirm,
+# grey_zone or never; thresholds are for one waiting recipient and drop by
+# FACE_DOOR_TIGHTEN_PER_DOUBLING per doubling of the waiting count. Measured on lfw-dev: see
+# docs/face-calibration.md before changing them.
+FACE_DOOR_POLICY_MODE = env.str("FACE_DOOR_POLICY_MODE", default="grey_zone")
+FACE_DOOR_OPEN_THRESHOLD = env.float("FACE_DOOR_OPEN_THRESHOLD", default=0.35)
+FACE_DOOR_OPEN_MARGIN = env.float("FACE_DOOR_OPEN_MARGIN", default=0.06)
+FACE_DOOR_CONFIRM_THRESHOLD = env.float("FACE_DOOR_CONFIRM_THRESHOLD", default=0.44)
+FACE_DOOR_CONFIRM_MARGIN = env.float("FACE_DOOR_CONFIRM_MARGIN", default=0.04)
+FACE_DOOR_TIGHTEN_PER_DOUBLING = env.float("FACE_DOOR_TIGHTEN_PER_DOUBLING", default=0.01)
 # Fernet keys for face templates, newest first: the first encrypts, all decrypt. Required in
 # production; elsewhere a key is derived from SECRET_KEY when empty.
 FACE_TEMPLATE_KEYS: list[str] = env.list("FACE_TEMPLATE_KEYS", default=[])

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from identity import matching
+from identity.door_policy import DoorPolicy
 from identity.models import FaceTemplate, Identity
 from tests.factories import StaffUserFactory
 from tests.identity.conftest import OBAMA, TWO_PEOPLE, Enroll
@@ -43,6 +44,10 @@ def test_the_threshold_settings_default_to_the_matching_policy() -> None:
     assert settings.FACE_MATCH_MARGIN == matching.DEFAULT_MATCH_MARGIN
     assert settings.FACE_VERIFY_THRESHOLD == matching.DEFAULT_VERIFY_THRESHOLD
     assert settings.FACE_PHOTO_RETENTION_S == 0
+
+
+def test_the_door_settings_default_to_the_door_policy() -> None:
+    assert DoorPolicy.from_settings() == DoorPolicy()
 
 
 @pytest.mark.parametrize("missing", ["FACE_TEMPLATE_KEYS", "ID_NUMBER_HASH_KEY"])
