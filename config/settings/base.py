@@ -250,6 +250,12 @@ FACE_TEMPLATE_KEYS: list[str] = env.list("FACE_TEMPLATE_KEYS", default=[])
 FACE_PHOTO_RETENTION_S = env.int("FACE_PHOTO_RETENTION_S", default=0)
 FACE_PHOTO_MAX_BYTES = env.int("FACE_PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
 FACE_PHOTO_MAX_PIXELS = env.int("FACE_PHOTO_MAX_PIXELS", default=40_000_000)
+# Enrollment asks for this many selfies (1 to 3, the templates kept per person) and says why;
+# a new photo within FACE_TEMPLATE_MIN_SPREAD of one the person already has is refused
+# (`too_similar`): frames of one moment measured 0.06-0.30 apart, independent photos of one
+# person at least 0.198 (docs/face-calibration.md).
+FACE_ENROLLMENT_PHOTOS = env.int("FACE_ENROLLMENT_PHOTOS", default=3)
+FACE_TEMPLATE_MIN_SPREAD = env.float("FACE_TEMPLATE_MIN_SPREAD", default=0.18)
 # Photos one enrollment may receive in all, refused ones included.
 FACE_PHOTOS_PER_ENROLLMENT = env.int("FACE_PHOTOS_PER_ENROLLMENT", default=12)
 # Key of the HMAC under which resident ID numbers are stored. Required in production.
