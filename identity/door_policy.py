@@ -54,7 +54,7 @@ DEFAULT_DOOR_MODE: DoorMode = "grey_zone"
 # no stranger opened a door alone in the simulated cabinets at 1 to 20 waiting.
 DEFAULT_OPEN_THRESHOLD = 0.35
 DEFAULT_OPEN_MARGIN = 0.06
-# With the phone digits: 0.44 lets about 97% of recipients in at 1 waiting and 93% at 10;
+# With the phone digits: 0.44 lets 98.5% of recipients in at 1 waiting and 93% at 10;
 # the margin 0.04 refuses a face between two waiting recipients rather than ask one of them.
 DEFAULT_CONFIRM_THRESHOLD = 0.44
 DEFAULT_CONFIRM_MARGIN = 0.04
