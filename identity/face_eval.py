@@ -183,7 +183,7 @@ def evaluate_directory(
         directory=str(root),
         threshold=threshold,
         margin=margin,
-        model=f"{getattr(encoder, 'model_name', '?')} ({getattr(encoder, 'model_version', '?')})",
+        model=_model_label(encoder),
         photos_total=len(files),
     )
 
@@ -243,6 +243,13 @@ def evaluate_directory(
     report.closest_different = sorted(different, key=lambda p: p.distance)[:3]
     report.identification = _identify(used, threshold=threshold, margin=margin)
     return report
+
+
+def _model_label(encoder: FaceEncoder) -> str:
+    # Jitters change the encodings (not their comparability), so the cache keys on them too.
+    label = f"{getattr(encoder, 'model_name', '?')} ({getattr(encoder, 'model_version', '?')})"
+    jitters = getattr(encoder, "num_jitters", None)
+    return label if jitters is None else f"{label}; {jitters} jitters"
 
 
 def _encode(

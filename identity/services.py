@@ -91,7 +91,7 @@ def photo_limits() -> PhotoLimits:
 
 
 def face_encoder() -> FaceEncoder:
-    return get_default_encoder()
+    return get_default_encoder(num_jitters=settings.FACE_ENCODER_JITTERS)
 
 
 def face_probe(*, image: bytes) -> FaceResult:
