@@ -300,8 +300,8 @@ def _policy_line(policy: DoorPolicy) -> str:
     return (
         f"mode {policy.mode}; open within {policy.open_threshold:.3f}, margin "
         f"{policy.open_margin:.3f}; confirm within {policy.confirm_threshold:.3f}, margin "
-        f"{policy.confirm_margin:.3f}; thresholds -{policy.tighten_per_doubling:.3f} per "
-        "doubling of the waiting count"
+        f"{policy.confirm_margin:.3f}; thresholds lowered by {policy.tighten_per_doubling:.3f} "
+        "per doubling of the waiting count"
     )
 
 
