@@ -19,6 +19,7 @@ from identity.door_eval import (
 )
 from identity.door_policy import DoorPolicy
 from identity.face_eval import EncodedPhoto
+from tests.identity.faces import FACES, requires_faces
 from tests.identity.fakes import FakeEncoder
 from tests.identity.test_face_eval import TINTS, tinted_photo
 
@@ -239,3 +240,47 @@ def test_the_command_prints_the_door_table_and_reuses_its_cache(
 def test_the_command_refuses_bad_options(tinted: Path, bad: list[str]) -> None:
     with pytest.raises(CommandError):
         call_command("face_eval", str(tinted), *bad, stdout=StringIO(), stderr=StringIO())
+
+
+# Five lfw-dev people with 3-4 usable photos each, so that every one can be a recipient.
+LFW_SUBSET = ("Hun_Sen", "Lee_Hoi-chang", "Susilo_Bambang_Yudhoyono", "Wu_Yi", "Yu_Shyi-kun")
+
+
+@requires_faces
+def test_the_command_on_real_lfw_dev_photos_goes_through_the_door_policy(
+    tmp_path: Path,
+) -> None:
+    # Links, not copies: the photos stay in ../shared.
+    subset = tmp_path / "lfw-subset"
+    for person in LFW_SUBSET:
+        (subset / person).mkdir(parents=True)
+        for source in sorted((FACES / "lfw-dev" / person).glob("*.jpg")):
+            (subset / person / source.name).symlink_to(source)
+    out = StringIO()
+    call_command(
+        "face_eval",
+        str(subset),
+        "--waiting",
+        "1,3",
+        "--cabinets",
+        "200",
+        stdout=out,
+        stderr=StringIO(),
+    )
+    text = out.getvalue()
+    assert "5 persons" in text
+    table = [line for line in text.splitlines() if line.startswith(("| 1 | 200 |", "| 3 | 200 |"))]
+    # The configured policy and six others, at two waiting counts each.
+    assert len(table) == 2 * 7
+    for line in table:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        own_open, own_any, refused, wrong = (bracket(cell) for cell in cells[2:6])
+        assert own_open[0] <= own_any[0]
+        # Every cabinet's recipient ends in exactly one outcome.
+        assert own_any[0] + refused[0] + sum(wrong) == 200
+
+
+def bracket(cell: str) -> list[int]:
+    """The counts in a cell such as "0.550% (0+11t)": [0, 11]."""
+    inside = cell.split("(")[1].rstrip(")")
+    return [int(part.rstrip("ct")) for part in inside.split("+")]
