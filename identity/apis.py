@@ -46,6 +46,8 @@ class OverviewSerializer(serializers.Serializer):
     pending = serializers.IntegerField(help_text="Photos still waiting for a worker.")
     real_name_verified = serializers.BooleanField()
     photos = PhotoSerializer(many=True)
+    photos_wanted = serializers.IntegerField(help_text="How many selfies to send.")
+    photos_why = serializers.CharField(help_text="Why that many, for the person.")
 
 
 class RealIdCheckSerializer(serializers.ModelSerializer):

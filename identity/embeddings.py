@@ -121,6 +121,11 @@ def _face_recognition() -> ModuleType:
         return face_recognition
 
 
-@lru_cache(maxsize=1)
-def get_default_encoder() -> FaceEncoder:
-    return DlibEncoder()
+def get_default_encoder(*, num_jitters: int = 1) -> FaceEncoder:
+    """One shared encoder per jitter count."""
+    return _cached_encoder(num_jitters)
+
+
+@lru_cache(maxsize=4)
+def _cached_encoder(num_jitters: int) -> FaceEncoder:
+    return DlibEncoder(num_jitters=num_jitters)

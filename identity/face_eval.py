@@ -8,12 +8,14 @@ the lockers use, so the figures describe production behaviour, not a variant of 
 from __future__ import annotations
 
 import hashlib
+import json
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,10 +111,46 @@ class EvalReport:
     farthest_same: list[Pair] = field(default_factory=list)
     closest_different: list[Pair] = field(default_factory=list)
     ms_per_photo: float | None = None
+    # The encoded photos themselves, for the door simulation (identity.door_eval).
+    photos: list[EncodedPhoto] = field(default_factory=list, repr=False)
 
     @property
     def photos_refused(self) -> int:
         return sum(self.refused.values())
+
+
+class EncodingCache:
+    """Encodings, or refusal codes, of photos by content hash under one model, in a JSON
+    file, so that a calibration run with other policy figures does not recompute them.
+    It holds face data: keep it out of the repository (under var/ or a temporary directory).
+    """
+
+    def __init__(self, path: str | Path, *, model: str) -> None:
+        self.path = Path(path)
+        self.model = model
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            stored = json.loads(self.path.read_text())
+            if stored.get("model") == model:
+                self.entries = stored.get("photos", {})
+
+    def get(self, digest: str) -> FaceRefused | tuple[np.ndarray, float] | None:
+        entry = self.entries.get(digest)
+        if entry is None:
+            return None
+        if "refused" in entry:
+            return FaceRefused(str(entry["refused"]))
+        return np.asarray(entry["encoding"], dtype=np.float64), float(entry["ms"])
+
+    def put(self, digest: str, outcome: FaceRefused | tuple[np.ndarray, float]) -> None:
+        if isinstance(outcome, FaceRefused):
+            self.entries[digest] = {"refused": outcome.code}
+        else:
+            self.entries[digest] = {"encoding": outcome[0].tolist(), "ms": outcome[1]}
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"model": self.model, "photos": self.entries}))
 
 
 def evaluate_directory(
@@ -125,6 +163,7 @@ def evaluate_directory(
     limits: PhotoLimits | None = None,
     quality: QualityPolicy | None = None,
     progress: Progress | None = None,
+    cache: str | Path | None = None,
 ) -> EvalReport:
     limits = limits or PhotoLimits()
     quality = quality or QualityPolicy()
@@ -144,10 +183,11 @@ def evaluate_directory(
         directory=str(root),
         threshold=threshold,
         margin=margin,
-        model=f"{getattr(encoder, 'model_name', '?')} ({getattr(encoder, 'model_version', '?')})",
+        model=_model_label(encoder),
         photos_total=len(files),
     )
 
+    store = EncodingCache(cache, model=report.model) if cache is not None else None
     seen: set[str] = set()
     used: list[EncodedPhoto] = []
     refused: Counter[str] = Counter()
@@ -162,17 +202,20 @@ def evaluate_directory(
             report.duplicates_skipped += 1
             continue
         seen.add(digest)
-        started = time.perf_counter()
-        try:
-            result = process_photo(data, encoder=encoder, limits=limits, quality=quality)
-        except FaceRefused as refusal:
-            refused[refusal.code] += 1
-            report.refused_files.append((name, refusal.code))
+        outcome = store.get(digest) if store is not None else None
+        if outcome is None:
+            outcome = _encode(data, encoder=encoder, limits=limits, quality=quality)
+            if store is not None:
+                store.put(digest, outcome)
+        if isinstance(outcome, FaceRefused):
+            refused[outcome.code] += 1
+            report.refused_files.append((name, outcome.code))
             continue
-        used.append(
-            EncodedPhoto(person, name, result.encoding, (time.perf_counter() - started) * 1000)
-        )
+        used.append(EncodedPhoto(person, name, *outcome))
+    if store is not None:
+        store.save()
 
+    report.photos = used
     report.refused = dict(sorted(refused.items()))
     report.photos_used = len(used)
     report.persons = len({photo.person for photo in used})
@@ -200,6 +243,24 @@ def evaluate_directory(
     report.closest_different = sorted(different, key=lambda p: p.distance)[:3]
     report.identification = _identify(used, threshold=threshold, margin=margin)
     return report
+
+
+def _model_label(encoder: FaceEncoder) -> str:
+    # Jitters change the encodings (not their comparability), so the cache keys on them too.
+    label = f"{getattr(encoder, 'model_name', '?')} ({getattr(encoder, 'model_version', '?')})"
+    jitters = getattr(encoder, "num_jitters", None)
+    return label if jitters is None else f"{label}; {jitters} jitters"
+
+
+def _encode(
+    data: bytes, *, encoder: FaceEncoder, limits: PhotoLimits, quality: QualityPolicy
+) -> FaceRefused | tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    try:
+        result = process_photo(data, encoder=encoder, limits=limits, quality=quality)
+    except FaceRefused as refusal:
+        return refusal
+    return result.encoding, (time.perf_counter() - started) * 1000
 
 
 def _threshold_row(

@@ -34,6 +34,10 @@ REFUSALS: dict[str, str] = {
     "face_too_small": "Move closer to the camera.",
     "too_blurry": "The photo is blurred: hold still and try again.",
     "processing_error": "Something went wrong while reading this photo: please try again.",
+    "too_similar": (
+        "This photo is almost the same as one you already sent: take the next one at another "
+        "moment (another day, other light), so that the locker knows you then too."
+    ),
 }
 
 _MAGIC: tuple[tuple[str, bytes, int], ...] = (

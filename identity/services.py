@@ -38,6 +38,7 @@ from identity.matching import (
     MAX_TEMPLATES_PER_PERSON,
     MatchDecision,
     VerifyDecision,
+    face_distances,
     match_probe,
     verify_one_to_one,
 )
@@ -102,7 +103,7 @@ def photo_limits() -> PhotoLimits:
 
 
 def face_encoder() -> FaceEncoder:
-    return get_default_encoder()
+    return get_default_encoder(num_jitters=settings.FACE_ENCODER_JITTERS)
 
 
 def face_probe(*, image: bytes) -> FaceResult:
@@ -465,6 +466,11 @@ def enrollment_photo_process(*, photo_id: int) -> str:
 
         fields = ["status", "processed_at", "quality"]
         if result is not None:
+            refusal = enrollment_template_spread_check(
+                identity_id=enrollment.identity_id, encoding=result.encoding
+            )
+            result = None if refusal is not None else result
+        if result is not None:
             locked.template = FaceTemplate.objects.create(
                 identity_id=enrollment.identity_id,
                 enrollment=enrollment,
@@ -497,6 +503,30 @@ def enrollment_photo_process(*, photo_id: int) -> str:
         locked.refusal_code,
     )
     return str(locked.status)
+
+
+def enrollment_template_spread_check(
+    *, identity_id: int, encoding: np.ndarray
+) -> FaceRefused | None:
+    """A `too_similar` refusal when a new template is within FACE_TEMPLATE_MIN_SPREAD of one
+    the person already has: photos from one moment (a burst, the same selfie again) add
+    nothing a door could use, so the person is asked for one from another moment instead.
+    The caller holds the person's lock, so two photos processed at once are compared."""
+    existing = [
+        known
+        for candidate in face_candidates(identity_ids=[identity_id])
+        for known in candidate.encodings
+    ]
+    if not existing:
+        return None
+    nearest = float(face_distances(existing, encoding).min())
+    floor = settings.FACE_TEMPLATE_MIN_SPREAD
+    if nearest >= floor:
+        return None
+    return FaceRefused(
+        "too_similar",
+        details={"distance": round(nearest, 3), "min_distance": floor},
+    )
 
 
 def _plain(details: dict[str, Any]) -> dict[str, Any]:

@@ -276,6 +276,29 @@ CELERY_BEAT_SCHEDULE["cabinets-expire-commands"] = {
 FACE_MATCH_THRESHOLD = env.float("FACE_MATCH_THRESHOLD", default=0.44)
 FACE_MATCH_MARGIN = env.float("FACE_MATCH_MARGIN", default=0.08)
 FACE_VERIFY_THRESHOLD = env.float("FACE_VERIFY_THRESHOLD", default=0.40)
+# --- Faces at the door and enrollment quality (issue 11): door policy, encoder jitters,
+# photos asked for and their spread.
+# Door policy (identity/door_policy.py; defaults there, a test keeps them equal): open on the
+# face alone, ask for the last four phone digits ("confirm"), or refuse. Mode always_confirm,
+# grey_zone or never; thresholds are for one waiting recipient and drop by
+# FACE_DOOR_TIGHTEN_PER_DOUBLING per doubling of the waiting count. Measured on lfw-dev: see
+# docs/face-calibration.md before changing them.
+FACE_DOOR_POLICY_MODE = env.str("FACE_DOOR_POLICY_MODE", default="grey_zone")
+FACE_DOOR_OPEN_THRESHOLD = env.float("FACE_DOOR_OPEN_THRESHOLD", default=0.35)
+FACE_DOOR_OPEN_MARGIN = env.float("FACE_DOOR_OPEN_MARGIN", default=0.06)
+FACE_DOOR_CONFIRM_THRESHOLD = env.float("FACE_DOOR_CONFIRM_THRESHOLD", default=0.44)
+FACE_DOOR_CONFIRM_MARGIN = env.float("FACE_DOOR_CONFIRM_MARGIN", default=0.04)
+FACE_DOOR_TIGHTEN_PER_DOUBLING = env.float("FACE_DOOR_TIGHTEN_PER_DOUBLING", default=0.01)
+# Encodings averaged over this many jittered copies of the face (dlib's num_jitters), for
+# enrollment, scans and face_eval alike: 10 costs ~7x the encoding time and tightens
+# same-person distances (median 0.355 -> 0.318 on lfw-dev); see docs/face-calibration.md.
+FACE_ENCODER_JITTERS = env.int("FACE_ENCODER_JITTERS", default=1)
+# Enrollment asks for this many selfies (1 to 3, the templates kept per person) and says why;
+# a new photo within FACE_TEMPLATE_MIN_SPREAD of one the person already has is refused
+# (`too_similar`): frames of one moment measured 0.06-0.30 apart, independent photos of one
+# person at least 0.198 (docs/face-calibration.md).
+FACE_ENROLLMENT_PHOTOS = env.int("FACE_ENROLLMENT_PHOTOS", default=3)
+FACE_TEMPLATE_MIN_SPREAD = env.float("FACE_TEMPLATE_MIN_SPREAD", default=0.18)
 # Fernet keys for face templates, newest first: the first encrypts, all decrypt. Required in
 # production; elsewhere a key is derived from SECRET_KEY when empty.
 FACE_TEMPLATE_KEYS: list[str] = env.list("FACE_TEMPLATE_KEYS", default=[])

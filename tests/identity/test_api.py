@@ -98,6 +98,8 @@ def test_a_photo_posted_to_the_api_enrolls_and_nothing_biometric_comes_back(
     overview = api.get(API + "enrollment/")
     assert overview.json()["status"] == "enrolled"
     assert overview.json()["templates"] == 1
+    assert overview.json()["photos_wanted"] == 3
+    assert "different moments" in overview.json()["photos_why"]
     text = json.dumps([detail, overview.json()])
     for word in ("encoding", "embedding", "quality", "brightness", "box"):
         assert word not in text
@@ -192,3 +194,19 @@ def test_the_schema_documents_the_identity_api(client: object) -> None:
     assert "/api/v1/identity/photos/" in text
     assert "enrollmentToken" in text
     assert document is None or "paths" in document
+
+
+@requires_faces
+def test_a_second_photo_of_the_same_moment_answers_too_similar_with_its_message(
+    consenting_recipient: Identity, django_capture_on_commit_callbacks: Capture
+) -> None:
+    api = as_person(consenting_recipient)
+    for shot in (OBAMA, "examples/obama-480p.jpg"):
+        with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+            posted = api.post(API + "photos/", {"photo": photo(face_bytes(shot))})
+        assert posted.status_code == 202
+    detail = api.get(API + f"photos/{posted.json()['id']}/").json()
+    assert detail["status"] == "refused"
+    assert detail["refusal_code"] == "too_similar"
+    assert detail["message"].startswith("This photo is almost the same as one you already sent")
+    assert "distance" not in json.dumps(detail)

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, override_settings
 
-from identity import matching
+from identity import matching, services
+from identity.door_policy import DoorPolicy
+from identity.embeddings import DlibEncoder, get_default_encoder
 from identity.models import FaceTemplate, Identity
 from tests.factories import StaffUserFactory
 from tests.identity.conftest import OBAMA, TWO_PEOPLE, Enroll
@@ -43,6 +45,19 @@ def test_the_threshold_settings_default_to_the_matching_policy() -> None:
     assert settings.FACE_MATCH_MARGIN == matching.DEFAULT_MATCH_MARGIN
     assert settings.FACE_VERIFY_THRESHOLD == matching.DEFAULT_VERIFY_THRESHOLD
     assert settings.FACE_PHOTO_RETENTION_S == 0
+
+
+def test_the_door_settings_default_to_the_door_policy() -> None:
+    assert DoorPolicy.from_settings() == DoorPolicy()
+
+
+def test_the_encoder_jitters_are_a_setting() -> None:
+    assert services.face_encoder() is get_default_encoder()
+    with override_settings(FACE_ENCODER_JITTERS=10):
+        jittered = services.face_encoder()
+    assert isinstance(jittered, DlibEncoder)
+    assert jittered.num_jitters == 10
+    assert jittered is not get_default_encoder()
 
 
 @pytest.mark.parametrize("missing", ["FACE_TEMPLATE_KEYS", "ID_NUMBER_HASH_KEY"])

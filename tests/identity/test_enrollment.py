@@ -215,7 +215,7 @@ def test_the_byte_limit_is_a_setting(consenting_recipient: Identity) -> None:
 def test_at_most_three_good_photos_per_enrollment(
     consenting_recipient: Identity, enroll: Enroll
 ) -> None:
-    for relative in (OBAMA, OBAMA2, "examples/obama-720p.jpg"):
+    for relative in (OBAMA, OBAMA2, "examples/knn_examples/test/obama1.jpg"):
         assert enroll(consenting_recipient, face_bytes(relative)).status == PhotoStatus.ACCEPTED
     with pytest.raises(ApplicationError) as caught:
         enroll(consenting_recipient, face_bytes("examples/obama-480p.jpg"))
@@ -328,3 +328,58 @@ def test_face_identify_logs_its_decision_without_the_face(
     assert "face identify: match" in text
     assert "threshold 0.440" in text
     assert f"{probe[0]:.4f}" not in text
+
+
+@requires_faces
+def test_a_photo_from_the_same_moment_as_a_template_is_refused_as_too_similar(
+    consenting_recipient: Identity, enroll: Enroll
+) -> None:
+    # obama-720p.jpg is obama.jpg at another resolution: 0.04 apart, below the 0.18 floor.
+    assert enroll(consenting_recipient, face_bytes(OBAMA)).status == PhotoStatus.ACCEPTED
+    same = enroll(consenting_recipient, face_bytes("examples/obama-720p.jpg"))
+    assert same.status == PhotoStatus.REFUSED
+    assert same.refusal_code == "too_similar"
+    assert same.refusal_message == REFUSALS["too_similar"]
+    assert "another moment" in same.refusal_message
+    assert same.quality["distance"] < same.quality["min_distance"] == 0.18
+    assert same.template is None
+    # The person stays enrolled with the template they had; another moment is welcome.
+    assert FaceTemplate.objects.filter(identity=consenting_recipient).count() == 1
+    assert consenting_recipient.enrollments.get().status == EnrollmentStatus.ENROLLED
+    assert enroll(consenting_recipient, face_bytes(OBAMA2)).status == PhotoStatus.ACCEPTED
+    overview = selectors.enrollment_overview(identity=consenting_recipient)
+    assert [p.refusal_code for p in overview.photos] == ["", "too_similar", ""]
+
+
+@requires_faces
+def test_the_same_face_under_two_identities_is_not_compared_for_spread(
+    consenting_recipient: Identity, stranger: Identity, enroll: Enroll
+) -> None:
+    assert enroll(consenting_recipient, face_bytes(OBAMA)).status == PhotoStatus.ACCEPTED
+    services.consent_give(identity=stranger)
+    photo = enroll(stranger, face_bytes("examples/obama-720p.jpg"))
+    assert photo.status == PhotoStatus.ACCEPTED
+
+
+@requires_faces
+def test_the_spread_floor_is_a_setting(consenting_recipient: Identity, enroll: Enroll) -> None:
+    enroll(consenting_recipient, face_bytes(OBAMA))
+    with override_settings(FACE_TEMPLATE_MIN_SPREAD=0.0):
+        photo = enroll(consenting_recipient, face_bytes("examples/obama-720p.jpg"))
+    assert photo.status == PhotoStatus.ACCEPTED
+
+
+def test_enrollment_asks_for_three_photos_by_default_and_says_why(
+    consenting_recipient: Identity,
+) -> None:
+    overview = selectors.enrollment_overview(identity=consenting_recipient)
+    assert overview.photos_wanted == 3
+    assert overview.photos_why.startswith("Take 3 selfies at different moments")
+    assert "recognises you more often" in overview.photos_why
+    assert overview.as_dict()["photos_wanted"] == 3
+    with override_settings(FACE_ENROLLMENT_PHOTOS=1):
+        one = selectors.enrollment_overview(identity=consenting_recipient)
+    assert (one.photos_wanted, one.photos_why) == (1, "Take one selfie, facing the camera.")
+    # Never more than the templates a person keeps.
+    with override_settings(FACE_ENROLLMENT_PHOTOS=10):
+        assert selectors.enrollment_overview(identity=consenting_recipient).photos_wanted == 3

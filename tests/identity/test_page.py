@@ -279,3 +279,11 @@ def test_deleting_face_data_on_the_page_keeps_consent(
     assert FaceTemplate.objects.count() == 0
     assert consenting_recipient.consents.get().status == ConsentStatus.GIVEN
     assert not consenting_recipient.enrollments.filter(photos__isnull=False).exists()
+
+
+def test_the_page_asks_for_three_selfies_and_says_why(
+    client: Client, consenting_recipient: Identity
+) -> None:
+    page = logged_in(client, consenting_recipient).get(ENROLL).content.decode()
+    assert "Take 3 selfies at different moments" in page
+    assert "recognises you more often than from one photo" in page
