@@ -7,7 +7,6 @@ from typing import Any
 from django.db.models import Count, Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,6 +15,7 @@ from cabinets.models import Cabinet, CabinetState, CompartmentSize
 from cabinets.selectors import compartments_free
 from core.actors import Actor, ActorKind
 from core.errors import NotFound
+from core.pagination import BoundedLimitOffsetPagination
 from courier.authentication import CarrierApiKeyAuthentication, CarrierClient
 from courier.models import Carrier, Parcel, ParcelDirection, ParcelStatus
 from courier.selectors import collection_list, parcel_changes, parcel_events, parcel_for_carrier
@@ -111,7 +111,7 @@ class ParcelListApi(CarrierApi):
         status = request.query_params.get("status")
         if status:
             parcels = parcels.filter(status=status)
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(parcels, request, view=self)
         return paginator.get_paginated_response(ParcelOutputSerializer(page, many=True).data)
 

@@ -1,0 +1,58 @@
+"""HTTP concerns around every view: the API's error shape outside DRF, and security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+API_PREFIX = "/api/"
+
+# Codes for the errors Django answers before (or instead of) a DRF view.
+_CODES = {
+    400: "bad_request",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    500: "server_error",
+}
+
+
+def _is_json(response: HttpResponse) -> bool:
+    return response.get("Content-Type", "").split(";")[0].strip() == "application/json"
+
+
+class ApiResponseMiddleware:
+    """Under /api/: an error that did not come from DRF (an unmatched path, a body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE, CSRF, an unhandled exception turned into a 500 by Django)
+    gets the one JSON error shape instead of an HTML page; and no API response is stored by
+    a browser or a proxy (`Cache-Control: no-store`): they carry tokens and recipients' data.
+    The exception itself is still logged by Django (django.request) before it gets here."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path.startswith(API_PREFIX):
+            return response
+        if response.status_code >= 400 and not _is_json(response):
+            response = self._json_error(response.status_code)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @staticmethod
+    def _json_error(status: int) -> JsonResponse:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        code = _CODES.get(status, phrase.lower().replace(" ", "_").replace("-", "_"))
+        message = {
+            404: "No such API endpoint.",
+            413: "The request body is too large.",
+            500: "Internal server error; it has been logged.",
+        }.get(status, f"{phrase}.")
+        return JsonResponse({"error": code, "message": message, "details": {}}, status=status)
