@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
@@ -41,3 +43,31 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
         limit["schema"].update({"minimum": 1, "maximum": MAX_LIMIT})
         offset["schema"].update({"minimum": 0, "maximum": MAX_OFFSET})
         return [limit, offset]
+
+
+def paginated(item: type[serializers.Serializer], name: str) -> serializers.Serializer:
+    """The schema of one page: `{count, next, previous, results}`."""
+    return inline_serializer(
+        name,
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item(many=True),
+        },
+    )
+
+
+def paginated_parameters() -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            description=f"Results per page, 1 to {MAX_LIMIT}.",
+        ),
+        OpenApiParameter(
+            "offset",
+            {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+            description=f"Index of the first result, 0 to {MAX_OFFSET}.",
+        ),
+    ]
