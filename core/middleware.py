@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from http import HTTPStatus
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 API_PREFIX = "/api/"
@@ -27,9 +28,8 @@ def _is_json(response: HttpResponse) -> bool:
 class ApiResponseMiddleware:
     """Under /api/: an error that did not come from DRF (an unmatched path, a body over
     DATA_UPLOAD_MAX_MEMORY_SIZE, CSRF, an unhandled exception turned into a 500 by Django)
-    gets the one JSON error shape instead of an HTML page; and no API response is stored by
-    a browser or a proxy (`Cache-Control: no-store`): they carry tokens and recipients' data.
-    The exception itself is still logged by Django (django.request) before it gets here."""
+    gets the one JSON error shape instead of an HTML page. The exception itself is still
+    logged by Django (django.request) before it gets here."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -40,7 +40,6 @@ class ApiResponseMiddleware:
             return response
         if response.status_code >= 400 and not _is_json(response):
             response = self._json_error(response.status_code)
-        response["Cache-Control"] = "no-store"
         return response
 
     @staticmethod
@@ -56,3 +55,34 @@ class ApiResponseMiddleware:
             500: "Internal server error; it has been logged.",
         }.get(status, f"{phrase}.")
         return JsonResponse({"error": code, "message": message, "details": {}}, status=status)
+
+
+# Browser features no page here uses; the camera is granted per view (settings).
+_DENIED_FEATURES = ("camera", "microphone", "geolocation", "payment", "usb", "serial", "bluetooth")
+
+
+class SecurityHeadersMiddleware:
+    """Permissions-Policy: every powerful feature off, except the camera on the views named in
+    PERMISSIONS_POLICY_CAMERA_VIEWS (the enrollment page), for this origin only.
+    `Cache-Control: no-store` under NO_STORE_PATH_PREFIXES: API answers, enrollment pages
+    and link pages carry tokens, codes and people's data that no browser or proxy may keep.
+    (The CSP comes from django-csp's middleware; see CONTENT_SECURITY_POLICY.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        camera_views = settings.PERMISSIONS_POLICY_CAMERA_VIEWS
+        camera = match is not None and match.view_name in camera_views
+        response.setdefault(
+            "Permissions-Policy",
+            ", ".join(
+                f"{feature}=(self)" if feature == "camera" and camera else f"{feature}=()"
+                for feature in _DENIED_FEATURES
+            ),
+        )
+        if request.path.startswith(tuple(settings.NO_STORE_PATH_PREFIXES)):
+            response["Cache-Control"] = "no-store"
+        return response

@@ -5,10 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = BASE_DIR / "var"
+
+
+def _tile_hosts(url_template: str) -> list[str]:
+    """The origin of a map tile URL template such as https://{s}.tile.example/{z}/{x}/{y}.png
+    (a `{s}` subdomain becomes a wildcard)."""
+    scheme, _, rest = url_template.partition("://")
+    host = rest.split("/", 1)[0].replace("{s}", "*")
+    return [f"{scheme}://{host}"] if scheme and host else []
+
 
 env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
@@ -28,6 +38,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "channels",
     "core",
     "courier",
@@ -37,8 +48,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Under /api/: the JSON error shape for errors from outside DRF, and no-store.
+    # Under /api/: the JSON error shape for errors from outside DRF.
     "core.middleware.ApiResponseMiddleware",
+    # Permissions-Policy and no-store (core/middleware.py); the CSP header (django-csp).
+    "core.middleware.SecurityHeadersMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -100,6 +114,44 @@ STORAGES = {
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 
 LOGIN_URL = "admin:login"
+
+# --- Platform trust: keys -------------------------------------------------------------------
+# Keys of the pickup-code HMAC, newest first: the first signs new codes, all verify, so a
+# rotation keeps outstanding codes valid until the old key is dropped. Not SECRET_KEY. Required
+# in production; the embedded default generates one into var/.
+PICKUP_CODE_KEYS: list[str] = env.list("PICKUP_CODE_KEYS", default=[])
+
+# --- Platform trust: security headers -------------------------------------------------------
+# One CSP for every page: scripts and styles from this origin or carrying the response's nonce
+# (`nonce="{{ request.csp_nonce }}"` on the few inline blocks), nothing from other hosts, no
+# plugins, no framing. Style attributes (style="...") are allowed: they cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        # data: and blob: for icons, the selfie preview and map markers; the tile host if set.
+        "img-src": [
+            SELF,
+            "data:",
+            "blob:",
+            *_tile_hosts(env.str("FLEET_MAP_TILE_URL", default="")),
+        ],
+        "media-src": [SELF, "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# Views that may use the camera (Permissions-Policy camera=(self)); every other page: camera=().
+PERMISSIONS_POLICY_CAMERA_VIEWS: list[str] = ["identity:enroll"]
+# Responses under these paths carry tokens, codes or people's data: Cache-Control: no-store.
+NO_STORE_PATH_PREFIXES: list[str] = ["/api/", "/enroll/", "/parcels/extend/"]
 
 # --- Redis: Celery broker and the Channels layer -----------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
