@@ -239,15 +239,22 @@ PARCEL_PICKUP_DAYS = env.int("PARCEL_PICKUP_DAYS", default=3)
 PARCEL_REMINDER_BEFORE_H = env.int("PARCEL_REMINDER_BEFORE_H", default=24)
 # A recipient may extend the deadline once, by this many days.
 PARCEL_EXTENSION_DAYS = env.int("PARCEL_EXTENSION_DAYS", default=2)
-# Wrong pickup codes / unmatched faces / wrong courier PINs at one cabinet within the window
-# lock that method at that cabinet for the rest of the window. The code always stays usable
-# for face lockouts: a locked face never blocks the code.
+# Wrong pickup codes / unmatched faces at one cabinet, and wrong PINs for one badge, within the
+# window pause that method (see the backoff below). The code always stays usable for face
+# lockouts: a locked face never blocks the code.
 CODE_LOCKOUT_ATTEMPTS = env.int("CODE_LOCKOUT_ATTEMPTS", default=5)
 CODE_LOCKOUT_WINDOW_S = env.int("CODE_LOCKOUT_WINDOW_S", default=900)
 FACE_LOCKOUT_ATTEMPTS = env.int("FACE_LOCKOUT_ATTEMPTS", default=5)
 FACE_LOCKOUT_WINDOW_S = env.int("FACE_LOCKOUT_WINDOW_S", default=600)
 COURIER_LOCKOUT_ATTEMPTS = env.int("COURIER_LOCKOUT_ATTEMPTS", default=5)
 COURIER_LOCKOUT_WINDOW_S = env.int("COURIER_LOCKOUT_WINDOW_S", default=900)
+# --- Platform trust: lockouts ---
+# Past the allowed failures, a lockout is a pause that starts at this many seconds and doubles
+# with every further failure, up to the method's window; refusals during a pause do not count.
+# Courier PINs lock per badge; this many failures at one cabinet, over all badges, pause every
+# badge there (a guesser trying many badges).
+ACCESS_LOCKOUT_BACKOFF_S = env.int("ACCESS_LOCKOUT_BACKOFF_S", default=30)
+COURIER_LOCKOUT_CABINET_ATTEMPTS = env.int("COURIER_LOCKOUT_CABINET_ATTEMPTS", default=25)
 # A face scan or code older than this when it reaches the platform is refused: the person
 # may have left.
 ACCESS_REQUEST_MAX_AGE_S = env.int("ACCESS_REQUEST_MAX_AGE_S", default=60)
