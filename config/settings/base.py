@@ -48,11 +48,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Under /api/: the JSON error shape for errors from outside DRF.
-    "core.middleware.ApiResponseMiddleware",
     # Permissions-Policy and no-store (core/middleware.py); the CSP header (django-csp).
+    # Outside ApiResponseMiddleware, so that the JSON errors it makes get them too.
     "core.middleware.SecurityHeadersMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Under /api/: the JSON error shape for errors from outside DRF.
+    "core.middleware.ApiResponseMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -5,15 +5,9 @@ input refused, auth not ignored). Bounded: a few dozen deterministic examples pe
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schemathesis
-from django.core import signals
-from django.core.handlers.wsgi import WSGIHandler
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS
 from schemathesis.generation import GenerationMode
@@ -23,6 +17,7 @@ from cabinets.models import CabinetState
 from cabinets.services.lifecycle import compartments_create
 from courier.authentication import carrier_api_key_issue
 from identity.tokens import enrollment_token_make
+from tests.api.openapi import schema, served_schema
 from tests.factories import (
     BiometricConsentFactory,
     CabinetFactory,
@@ -52,32 +47,6 @@ def credentials() -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def connection_kept_open() -> Iterator[None]:
-    """The WSGI app is called inside the test's transaction: like Django's test client, it
-    must not close the database connection when a request finishes."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
-
-
-def _served_schema() -> dict[str, Any]:
-    """What /api/schema/ serves (the same generator and hooks), built at collection time:
-    schemathesis' lazy fixture loader does not run under pytest 9."""
-    from drf_spectacular.generators import SchemaGenerator
-    from drf_spectacular.renderers import OpenApiJsonRenderer
-
-    spec = SchemaGenerator().get_schema(request=None, public=True)
-    return json.loads(OpenApiJsonRenderer().render(spec))
-
-
-schema = schemathesis.openapi.from_dict(_served_schema())
-schema.config.update(base_url="http://testserver")
-schema.app = WSGIHandler()  # every request, the checks' own probes included, goes to Django
 # Credentials are the test's own (below), not generated; unknown query parameters are ignored
 # by design (docs/security.md), so they are not sent as "invalid" input.
 schema.config.generation.update(with_security_parameters=False, allow_extra_parameters=False)
@@ -86,7 +55,7 @@ schema.config.generation.update(with_security_parameters=False, allow_extra_para
 def test_the_tested_schema_is_the_served_one(client: Any) -> None:
     served = client.get("/api/schema/?format=json")
     assert served.status_code == 200
-    assert served.json() == _served_schema()
+    assert served.json() == served_schema()
 
 
 @schema.include(path_regex=r"^/api/v1/(carrier|identity)/").parametrize()
