@@ -457,6 +457,9 @@ def nests_deeper_than(text: str, limit: int = MAX_NESTING_DEPTH) -> bool:
 OPTIONAL_FRAME_FIELDS: dict[str, dict[str, Check]] = {
     HELLO: {"max_clock_skew_ms": _int_between(0, MAX_ANNOUNCED_CLOCK_SKEW_MS)},
     HEARTBEAT: {"id": is_uuid},
+    # The courier's carrier (its code), chosen on the screen: badge numbers are unique per
+    # carrier only. The platform needs it when two carriers use the same badge number.
+    COURIER_REQUEST: {"carrier": _text(32)},
 }
 
 
@@ -694,9 +697,15 @@ def make_code_entry(*, code: str, entered_at: int) -> dict[str, Any]:
 
 
 def make_courier_request(
-    *, badge: str, pin: str, action: str, tracking_number: str | None, at: int
+    *,
+    badge: str,
+    pin: str,
+    action: str,
+    tracking_number: str | None,
+    at: int,
+    carrier: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    frame: dict[str, Any] = {
         "type": COURIER_REQUEST,
         "id": new_id(),
         "badge": badge,
@@ -705,6 +714,9 @@ def make_courier_request(
         "tracking_number": tracking_number,
         "at": at,
     }
+    if carrier is not None:
+        frame["carrier"] = carrier
+    return frame
 
 
 # --- Command signing -----------------------------------------------------------------------

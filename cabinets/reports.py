@@ -71,6 +71,7 @@ class CourierRequest:
     action: str  # "deposit" | "bigger" | "collect"
     tracking_number: str | None
     at: datetime | None
+    carrier: str = ""  # the carrier's code, when the cabinet sent one
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Count, Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,11 +15,19 @@ from rest_framework.views import APIView
 from cabinets.models import Cabinet, CabinetState, CompartmentSize
 from cabinets.selectors import compartments_free
 from core.actors import Actor, ActorKind
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
+from core.pagination import BoundedLimitOffsetPagination, paginated, paginated_parameters
+from core.parsers import BoundedJSONParser
 from courier.authentication import CarrierApiKeyAuthentication, CarrierClient
-from courier.models import Carrier, Parcel, ParcelDirection, ParcelStatus
+from courier.cursors import change_cursor_decode, change_cursor_encode
+from courier.models import Carrier, Parcel, ParcelDirection, ParcelEvent, ParcelStatus
 from courier.selectors import collection_list, parcel_changes, parcel_events, parcel_for_carrier
-from courier.services.parcels import Contact, parcel_announce, parcel_cancel
+from courier.services.parcels import (
+    Contact,
+    DuplicateTrackingNumber,
+    parcel_announce,
+    parcel_cancel,
+)
 from identity.models import phone_validator
 from identity.services import identity_for_phone
 
@@ -32,6 +40,8 @@ class IsCarrier(permissions.BasePermission):
 class CarrierApi(APIView):
     authentication_classes = [CarrierApiKeyAuthentication]
     permission_classes = [IsCarrier]
+    # JSON only: nested fields (recipient, sender) have no form encoding.
+    parser_classes = [BoundedJSONParser]
 
     @property
     def carrier(self) -> Carrier:
@@ -87,6 +97,12 @@ class ParcelOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class DuplicateParcelErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="duplicate_tracking_number")
+    message = serializers.CharField()
+    details = inline_serializer("DuplicateParcelDetails", {"parcel": ParcelOutputSerializer()})
+
+
 class ParcelDetailSerializer(ParcelOutputSerializer):
     events = serializers.SerializerMethodField()
 
@@ -95,7 +111,7 @@ class ParcelDetailSerializer(ParcelOutputSerializer):
 
 
 class ParcelListApi(CarrierApi):
-    class InputSerializer(serializers.Serializer):
+    class ParcelAnnounceInputSerializer(serializers.Serializer):
         tracking_number = serializers.RegexField(r"^[A-Za-z0-9-]{4,40}$")
         recipient = PersonSerializer()
         sender = PersonSerializer(required=False)
@@ -107,8 +123,12 @@ class ParcelListApi(CarrierApi):
 
     @extend_schema(
         summary="List this carrier's parcels",
-        parameters=[OpenApiParameter("status", str, enum=ParcelStatus.values)],
-        responses=ParcelOutputSerializer(many=True),
+        operation_id="v1_carrier_parcels_list",
+        parameters=[
+            OpenApiParameter("status", str, enum=ParcelStatus.values),
+            *paginated_parameters(),
+        ],
+        responses=paginated(ParcelOutputSerializer, "PaginatedParcelList"),
     )
     def get(self, request: Request) -> Response:
         parcels = (
@@ -118,18 +138,25 @@ class ParcelListApi(CarrierApi):
         )
         status = request.query_params.get("status")
         if status:
+            if status not in ParcelStatus.values:
+                raise ValidationError({"status": [f"One of: {', '.join(ParcelStatus.values)}."]})
             parcels = parcels.filter(status=status)
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(parcels, request, view=self)
         return paginator.get_paginated_response(ParcelOutputSerializer(page, many=True).data)
 
     @extend_schema(
         summary="Announce a parcel",
-        request=InputSerializer,
-        responses={201: ParcelOutputSerializer},
+        description=(
+            "A tracking number this carrier already announced answers 409 "
+            "`duplicate_tracking_number` with that parcel in `details.parcel`: a carrier "
+            "retrying after a time-out learns that the first call went through."
+        ),
+        request=ParcelAnnounceInputSerializer,
+        responses={201: ParcelOutputSerializer, 409: DuplicateParcelErrorSerializer},
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.ParcelAnnounceInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         cabinet = Cabinet.objects.filter(serial=values["cabinet"]).first()
@@ -137,18 +164,22 @@ class ParcelListApi(CarrierApi):
             raise NotFound(f"No active cabinet {values['cabinet']}.", code="unknown_cabinet")
         recipient = _contact(values["recipient"])
         sender = _contact(values["sender"]) if values.get("sender") else None
-        parcel = parcel_announce(
-            carrier=self.carrier,
-            tracking_number=values["tracking_number"],
-            recipient=identity_for_phone(phone=recipient.phone),
-            recipient_contact=recipient,
-            sender=identity_for_phone(phone=sender.phone) if sender else None,
-            sender_contact=sender,
-            size=values["size"],
-            cabinet=cabinet,
-            direction=values["direction"],
-            actor=self.actor,
-        )
+        try:
+            parcel = parcel_announce(
+                carrier=self.carrier,
+                tracking_number=values["tracking_number"],
+                recipient=identity_for_phone(phone=recipient.phone),
+                recipient_contact=recipient,
+                sender=identity_for_phone(phone=sender.phone) if sender else None,
+                sender_contact=sender,
+                size=values["size"],
+                cabinet=cabinet,
+                direction=values["direction"],
+                actor=self.actor,
+            )
+        except DuplicateTrackingNumber as exc:
+            details = {"parcel": ParcelOutputSerializer(exc.parcel).data}
+            raise Conflict(exc.message, code=exc.code, details=details) from exc
         return Response(ParcelOutputSerializer(parcel).data, status=201)
 
 
@@ -178,12 +209,17 @@ class ParcelCancelApi(CarrierApi):
 
 
 class ChangeSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.SerializerMethodField(
+        help_text="Opaque; pass it as `after` to read the changes after this one."
+    )
     tracking_number = serializers.CharField(source="parcel.tracking_number")
     from_status = serializers.CharField()
     to_status = serializers.CharField()
     at = serializers.DateTimeField()
     reason = serializers.CharField()
+
+    def get_id(self, event: ParcelEvent) -> str:
+        return change_cursor_encode(carrier_id=self.context["carrier_id"], event_id=event.pk)
 
 
 class ChangesApi(CarrierApi):
@@ -191,33 +227,43 @@ class ChangesApi(CarrierApi):
         summary="Status changes feed",
         description=(
             "Every status change of this carrier's parcels, oldest first. Poll with "
-            "`after` set to the last `next_cursor`; an empty `results` means up to date."
+            "`after` set to the last `next_cursor`; an empty `results` means up to date. "
+            "Cursors are opaque and belong to one carrier."
         ),
         parameters=[
-            OpenApiParameter("after", int, description="Cursor: last change id seen (0 at start)."),
-            OpenApiParameter("limit", int, description="At most 500."),
+            OpenApiParameter("after", str, description="Cursor: the last `next_cursor` seen."),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 500}, description="1 to 500."
+            ),
         ],
         responses=inline_serializer(
             "ChangesPage",
-            {"results": ChangeSerializer(many=True), "next_cursor": serializers.IntegerField()},
+            {
+                "results": ChangeSerializer(many=True),
+                "next_cursor": serializers.CharField(
+                    help_text="Pass as `after`; empty before the first change."
+                ),
+            },
         ),
     )
     def get(self, request: Request) -> Response:
         params = self.Params(data=request.query_params)
         params.is_valid(raise_exception=True)
-        after = params.validated_data["after"]
+        carrier_id = self.carrier.pk
+        after = change_cursor_decode(carrier_id=carrier_id, cursor=params.validated_data["after"])
         changes = parcel_changes(
             carrier=self.carrier, after=after, limit=params.validated_data["limit"]
         )
+        results = ChangeSerializer(changes, many=True, context={"carrier_id": carrier_id}).data
         return Response(
             {
-                "results": ChangeSerializer(changes, many=True).data,
-                "next_cursor": changes[-1].pk if changes else after,
+                "results": results,
+                "next_cursor": results[-1]["id"] if results else params.validated_data["after"],
             }
         )
 
     class Params(serializers.Serializer):
-        after = serializers.IntegerField(min_value=0, default=0)
+        after = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
         limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
 
 
@@ -257,6 +303,8 @@ class CollectionsApi(CarrierApi):
 class CabinetListApi(CarrierApi):
     @extend_schema(
         summary="Active cabinets with free compartments by size",
+        description="At most 500 cabinets, by serial.",
+        parameters=[OpenApiParameter("city", str, description="Only cabinets in this city.")],
         responses=inline_serializer(
             "CabinetAvailability",
             {

@@ -320,12 +320,20 @@ class AccessAttempt(models.Model):
     threshold = models.FloatField(null=True, blank=True)
     margin = models.FloatField(null=True, blank=True)
     detail = models.CharField(max_length=255, blank=True)
+    # Whose failures these are, for lockouts: "" for codes and faces (counted per cabinet),
+    # "courier:<id>" or "badge:<carrier>:<badge>" for a badge (courier/access/attempts.py).
+    lockout_subject = models.CharField(max_length=80, blank=True)
     parcels = models.ManyToManyField(Parcel, blank=True, related_name="access_attempts")
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-at"]
-        indexes = [models.Index(fields=["cabinet", "method", "success", "at"])]
+        indexes = [
+            models.Index(fields=["cabinet", "method", "success", "at"]),
+            models.Index(
+                fields=["cabinet", "method", "lockout_subject", "at"], name="attempt_lockout_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.method} at {self.cabinet_id}: {self.outcome}"

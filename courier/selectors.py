@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 
 from cabinets.models import Cabinet
@@ -11,6 +12,7 @@ from courier.models import (
     PARCEL_HOLDS_COMPARTMENT,
     AccessAttempt,
     Carrier,
+    Courier,
     Parcel,
     ParcelDirection,
     ParcelEvent,
@@ -54,10 +56,36 @@ def senders_expected_at(*, cabinet_id: int) -> list[int]:
     )
 
 
-def failed_attempts(*, cabinet_id: int, method: str, since: datetime) -> int:
-    return AccessAttempt.objects.filter(
+def failed_attempts(
+    *,
+    cabinet_id: int,
+    method: str,
+    subject: str | None,
+    since: datetime,
+    uncounted: Iterable[str],
+) -> tuple[int, datetime | None]:
+    """How many failed attempts of `subject` (None: anyone) since `since` (outcomes in
+    `uncounted` left out), and when the last of them was."""
+    attempts = AccessAttempt.objects.filter(
         cabinet_id=cabinet_id, method=method, success=False, at__gte=since
-    ).count()
+    )
+    if subject is not None:
+        attempts = attempts.filter(lockout_subject=subject)
+    figures = attempts.exclude(outcome__in=list(uncounted)).aggregate(
+        failures=Count("pk"), last=Max("at")
+    )
+    return figures["failures"], figures["last"]
+
+
+def couriers_with_badge(*, badge: str, carrier_code: str = "") -> list[Courier]:
+    """Active couriers holding `badge`, within the named carrier if one is given. Badge
+    numbers are unique per carrier only: without a carrier, two holders are possible."""
+    couriers = Courier.objects.select_related("carrier").filter(
+        badge_number=badge, is_active=True, carrier__is_active=True
+    )
+    if carrier_code:
+        couriers = couriers.filter(carrier__code=carrier_code)
+    return list(couriers.order_by("pk")[:2])
 
 
 def parcel_for_carrier(*, carrier: Carrier, tracking_number: str) -> Parcel | None:

@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -18,7 +23,24 @@ from core.actors import Actor, ActorKind
 from core.ratelimit import client_address
 from identity import selectors, services
 from identity.authentication import EnrollmentTokenAuthentication, IsEnrollingPerson
-from identity.models import Identity, RealIdCheck
+from identity.models import Identity, RealIdCheck, phone_validator
+
+_PHONE_REGEX = phone_validator.regex
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": _PHONE_REGEX if isinstance(_PHONE_REGEX, str) else _PHONE_REGEX.pattern,
+    }
+)
+class PhoneField(serializers.CharField):
+    """A phone number in international form; the schema states the pattern the service checks."""
+
+
+@extend_schema_field({"type": "boolean", "enum": [True]})
+class ConsentField(serializers.BooleanField):
+    """Consent is given explicitly: only `true` is accepted."""
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -100,7 +122,7 @@ class LoginCodeSendApi(APIView):
     permission_classes = [AllowAny]
 
     class LoginCodeSendInputSerializer(serializers.Serializer):
-        phone = serializers.CharField(max_length=32)
+        phone = PhoneField(max_length=32)
 
     @extend_schema(
         request=LoginCodeSendInputSerializer,
@@ -126,7 +148,7 @@ class LoginCodeVerifyApi(APIView):
     permission_classes = [AllowAny]
 
     class LoginCodeVerifyInputSerializer(serializers.Serializer):
-        phone = serializers.CharField(max_length=32)
+        phone = PhoneField(max_length=32)
         code = serializers.CharField(max_length=6)
 
     @extend_schema(
@@ -177,7 +199,7 @@ class EnrollmentDetailApi(PersonApi):
 
 class ConsentApi(PersonApi):
     class ConsentInputSerializer(serializers.Serializer):
-        agree = serializers.BooleanField(help_text="Must be true: explicit consent.")
+        agree = ConsentField(help_text="Must be true: explicit consent.")
 
     @extend_schema(
         request=ConsentInputSerializer,

@@ -162,6 +162,7 @@ def _apply(*, cabinet_id: int, frame: dict[str, Any]) -> bool:
                 action=frame["action"],
                 tracking_number=frame.get("tracking_number"),
                 at=_from_ms(frame["at"]),
+                carrier=frame.get("carrier") or "",
             )
         )
         return True

@@ -6,10 +6,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = BASE_DIR / "var"
+
+
+def _tile_hosts(url_template: str) -> list[str]:
+    """The origin of a map tile URL template such as https://{s}.tile.example/{z}/{x}/{y}.png
+    (a `{s}` subdomain becomes a wildcard)."""
+    scheme, _, rest = url_template.partition("://")
+    host = rest.split("/", 1)[0].replace("{s}", "*")
+    return [f"{scheme}://{host}"] if scheme and host else []
+
 
 env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
@@ -28,6 +38,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "csp",
     "channels",
     # Staff security (before core: core/admin.py wraps their admins): docs/security-admin.md.
     "axes",
@@ -41,6 +53,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Permissions-Policy and no-store (core/middleware.py); the CSP header (django-csp).
+    # Outside ApiResponseMiddleware, so that the JSON errors it makes get them too.
+    "core.middleware.SecurityHeadersMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Under /api/: the JSON error shape for errors from outside DRF.
+    "core.middleware.ApiResponseMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -129,6 +147,44 @@ OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Smart cabinets admin")
 # The TOTP key is never shown on an existing device's admin page.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
+# --- Platform trust: keys -------------------------------------------------------------------
+# Keys of the pickup-code HMAC, newest first: the first signs new codes, all verify, so a
+# rotation keeps outstanding codes valid until the old key is dropped. Not SECRET_KEY. Required
+# in production; the embedded default generates one into var/.
+PICKUP_CODE_KEYS: list[str] = env.list("PICKUP_CODE_KEYS", default=[])
+
+# --- Platform trust: security headers -------------------------------------------------------
+# One CSP for every page: scripts and styles from this origin or carrying the response's nonce
+# (`nonce="{{ request.csp_nonce }}"` on the few inline blocks), nothing from other hosts, no
+# plugins, no framing. Style attributes (style="...") are allowed: they cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        # data: and blob: for icons, the selfie preview and map markers; the tile host if set.
+        "img-src": [
+            SELF,
+            "data:",
+            "blob:",
+            *_tile_hosts(env.str("FLEET_MAP_TILE_URL", default="")),
+        ],
+        "media-src": [SELF, "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# Views that may use the camera (Permissions-Policy camera=(self)); every other page: camera=().
+PERMISSIONS_POLICY_CAMERA_VIEWS: list[str] = ["identity:enroll"]
+# Responses under these paths carry tokens, codes or people's data: Cache-Control: no-store.
+NO_STORE_PATH_PREFIXES: list[str] = ["/api/", "/enroll/", "/parcels/extend/"]
+
 # --- Redis: Celery broker and the Channels layer -----------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
@@ -194,14 +250,32 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    # JSON bodies are bounded in size and nesting before parsing (core/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Smart cabinet platform API",
     "DESCRIPTION": "Carriers announce parcels and follow them; people enroll faces.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get their own components: required strings say minLength 1, uploads binary.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents the error answers it can give, and its audience (core/schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.errors_and_tags_hook",
+    ],
+    # /api/docs/ and /api/redoc/ from the project's static files (drf-spectacular-sidecar):
+    # no CDN, so the reference works offline and inside networks that cannot reach one.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Parcels -----------------------------------------------------------------------------------
@@ -210,15 +284,22 @@ PARCEL_PICKUP_DAYS = env.int("PARCEL_PICKUP_DAYS", default=3)
 PARCEL_REMINDER_BEFORE_H = env.int("PARCEL_REMINDER_BEFORE_H", default=24)
 # A recipient may extend the deadline once, by this many days.
 PARCEL_EXTENSION_DAYS = env.int("PARCEL_EXTENSION_DAYS", default=2)
-# Wrong pickup codes / unmatched faces / wrong courier PINs at one cabinet within the window
-# lock that method at that cabinet for the rest of the window. The code always stays usable
-# for face lockouts: a locked face never blocks the code.
+# Wrong pickup codes / unmatched faces at one cabinet, and wrong PINs for one badge, within the
+# window pause that method (see the backoff below). The code always stays usable for face
+# lockouts: a locked face never blocks the code.
 CODE_LOCKOUT_ATTEMPTS = env.int("CODE_LOCKOUT_ATTEMPTS", default=5)
 CODE_LOCKOUT_WINDOW_S = env.int("CODE_LOCKOUT_WINDOW_S", default=900)
 FACE_LOCKOUT_ATTEMPTS = env.int("FACE_LOCKOUT_ATTEMPTS", default=5)
 FACE_LOCKOUT_WINDOW_S = env.int("FACE_LOCKOUT_WINDOW_S", default=600)
 COURIER_LOCKOUT_ATTEMPTS = env.int("COURIER_LOCKOUT_ATTEMPTS", default=5)
 COURIER_LOCKOUT_WINDOW_S = env.int("COURIER_LOCKOUT_WINDOW_S", default=900)
+# --- Platform trust: lockouts ---
+# Past the allowed failures, a lockout is a pause that starts at this many seconds and doubles
+# with every further failure, up to the method's window; refusals during a pause do not count.
+# Courier PINs lock per badge; this many failures at one cabinet, over all badges, pause every
+# badge there (a guesser trying many badges).
+ACCESS_LOCKOUT_BACKOFF_S = env.int("ACCESS_LOCKOUT_BACKOFF_S", default=30)
+COURIER_LOCKOUT_CABINET_ATTEMPTS = env.int("COURIER_LOCKOUT_CABINET_ATTEMPTS", default=25)
 # A face scan or code older than this when it reaches the platform is refused: the person
 # may have left.
 ACCESS_REQUEST_MAX_AGE_S = env.int("ACCESS_REQUEST_MAX_AGE_S", default=60)

@@ -9,6 +9,7 @@ from .base import env
 
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-with-enough-length-and-randomness-0123456789"
+PICKUP_CODE_KEYS = ["test-only-pickup-code-key-0123456789"]
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WHITENOISE_USE_FINDERS = True

@@ -25,18 +25,47 @@ def answer_then_open(
     commands_push_after_commit(commands)
 
 
-# Per method: the settings naming how many failures in how many seconds lock it at a cabinet.
+# Per method: the settings naming how many failures in how many seconds lock it.
 _LOCKOUT_SETTINGS: dict[str, tuple[str, str]] = {
     AttemptMethod.CODE: ("CODE_LOCKOUT_ATTEMPTS", "CODE_LOCKOUT_WINDOW_S"),
     AttemptMethod.FACE: ("FACE_LOCKOUT_ATTEMPTS", "FACE_LOCKOUT_WINDOW_S"),
     AttemptMethod.COURIER: ("COURIER_LOCKOUT_ATTEMPTS", "COURIER_LOCKOUT_WINDOW_S"),
 }
+# Recorded, but not guesses: refusals during a lockout (counting them would extend it without
+# end), and a courier asked to choose a carrier.
+UNCOUNTED_OUTCOMES = ("locked_out", "carrier_required")
 
 
-def locked_out(*, cabinet_id: int, method: str) -> bool:
-    attempts, window_s = (getattr(settings, name) for name in _LOCKOUT_SETTINGS[method])
-    since = timezone.now() - timedelta(seconds=window_s)
-    return failed_attempts(cabinet_id=cabinet_id, method=method, since=since) >= attempts
+def lockout_subject_courier(*, courier_id: int) -> str:
+    return f"courier:{courier_id}"
+
+
+def lockout_subject_badge(*, carrier: str, badge: str) -> str:
+    """A badge no courier has (or an ambiguous one): failures still lock that badge."""
+    return f"badge:{carrier}:{badge}"[:80]
+
+
+def locked_out(
+    *, cabinet_id: int, method: str, subject: str | None = None, attempts: int = 0
+) -> bool:
+    """Whether `subject` (None: everyone at the cabinet) is paused for `method`. After the
+    allowed failures within the window, each further failure doubles the pause, from
+    ACCESS_LOCKOUT_BACKOFF_S up to the window: a person who mistyped waits seconds, a
+    guesser gets a handful of tries an hour. Refusals during a pause are not counted."""
+    allowed, window_s = (getattr(settings, name) for name in _LOCKOUT_SETTINGS[method])
+    allowed = attempts or allowed
+    now = timezone.now()
+    failures, last = failed_attempts(
+        cabinet_id=cabinet_id,
+        method=method,
+        subject=subject,
+        since=now - timedelta(seconds=window_s),
+        uncounted=UNCOUNTED_OUTCOMES,
+    )
+    if failures < allowed or last is None:
+        return False
+    pause_s = min(settings.ACCESS_LOCKOUT_BACKOFF_S * 2 ** (failures - allowed), window_s)
+    return now < last + timedelta(seconds=pause_s)
 
 
 def stale(at: datetime | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.db import transaction
 
@@ -12,8 +13,17 @@ from cabinets.models import Cabinet, CabinetCommand
 from cabinets.reports import CourierRequest
 from core.actors import Actor, ActorKind
 from core.errors import ApplicationError
-from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
-from courier.models import AttemptMethod, Courier, Parcel, ParcelStatus
+from courier.access.attempts import (
+    answer_then_open,
+    attempt_record,
+    doors,
+    locked_out,
+    lockout_subject_badge,
+    lockout_subject_courier,
+    stale,
+)
+from courier.models import AttemptMethod, Parcel, ParcelStatus
+from courier.selectors import couriers_with_badge
 from courier.services.deposits import parcel_deposit_bigger, parcel_deposit_start
 from courier.services.releases import parcels_release
 
@@ -59,15 +69,39 @@ def courier_request_answer(*, request: CourierRequest) -> str:
         record(outcome, success=False, **fields)
         return answer(answered or outcome, message)
 
-    if locked_out(cabinet_id=cabinet_id, method=AttemptMethod.COURIER):
+    # Every badge has its own lockout; a cabinet-wide one, far higher, bounds a guesser who
+    # tries many badges. Neither locks other couriers out after one courier's typos.
+    if locked_out(
+        cabinet_id=cabinet_id,
+        method=AttemptMethod.COURIER,
+        attempts=settings.COURIER_LOCKOUT_CABINET_ATTEMPTS,
+    ):
         return refuse(Outcome.LOCKED_OUT, "Too many wrong PINs here. Try again later.")
-    courier = (
-        Courier.objects.select_related("carrier")
-        .filter(badge_number=request.badge, is_active=True, carrier__is_active=True)
-        .first()
+    badge_holders = couriers_with_badge(badge=request.badge, carrier_code=request.carrier)
+    subject = (
+        lockout_subject_courier(courier_id=badge_holders[0].pk)
+        if len(badge_holders) == 1
+        else lockout_subject_badge(carrier=request.carrier, badge=request.badge)
     )
+    if locked_out(cabinet_id=cabinet_id, method=AttemptMethod.COURIER, subject=subject):
+        return refuse(
+            Outcome.LOCKED_OUT,
+            "Too many wrong PINs for this badge. Try again later.",
+            lockout_subject=subject,
+        )
+    if len(badge_holders) > 1:
+        # Two carriers issued this badge number and the screen did not say which carrier.
+        return refuse(
+            "carrier_required",
+            "Choose your company on the screen, then log in again.",
+            answered=Outcome.NOT_AUTHORIZED,
+            lockout_subject=subject,
+        )
+    courier = badge_holders[0] if badge_holders else None
     if courier is None or not courier.pin_hash or not check_password(request.pin, courier.pin_hash):
-        return refuse(Outcome.NOT_AUTHORIZED, "Badge or PIN not recognised.")
+        return refuse(
+            Outcome.NOT_AUTHORIZED, "Badge or PIN not recognised.", lockout_subject=subject
+        )
     if stale(request.at):
         return refuse(
             "stale",

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from cabinets.models import Cabinet, CompartmentSize
 from core.actors import Actor
@@ -66,6 +66,16 @@ class Contact:
     email: str = ""
 
 
+class DuplicateTrackingNumber(Conflict):
+    """The carrier already announced this tracking number; `parcel` is that parcel."""
+
+    code = "duplicate_tracking_number"
+
+    def __init__(self, *, parcel: Parcel) -> None:
+        super().__init__(f"Tracking number {parcel.tracking_number!r} is already announced.")
+        self.parcel = parcel
+
+
 def parcel_announce(
     *,
     carrier: Carrier,
@@ -89,30 +99,40 @@ def parcel_announce(
         raise ApplicationError(f"Unknown parcel size {size!r}.", code="invalid_size")
     if direction == ParcelDirection.DROPOFF and sender is None:
         raise ApplicationError("A drop-off needs its sender.", code="sender_required")
-    with transaction.atomic():
-        if Parcel.objects.filter(carrier=carrier, tracking_number=tracking_number).exists():
-            raise ApplicationError(
-                f"Tracking number {tracking_number!r} is already announced.",
-                code="duplicate_tracking_number",
+    existing = Parcel.objects.filter(carrier=carrier, tracking_number=tracking_number).first()
+    if existing is not None:
+        raise DuplicateTrackingNumber(parcel=existing)
+    try:
+        with transaction.atomic():
+            parcel = Parcel.objects.create(
+                carrier=carrier,
+                tracking_number=tracking_number,
+                recipient=recipient,
+                recipient_phone=to.phone,
+                recipient_name=to.name,
+                recipient_email=to.email,
+                sender=sender,
+                sender_phone=by.phone if by else "",
+                sender_name=by.name if by else "",
+                size=size,
+                cabinet=cabinet,
+                direction=direction,
+                status=ParcelStatus.ANNOUNCED,
             )
-        parcel = Parcel.objects.create(
-            carrier=carrier,
-            tracking_number=tracking_number,
-            recipient=recipient,
-            recipient_phone=to.phone,
-            recipient_name=to.name,
-            recipient_email=to.email,
-            sender=sender,
-            sender_phone=by.phone if by else "",
-            sender_name=by.name if by else "",
-            size=size,
-            cabinet=cabinet,
-            direction=direction,
-            status=ParcelStatus.ANNOUNCED,
-        )
-        ParcelEvent.objects.create(
-            parcel=parcel, from_status="", to_status=ParcelStatus.ANNOUNCED, **actor.event_fields()
-        )
+            ParcelEvent.objects.create(
+                parcel=parcel,
+                from_status="",
+                to_status=ParcelStatus.ANNOUNCED,
+                **actor.event_fields(),
+            )
+    except IntegrityError:
+        # A concurrent announce of the same number committed between the check and the
+        # insert (the unique constraint refused ours). Its transaction is over, so the
+        # parcel is there to read; anything else stays an error.
+        winner = Parcel.objects.filter(carrier=carrier, tracking_number=tracking_number).first()
+        if winner is None:
+            raise
+        raise DuplicateTrackingNumber(parcel=winner) from None
     return parcel
 
 

@@ -87,7 +87,9 @@ def test_the_dashboard_draws_its_map_and_charts(live_server, fleet, browser) -> 
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     login(page, live_server)
     page.click("text=Fleet dashboard")
-    page.wait_for_function("window.fleetDashboard && window.fleetDashboard.ready", timeout=15_000)
+    page.wait_for_function(
+        "() => window.fleetDashboard && window.fleetDashboard.ready", timeout=15_000
+    )
 
     assert page.evaluate("window.fleetDashboard.markerCount") == 4
     assert page.locator("#fleet-map path.leaflet-interactive").count() == 4

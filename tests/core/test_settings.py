@@ -21,6 +21,7 @@ GOOD_ENV = {
     "FACE_TEMPLATE_KEYS": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     "ID_NUMBER_HASH_KEY": "a-long-random-key-for-hashing-resident-id-numbers",
     "SMS_BACKEND": "gateway.sms.ProviderBackend",
+    "PICKUP_CODE_KEYS": "a-long-random-key-for-the-pickup-code-hmac",
 }
 # Warnings `check --deploy` may print under production settings, each with its reason.
 EXPLAINED_DEPLOY_WARNINGS = {
@@ -78,6 +79,27 @@ def test_check_deploy_reports_nothing_unexplained() -> None:
     assert result.returncode == 0, result.stderr
     ids = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("ID ")}
     assert ids <= EXPLAINED_DEPLOY_WARNINGS, ids - EXPLAINED_DEPLOY_WARNINGS
+
+
+def test_manage_check_deploy_passes_at_warning_level() -> None:
+    """What an operator runs: only the explained warnings, and those silenced in
+    production.py with their reason."""
+    result = _run(
+        "from django.core.management import execute_from_command_line;"
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        GOOD_ENV,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"no issues ({len(EXPLAINED_DEPLOY_WARNINGS)} silenced)" in result.stdout
+
+
+def test_manage_check_deploy_fails_when_production_is_weakened() -> None:
+    result = _run(
+        "from django.core.management import execute_from_command_line;"
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        {**GOOD_ENV, "DJANGO_SECURE_SSL_REDIRECT": "false"},
+    )
+    assert result.returncode != 0 and "security.W008" in result.stderr
 
 
 @pytest.mark.django_db

@@ -71,7 +71,7 @@ def test_an_unknown_cabinet_and_a_duplicate_are_clear_errors(api, cabinet) -> No
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_cabinet"
     assert api.post("/api/v1/carrier/parcels/", ANNOUNCE, format="json").status_code == 201
     duplicate = api.post("/api/v1/carrier/parcels/", ANNOUNCE, format="json")
-    assert duplicate.status_code == 400 and duplicate.json()["error"] == "duplicate_tracking_number"
+    assert duplicate.status_code == 409 and duplicate.json()["error"] == "duplicate_tracking_number"
 
 
 def test_a_carrier_never_sees_another_carriers_parcel(api, cabinet) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,140 @@
+"""Every API error is a 4xx (or a logged 500) in the one JSON shape, whatever produces it:
+pagination out of range, bodies too deep or too large, unmatched paths, unhandled bugs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from core.pagination import MAX_LIMIT
+from courier.authentication import carrier_api_key_issue
+from tests.factories import CarrierFactory
+
+pytestmark = pytest.mark.django_db
+
+PARCELS = "/api/v1/carrier/parcels/"
+LOGIN_CODE = "/api/v1/identity/login/code/"
+
+
+def _shape(response: Any, status: int, error: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error", "message", "details"}
+    if error is not None:
+        assert body["error"] == error, body
+    return body
+
+
+@pytest.fixture
+def api() -> APIClient:
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Api-Key {carrier_api_key_issue(carrier=CarrierFactory())}"
+    )
+    return client
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=99999999999999999999",
+        f"limit={MAX_LIMIT + 1}",
+        "limit=0",
+        "limit=-1",
+        "limit=ten",
+        "limit=\uff11\uff10",  # full-width digits: str.isdigit() says yes, int() accepts them
+        "offset=99999999999999999999",
+        "offset=-5",
+    ],
+)
+def test_pagination_out_of_range_is_a_400_not_a_500(api: APIClient, query: str) -> None:
+    body = _shape(api.get(f"{PARCELS}?{query}"), 400, "validation_error")
+    assert set(body["details"]) <= {"limit", "offset"} and body["details"]
+
+
+def test_pagination_within_range_pages(api: APIClient) -> None:
+    page = api.get(f"{PARCELS}?limit={MAX_LIMIT}&offset=0")
+    assert page.status_code == 200
+    assert set(page.json()) == {"count", "next", "previous", "results"}
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_a_1000_deep_body_to_an_unauthenticated_endpoint_is_a_400() -> None:
+    response = Client().post(LOGIN_CODE, _deep(1000), content_type="application/json")
+    body = _shape(response, 400, "parse_error")
+    assert "deeper" in body["message"]
+
+
+def test_a_1000_deep_body_to_the_carrier_api_is_a_400(api: APIClient) -> None:
+    nested: str = '{"a":' * 1000 + "1" + "}" * 1000
+    _shape(api.post(PARCELS, nested, content_type="application/json"), 400, "parse_error")
+
+
+def test_a_deep_body_without_a_key_is_refused_before_parsing() -> None:
+    response = Client().post(PARCELS, _deep(1000), content_type="application/json")
+    _shape(response, 401, "not_authenticated")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(api: APIClient) -> None:
+    body = json.dumps({"tracking_number": "[" * 1000, "size": "M"})
+    response = api.post(PARCELS, body, content_type="application/json")
+    assert "tracking_number" in _shape(response, 400, "validation_error")["details"]
+
+
+def test_nan_is_not_json(api: APIClient) -> None:
+    _shape(api.post(PARCELS, '{"size": NaN}', content_type="application/json"), 400, "parse_error")
+
+
+def test_a_json_body_over_the_upload_limit_is_a_413(api: APIClient, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body = json.dumps({"tracking_number": "x" * 20_000})
+    _shape(api.post(PARCELS, body, content_type="application/json"), 413, "request_too_large")
+
+
+def test_a_form_body_over_the_upload_limit_is_json_not_html(settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    response = Client().post(
+        LOGIN_CODE, "phone=" + "1" * 20_000, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code in (400, 413)
+    _shape(response, response.status_code)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope/", "/api/", "/api/v1/carrier/parcels/x/y/z/"])
+def test_unmatched_api_paths_are_json_404s(path: str) -> None:
+    _shape(Client().get(path), 404, "not_found")
+
+
+def test_unmatched_pages_outside_the_api_stay_html() -> None:
+    response = Client().get("/no-such-page/")
+    assert response.status_code == 404
+    assert not response["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.urls("tests.core.boom_urls")
+def test_a_bug_under_the_api_is_a_logged_json_500(caplog: pytest.LogCaptureFixture) -> None:
+    response = Client(raise_request_exception=False).get("/api/v1/boom/")
+    body = _shape(response, 500, "server_error")
+    assert "RuntimeError" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    assert any(r.name == "django.request" and r.exc_info for r in caplog.records)
+
+
+@pytest.mark.urls("tests.core.boom_urls")
+def test_a_bug_outside_the_api_keeps_the_html_500() -> None:
+    response = Client(raise_request_exception=False).get("/boom/")
+    assert response.status_code == 500
+    assert not response["Content-Type"].startswith("application/json")
+
+
+def test_api_responses_are_never_stored(api: APIClient) -> None:
+    assert api.get(PARCELS)["Cache-Control"] == "no-store"
+    assert Client().get("/api/v1/nope/")["Cache-Control"] == "no-store"
+    assert APIClient().get(PARCELS)["Cache-Control"] == "no-store"
