@@ -232,6 +232,23 @@ CELERY_BEAT_SCHEDULE["cabinets-expire-commands"] = {
 FACE_MATCH_THRESHOLD = env.float("FACE_MATCH_THRESHOLD", default=0.44)
 FACE_MATCH_MARGIN = env.float("FACE_MATCH_MARGIN", default=0.08)
 FACE_VERIFY_THRESHOLD = env.float("FACE_VERIFY_THRESHOLD", default=0.40)
+# Liveness by challenge (protocol 1.2, docs/identity.md). A single-frame face_scan (a cabinet
+# on protocol 1.0/1.1) is answered use_code unless this allows it: one still picture cannot
+# tell a person from a printed photo.
+FACE_ALLOW_SINGLE_FRAME = env.bool("FACE_ALLOW_SINGLE_FRAME", default=False)
+# The actions a challenge draws one or two of, at random (a deployment whose cameras are too
+# low for turns may keep only "blink").
+FACE_CHALLENGE_ACTIONS: list[str] = env.list(
+    "FACE_CHALLENGE_ACTIONS", default=["blink", "turn_left", "turn_right"]
+)
+FACE_CHALLENGE_MAX_ACTIONS = env.int("FACE_CHALLENGE_MAX_ACTIONS", default=2)
+# Seconds a challenge may be answered in (the person reads it, moves, the burst is sent).
+FACE_CHALLENGE_TTL_S = env.int("FACE_CHALLENGE_TTL_S", default=30)
+# Seconds the person has to type the last four digits of their phone after "confirm".
+FACE_CONFIRM_TTL_S = env.int("FACE_CONFIRM_TTL_S", default=60)
+# Interim door policy until identity.door_policy lands: "never" opens on a match, "always"
+# asks for the phone digits after every match.
+FACE_DOOR_CONFIRM = env.str("FACE_DOOR_CONFIRM", default="never")
 # Fernet keys for face templates, newest first: the first encrypts, all decrypt. Required in
 # production; elsewhere a key is derived from SECRET_KEY when empty.
 FACE_TEMPLATE_KEYS: list[str] = env.list("FACE_TEMPLATE_KEYS", default=[])
