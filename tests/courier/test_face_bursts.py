@@ -287,3 +287,10 @@ def test_wrong_phone_digits_lock_face_for_that_parcel_but_not_its_code(
     [code] = [r for r in results(pushes, "code_result") if r["entry_id"] == entry["id"]]
     assert code["outcome"] == "unlocking"
     assert [c["compartment"] for c in unlocks(pushes)] == ["A01"]
+
+
+def test_the_face_pickup_demo_fails_clearly_when_its_clip_is_missing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="not found: the demo needs ../shared/faces/video"):
+        call_command("demo_face_pickup", clip=str(tmp_path / "missing.mpg"))
