@@ -292,5 +292,5 @@ def test_wrong_phone_digits_lock_face_for_that_parcel_but_not_its_code(
 def test_the_face_pickup_demo_fails_clearly_when_its_clip_is_missing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from django.core.management import CommandError, call_command
 
-    with pytest.raises(CommandError, match="not found: the demo needs ../shared/faces/video"):
+    with pytest.raises(CommandError, match=r"not found: the demo needs \.\./shared/faces/video"):
         call_command("demo_face_pickup", clip=str(tmp_path / "missing.mpg"))
