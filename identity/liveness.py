@@ -424,7 +424,12 @@ class DlibLandmarkEncoder:
         detector, predictor, _ = _dlib_models()
         image = np.ascontiguousarray(rgb)
         found = []
-        for rect in detector(image, self.upsample):
+        # Without upsampling first: HOG finds faces of 80 px and more (a person at the
+        # cabinet) in about a quarter of the time; smaller faces only on a second pass.
+        rects = detector(image, 0)
+        if len(rects) == 0 and self.upsample > 0:
+            rects = detector(image, self.upsample)
+        for rect in rects:
             shape = predictor(image, rect)
             points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
             # As dlib found it (it may reach past the edge): encode() fits the same shape.
