@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-ORDER = ["fleet", "face-pickup", "face-templates", "admin"]
+ORDER = ["fleet", "face-pickup", "face-burst", "face-templates", "admin"]
 
 INTRO = """# Benchmarks
 
@@ -27,6 +27,7 @@ time.
 |---|---|---|
 | [Cabinet fleet](#cabinet-fleet) | `bench/fleet.py` | how many cabinets one ASGI process holds, memory per socket, heartbeat CPU, unlock push latency, next to a bare Channels consumer |
 | [Face pickup](#face-pickup) | `bench/face_pickup.py` | scan sent by a cabinet -> unlock received by it, next to bare dlib |
+| [Face pickup by liveness burst](#face-pickup-by-liveness-burst) | `bench/face_pickup.py --burst` | burst sent by a cabinet -> unlock received by it, next to bare dlib on the same frames |
 | [Face templates](#face-templates) | `bench/face_templates.py` | templates per second per worker process, next to the `face_recognition` CLI |
 | [Admin](#admin) | `bench/admin.py` | changelist and dashboard response times with 10,000 cabinets, 200,000 compartments, 1,000,000 parcels |
 """
@@ -34,6 +35,7 @@ time.
 ANCHORS = {
     "fleet": "Cabinet fleet",
     "face-pickup": "Face pickup",
+    "face-burst": "Face pickup by liveness burst",
     "face-templates": "Face templates",
     "admin": "Admin",
 }
