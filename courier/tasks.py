@@ -100,3 +100,12 @@ def face_burst_task(
         light_on=light_on,
         taken_at=taken_at,
     )
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
+def face_challenges_purge_task() -> int:
+    from courier.access.face_bursts import face_challenges_purge
+
+    return face_challenges_purge(
+        before=timezone.now() - timedelta(days=settings.FACE_BURST_MEMORY_DAYS)
+    )

@@ -249,6 +249,13 @@ FACE_CONFIRM_TTL_S = env.int("FACE_CONFIRM_TTL_S", default=60)
 # Interim door policy until identity.door_policy lands: "never" opens on a match, "always"
 # asks for the phone digits after every match.
 FACE_DOOR_CONFIRM = env.str("FACE_DOOR_CONFIRM", default="never")
+# Days the hashes of burst frames (a frame is never accepted twice) and spent challenges are
+# kept; purged hourly by courier.tasks.face_challenges_purge_task.
+FACE_BURST_MEMORY_DAYS = env.int("FACE_BURST_MEMORY_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["face-challenges-purge"] = {
+    "task": "courier.tasks.face_challenges_purge_task",
+    "schedule": 3600.0,
+}
 # Fernet keys for face templates, newest first: the first encrypts, all decrypt. Required in
 # production; elsewhere a key is derived from SECRET_KEY when empty.
 FACE_TEMPLATE_KEYS: list[str] = env.list("FACE_TEMPLATE_KEYS", default=[])

@@ -16,7 +16,7 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from django.conf import settings
@@ -471,3 +471,11 @@ def face_confirm_answer(*, confirm: FaceConfirm) -> str:
     return answer(
         Outcome.UNLOCKING, message, success=True, detail="confirmed", parcels=opened or None
     )
+
+
+def face_challenges_purge(*, before: datetime) -> int:
+    """Forget frame hashes and challenges older than `before` (FACE_BURST_MEMORY_DAYS): a
+    recorded burst is refused for that long, and nothing else of it is kept."""
+    frames, _ = FaceFrameSeen.objects.filter(seen_at__lt=before).delete()
+    challenges, _ = FaceChallenge.objects.filter(expires_at__lt=before).delete()
+    return frames + challenges

@@ -294,3 +294,29 @@ def test_the_face_pickup_demo_fails_clearly_when_its_clip_is_missing(tmp_path) -
 
     with pytest.raises(CommandError, match=r"not found: the demo needs \.\./shared/faces/video"):
         call_command("demo_face_pickup", clip=str(tmp_path / "missing.mpg"))
+
+
+def test_old_frame_hashes_and_challenges_are_purged_and_recent_ones_kept(cabinet) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+
+    from courier.tasks import face_challenges_purge_task
+
+    now = timezone.now()
+    for age_days in (40, 1):
+        FaceChallenge.objects.create(
+            id=uuid.uuid4(),
+            cabinet=cabinet,
+            start_id=uuid.uuid4(),
+            purpose="pickup",
+            nonce_hash="0" * 64,
+            actions=["blink"],
+            issued_at=now - timedelta(days=age_days),
+            expires_at=now - timedelta(days=age_days),
+        )
+        seen = FaceFrameSeen.objects.create(
+            digest=f"{age_days:064d}", burst_id=uuid.uuid4(), cabinet=cabinet
+        )
+        FaceFrameSeen.objects.filter(pk=seen.pk).update(seen_at=now - timedelta(days=age_days))
+    assert face_challenges_purge_task() == 2
+    assert FaceFrameSeen.objects.get().digest == f"{1:064d}"
+    assert FaceChallenge.objects.count() == 1
