@@ -157,11 +157,15 @@ def bare_dlib(scan: bytes, rounds: int) -> dict[str, float]:
 def bare_dlib_burst(frames: list[tuple[int, bytes]], rounds: int) -> dict[str, float]:
     """dlib alone on the burst's frames (decode, HOG detection, 68 landmarks, encoding), and
     the whole liveness check, in this process."""
-    from identity.liveness import BurstFrame, DlibLandmarkEncoder, burst_check, decode_frame
+    from identity.liveness import (
+        BurstFrame,
+        burst_check,
+        decode_frame,
+        get_default_landmark_encoder,
+    )
 
-    encoder = DlibLandmarkEncoder()
+    encoder = get_default_landmark_encoder()
     burst = [BurstFrame(t_ms=t, jpeg=jpeg) for t, jpeg in frames]
-    burst_check(burst, ["blink"], encoder=encoder)  # load the models
     bare, check = [], []
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -180,7 +184,7 @@ def bare_dlib_burst(frames: list[tuple[int, bytes]], rounds: int) -> dict[str, f
 
 async def burst_pickups(
     data: dict[str, Any], scan_path: Path, port: int
-) -> tuple[list[float], list[tuple[int, bytes]]]:
+) -> tuple[list[float], dict[str, float]]:
     from asgiref.sync import sync_to_async
 
     from cabinet_agent.agent import CabinetAgent
@@ -227,7 +231,10 @@ async def burst_pickups(
     reset = sync_to_async(
         lambda: Parcel.objects.filter(pk=data["parcel_id"]).update(release_authorized_at=None)
     )
-    latencies = []
+    latencies, bare, check = [], [], []
+    # The machine is shared: each burst's bare dlib work is measured right after it, so that
+    # both see the same load.
+    bare_dlib_burst(camera.read(28), 1)  # load the models here
     for n in range(BURST_ROUNDS + 1):
         await reset()
         before = len(unlocked_at)
@@ -239,10 +246,13 @@ async def burst_pickups(
             raise RuntimeError(f"no unlock for burst {n}: {agent.face_results[-1:]}")
         if n:  # the first burst loads the models in the worker
             latencies.append(unlocked_at[-1] - sent_at[-1])
+            alone = await asyncio.to_thread(bare_dlib_burst, last[0], 1)
+            bare.append(alone["bare"])
+            check.append(alone["check"])
         await asyncio.sleep(0.3)
     agent.stop()
     await runner
-    return latencies, last[0]
+    return latencies, {"bare": statistics.median(bare), "check": statistics.median(check)}
 
 
 def start(cmd: list[str], log: str) -> subprocess.Popen[bytes]:
@@ -347,8 +357,7 @@ def main() -> None:
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 60)
         if BURST:
-            latencies, frames = asyncio.run(burst_pickups(data, scan_path, port))
-            burst_bare = bare_dlib_burst(frames, BURST_ROUNDS)
+            latencies, burst_bare = asyncio.run(burst_pickups(data, scan_path, port))
         else:
             latencies = asyncio.run(pickups(data, scan_path, port))
             bare = bare_dlib(scan, ROUNDS)
@@ -386,7 +395,9 @@ a recipient enrolled from two other frames; {BURST_ROUNDS} bursts after one warm
 | bare dlib on the same 16 frames: decode, HOG detection, 68 landmarks, encoding | {ms(burst_bare["bare"])} | |
 | the whole liveness check on them (identity.liveness.burst_check) | {ms(burst_bare["check"])} | |
 
-End to end costs {p50 / burst_bare["bare"]:.2f}x the bare dlib work (goal: at most 1.3x).
+End to end costs {p50 / burst_bare["bare"]:.2f}x the bare dlib work (goal: at most 1.3x). Each
+burst's bare dlib work was measured right after it, in the benchmark process, while the
+machine was shared with other work: compare the ratio, not the absolute times.
 """
         print(report)
         (ROOT / "bench" / "results" / "face-burst.md").write_text(report)
