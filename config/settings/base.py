@@ -246,9 +246,9 @@ FACE_CHALLENGE_MAX_ACTIONS = env.int("FACE_CHALLENGE_MAX_ACTIONS", default=2)
 FACE_CHALLENGE_TTL_S = env.int("FACE_CHALLENGE_TTL_S", default=30)
 # Seconds the person has to type the last four digits of their phone after "confirm".
 FACE_CONFIRM_TTL_S = env.int("FACE_CONFIRM_TTL_S", default=60)
-# Interim door policy until identity.door_policy lands: "never" opens on a match, "always"
-# asks for the phone digits after every match.
-FACE_DOOR_CONFIRM = env.str("FACE_DOOR_CONFIRM", default="never")
+# The door policy (identity.door_policy, docs/face-calibration.md): always_confirm, grey_zone
+# (ask for the last four phone digits when the face is close but not clear) or never.
+FACE_DOOR_POLICY_MODE = env.str("FACE_DOOR_POLICY_MODE", default="grey_zone")
 # Days the hashes of burst frames (a frame is never accepted twice) and spent challenges are
 # kept; purged hourly by courier.tasks.face_challenges_purge_task.
 FACE_BURST_MEMORY_DAYS = env.int("FACE_BURST_MEMORY_DAYS", default=30)

@@ -15,9 +15,7 @@ import hmac
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -34,7 +32,7 @@ from courier.models import AttemptMethod, FaceChallenge, FaceConfirmation, FaceF
 from courier.selectors import parcels_face_open_at, recipients_face_open_at
 from courier.services.releases import parcels_release
 from courier.tasks import face_burst_task
-from identity.matching import MatchDecision
+from identity.door_policy import DoorPolicy, door_decide
 
 logger = logging.getLogger(__name__)
 
@@ -42,41 +40,6 @@ _CODE = "The pickup code always works."
 NO_FACE_HERE = "No parcel here can be opened by face: use your pickup code."
 # Refusals that are attacks or cannot be retried by moving: no retake is offered.
 _NOT_RETAKES = frozenset({"flat_picture", "person_changed", "frozen"})
-
-
-# --- door policy ------------------------------------------------------------------------
-# Interim, with the signature of identity.door_policy (branch doorpolicy): opens on a match
-# and refuses otherwise; FACE_DOOR_CONFIRM="always" asks for the phone digits after a match.
-
-
-@dataclass(frozen=True)
-class DoorPolicy:
-    confirm: Literal["never", "always"] = "never"
-
-    @classmethod
-    def from_settings(cls) -> DoorPolicy:
-        return cls(confirm="always" if settings.FACE_DOOR_CONFIRM == "always" else "never")
-
-
-@dataclass(frozen=True)
-class DoorDecision:
-    action: Literal["open", "confirm", "refuse"]
-    reason: str
-
-    def explain(self) -> str:
-        return f"{self.action}: {self.reason}"
-
-
-def door_decide(
-    *, match: MatchDecision, waiting: int, live: bool, policy: DoorPolicy
-) -> DoorDecision:
-    if not live:
-        return DoorDecision("refuse", "not live")
-    if not match.is_match:
-        return DoorDecision("refuse", match.decision)
-    if policy.confirm == "always":
-        return DoorDecision("confirm", f"match among {waiting}; policy confirms every match")
-    return DoorDecision("open", f"match among {waiting}")
 
 
 # --- the challenge (in the transaction that stored face_start) -----------------------------
@@ -329,14 +292,17 @@ def face_burst_answer(
         policy=DoorPolicy.from_settings(),
     )
     detail = f"live; {door.explain()}"
-    if door.action == "refuse" or decision.best_key is None:
+    # On "open" the person is best_key; on "confirm" the digits are checked against the
+    # nearest person only (identity.door_policy).
+    person = decision.best_key if door.action == "open" else decision.nearest_key
+    if door.action == "refuse" or person is None:
         return finish(
             Outcome.NO_MATCH,
             "Face not recognised: try again or use your pickup code.",
             detail=detail,
             figures=figures,
         )
-    identity_id = int(str(decision.best_key))
+    identity_id = int(str(person))
     parcels = list(parcels_face_open_at(cabinet_id=cabinet_id).filter(recipient_id=identity_id))
     if door.action == "confirm":
         return _confirm_ask(

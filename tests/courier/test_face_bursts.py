@@ -240,7 +240,7 @@ def test_a_challenge_has_a_turn_whenever_turns_are_allowed(settings, seed: int) 
 
 
 def _confirm(cabinet, say, pushes, settings) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    settings.FACE_DOOR_CONFIRM = "always"
+    settings.FACE_DOOR_POLICY_MODE = "always_confirm"
     burst = _burst(_challenge(say, pushes), clip_burst(CLIP, BLINK_FRAMES))
     say(burst)
     asked = _answer(pushes, burst["id"])

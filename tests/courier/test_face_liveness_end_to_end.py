@@ -206,7 +206,7 @@ def test_a_burst_from_a_clip_opens_a_photo_does_not_and_a_single_frame_scan_answ
 
 
 def test_the_confirm_step_on_the_cabinet_screen_opens_with_the_right_digits_only(live) -> None:  # type: ignore[no-untyped-def]
-    site = live(FACE_DOOR_CONFIRM="always")
+    site = live(FACE_DOOR_POLICY_MODE="always_confirm")
     cabinet, agent = site.cabinet, site.agent
     parcel = _ready(cabinet, site.recipient, "A01")
 
