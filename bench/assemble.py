@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-ORDER = ["fleet", "face-pickup", "face-templates", "admin", "photo-limits"]
+ORDER = ["fleet", "face-pickup", "face-burst", "face-templates", "admin", "photo-limits"]
 
 INTRO = """# Benchmarks
 
@@ -27,6 +27,7 @@ time.
 |---|---|---|
 | [Cabinet fleet](#cabinet-fleet) | `bench/fleet.py` | how many cabinets one ASGI process holds, memory per socket, heartbeat CPU, unlock push latency, next to a bare Channels consumer |
 | [Face pickup](#face-pickup) | `bench/face_pickup.py` | scan sent by a cabinet -> unlock received by it, next to bare dlib |
+| [Face pickup by liveness burst](#face-pickup-by-liveness-burst) | `bench/face_pickup.py --burst` | burst sent by a cabinet -> unlock received by it, next to bare dlib on the same frames |
 | [Face templates](#face-templates) | `bench/face_templates.py` | templates per second per worker process, next to the `face_recognition` CLI |
 | [Admin](#admin) | `bench/admin.py` | changelist and dashboard response times with 10,000 cabinets, 200,000 compartments, 1,000,000 parcels |
 | [Photo limits](#photo-limits) | `bench/photo_limits.py` | memory and time to decode a 12 MP JPEG and a 6300x6300 PNG, before and with the pixel limit and reduced decoding |
@@ -35,6 +36,7 @@ time.
 ANCHORS = {
     "fleet": "Cabinet fleet",
     "face-pickup": "Face pickup",
+    "face-burst": "Face pickup by liveness burst",
     "face-templates": "Face templates",
     "admin": "Admin",
     "photo-limits": "Photo limits",

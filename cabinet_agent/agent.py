@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from . import __version__, protocol
-from .camera import Camera, CameraError, FileCamera
+from .camera import BurstCamera, Camera, CameraError, FileCamera, VideoBurstCamera
 from .config import AgentConfig
 from .drivers import LockDriver, Sensors, SimulatedLockDriver, SimulatedSensors
 from .outbox import Outbox
@@ -67,6 +67,7 @@ class CabinetAgent:
         *,
         lock: LockDriver | None = None,
         camera: Camera | None = None,
+        burst_camera: BurstCamera | None = None,
         sensors: Sensors | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], int] = protocol.now_ms,
@@ -78,6 +79,16 @@ class CabinetAgent:
         )
         self.camera: Camera | None = camera or (
             FileCamera(config.camera_path) if config.camera_path is not None else None
+        )
+        self.burst_camera: BurstCamera | None = burst_camera or (
+            VideoBurstCamera(
+                config.burst_path,
+                start=config.burst_start,
+                step=config.burst_step,
+                count=config.burst_frames,
+            )
+            if config.burst_path is not None
+            else None
         )
         self.sensors: Sensors = sensors or SimulatedSensors()
         # A fleet simulator passes Outbox(":memory:"): thousands of agents, no files. Not
@@ -112,13 +123,20 @@ class CabinetAgent:
         # The lifecycle state the server last announced (cabinet_state, 1.1); None until then.
         # Recorded only: the reference agent does not change what it offers locally.
         self.cabinet_state: str | None = None
+        self.face_challenges: list[dict[str, Any]] = []  # 1.2
+        self.face_bursts: dict[str, str] = {}  # face_start id -> face_burst id (1.2)
+        self.burst_errors: list[str] = []
         self.on_face_result: Callable[[dict[str, Any]], None] | None = None
+        # Protocol 1.2: asked for when a face_result says "confirm"; returns the four digits
+        # the person typed (None: they walked away). Else confirm_face() answers later.
+        self.on_confirm: Callable[[dict[str, Any]], str | None] | None = None
         self.on_code_result: Callable[[dict[str, Any]], None] | None = None
 
         self._stop = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._scans: dict[str, tuple[str, bool]] = {}
+        self._starts: dict[str, str] = {}  # face_start id -> purpose
         self._background: set[asyncio.Task[Any]] = set()
         self._sent_at: dict[str, float] = {}  # event id -> loop time sent in this session
         self._idle = asyncio.Event()
@@ -171,6 +189,53 @@ class CabinetAgent:
         self._scans[frame["id"]] = (purpose, light_on)
         self._queue_event(frame, ttl_s=self.config.interactive_ttl)
         return frame["id"]
+
+    @property
+    def server_revision(self) -> int:
+        """The server's minor revision from hello (1.2 sends 2; older servers none: 1)."""
+        return int((self.hello or {}).get("revision", 1))
+
+    def start_face(self, purpose: str = protocol.ScanPurpose.PICKUP) -> str:
+        """Protocol 1.2: the person chose face; queue a face_start and return its id. The
+        server's face_challenge is answered with a burst from `burst_camera`; its
+        face_result has the burst's id as scan_id (`face_bursts[start_id]`)."""
+        if self.burst_camera is None:
+            raise CameraError("no burst camera configured")
+        frame = protocol.make_face_start(purpose=protocol.ScanPurpose(purpose), at=self._clock())
+        self._starts[frame["id"]] = frame["purpose"]
+        self._queue_event(frame, ttl_s=self.config.interactive_ttl)
+        return frame["id"]
+
+    def confirm_face(self, confirm_id: str, digits: str) -> str:
+        """Queue the last four digits of the person's phone after a face_result "confirm";
+        returns the face_confirm id (the face_result's scan_id)."""
+        if not protocol.CONFIRM_DIGITS_RE.fullmatch(digits):
+            raise ValueError("four digits")
+        frame = protocol.make_face_confirm(confirm_id=confirm_id, digits=digits, at=self._clock())
+        self._queue_event(frame, ttl_s=self.config.interactive_ttl)
+        return frame["id"]
+
+    async def _answer_challenge(self, challenge: dict[str, Any]) -> None:
+        assert self.burst_camera is not None
+        started = self._clock()
+        try:
+            frames = await self.burst_camera.burst(list(challenge["actions"]), False)
+        except CameraError as exc:
+            log.warning("burst capture failed: %s", exc)
+            self.burst_errors.append(str(exc))
+            return
+        if self._clock() > challenge["expires_at"]:
+            log.warning("challenge %s expired during the capture", challenge["challenge_id"])
+            return
+        frame = protocol.make_face_burst(
+            challenge_id=challenge["challenge_id"],
+            nonce=challenge["nonce"],
+            frames=frames,
+            light_on=False,
+            taken_at=started,
+        )
+        self.face_bursts[challenge["start_id"]] = frame["id"]
+        self._queue_event(frame, ttl_s=self.config.interactive_ttl)
 
     def enter_code(self, code: str) -> str:
         """Queue a code_entry typed on the keypad; returns its id (the code_result's entry_id)."""
@@ -431,6 +496,13 @@ class CabinetAgent:
         elif kind == protocol.FACE_RESULT:
             self.face_results.append(frame)
             self._on_face_result(frame)
+        elif kind == protocol.FACE_CHALLENGE:
+            self.face_challenges.append(frame)
+            if self._starts.pop(frame["start_id"], None) is None or self.burst_camera is None:
+                log.warning("ignoring a face_challenge this cabinet did not ask for")
+            else:
+                log.info("challenge: %s", frame["message"])
+                self._spawn(self._answer_challenge(frame))
         elif kind == protocol.CODE_RESULT:
             self.code_results.append(frame)
             if self.on_code_result is not None:
@@ -459,6 +531,10 @@ class CabinetAgent:
         scan = self._scans.pop(frame["scan_id"], None)
         if self.on_face_result is not None:
             self.on_face_result(frame)
+        if frame["outcome"] == protocol.FaceOutcome.CONFIRM and "confirm_id" in frame:
+            digits = self.on_confirm(frame) if self.on_confirm is not None else None
+            if digits is not None:
+                self.confirm_face(frame["confirm_id"], digits)
         if (
             frame["outcome"] == protocol.FaceOutcome.RETAKE_LIGHT_ON
             and scan is not None

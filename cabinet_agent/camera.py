@@ -1,10 +1,11 @@
-"""Camera seam: the agent asks for one JPEG; FileCamera replays images from disk."""
+"""Camera seam: the agent asks for one JPEG (FileCamera replays images from disk) or, in
+protocol 1.2, for a burst of frames (VideoBurstCamera reads them from a video file)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg"})
@@ -48,3 +49,94 @@ class FileCamera:
         if not data.startswith(JPEG_MAGIC):
             raise CameraError(f"{image} is not a JPEG")
         return data
+
+
+# --- bursts (protocol 1.2) -------------------------------------------------------------------
+
+Burst = list[tuple[int, bytes]]
+"""(t_ms from the first frame, JPEG bytes), in capture order."""
+
+
+class BurstCamera(Protocol):
+    async def burst(self, actions: list[str], light_on: bool) -> Burst:
+        """Take a burst of frames while the person does `actions` (shown on the screen)."""
+        ...
+
+
+class FramesBurstCamera:
+    """Serves bursts given in advance (tests, a fleet simulator): the next one each time."""
+
+    def __init__(self, *bursts: Burst) -> None:
+        self.bursts = list(bursts)
+        self.asked: list[list[str]] = []
+
+    async def burst(self, actions: list[str], light_on: bool) -> Burst:
+        self.asked.append(list(actions))
+        if not self.bursts:
+            raise CameraError("no burst left to serve")
+        return self.bursts.pop(0) if len(self.bursts) > 1 else self.bursts[0]
+
+
+class VideoBurstCamera:
+    """A burst read from a video file or a GIF (the simulator and the demo): `count` frames,
+    every `step`-th from frame `start` (or from `starts[action]` for the first action asked),
+    downscaled to at most `max_side` pixels and encoded as JPEG; timestamps from the file's
+    frame times. Needs opencv (cv2)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        start: int = 0,
+        step: int = 2,
+        count: int = 16,
+        starts: dict[str, int] | None = None,
+        max_side: int = 640,
+        quality: int = 85,
+    ) -> None:
+        self.path = Path(path)
+        self.start, self.step, self.count = start, step, count
+        self.starts = dict(starts or {})
+        self.max_side, self.quality = max_side, quality
+
+    async def burst(self, actions: list[str], light_on: bool) -> Burst:
+        first = next((self.starts[a] for a in actions if a in self.starts), self.start)
+        return await asyncio.to_thread(self.read, first)
+
+    def read(self, first: int) -> Burst:
+        import cv2
+
+        if not self.path.is_file():
+            raise CameraError(f"video file {self.path} not found")
+        capture = cv2.VideoCapture(str(self.path))
+        if not capture.isOpened():
+            raise CameraError(f"cannot open video file {self.path}")
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        wanted = set(range(first, first + self.step * self.count, self.step))
+        frames: Burst = []
+        index = 0
+        try:
+            while len(frames) < self.count:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                if index in wanted:
+                    frames.append((round((index - first) * 1000 / fps), self._jpeg(image)))
+                index += 1
+        finally:
+            capture.release()
+        if len(frames) < self.count:
+            raise CameraError(f"{self.path} has too few frames from {first}")
+        return frames
+
+    def _jpeg(self, image: Any) -> bytes:
+        import cv2
+
+        height, width = image.shape[:2]
+        scale = self.max_side / max(height, width)
+        if scale < 1:
+            image = cv2.resize(image, (round(width * scale), round(height * scale)))
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise CameraError("JPEG encoding failed")
+        return bytes(data)

@@ -27,6 +27,12 @@ class AgentConfig:
     compartments: tuple[str, ...]
     state_dir: Path
     camera_path: Path | None = None
+    # Protocol 1.2: bursts read from a video file (simulator, demo): every burst_step-th frame
+    # from burst_start, burst_frames of them.
+    burst_path: Path | None = None
+    burst_start: int = 0
+    burst_step: int = 2
+    burst_frames: int = 16
     firmware_version: str = "ref-agent-1"
     heartbeat_interval: float = protocol.DEFAULT_HEARTBEAT_INTERVAL_S
     max_clock_skew_ms: int = protocol.DEFAULT_MAX_CLOCK_SKEW_MS
@@ -99,6 +105,10 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None
             firmware_version=cabinet.get("firmware_version", "ref-agent-1"),
             state_dir=state_dir,
             camera_path=path(agent.get("camera_path")),
+            burst_path=path(agent.get("burst_path")),
+            burst_start=int(agent.get("burst_start", 0)),
+            burst_step=int(agent.get("burst_step", 2)),
+            burst_frames=int(agent.get("burst_frames", 16)),
             heartbeat_interval=float(
                 agent.get("heartbeat_interval", protocol.DEFAULT_HEARTBEAT_INTERVAL_S)
             ),

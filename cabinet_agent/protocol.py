@@ -22,6 +22,9 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 PROTOCOL_VERSION = 1
+# The minor revision (1.2) this module speaks, announced in hello.revision. 1.2 adds liveness
+# by challenge: face_start -> face_challenge -> face_burst -> face_result (-> face_confirm).
+PROTOCOL_REVISION = 2
 WEBSOCKET_PATH = "/ws/cabinet/"
 AUTH_SCHEME = "Cabinet"
 PROTOCOL_HEADER = "Cabinet-Protocol"
@@ -53,6 +56,7 @@ FACE_RESULT = "face_result"
 CODE_RESULT = "code_result"
 COURIER_RESULT = "courier_result"
 CABINET_STATE = "cabinet_state"  # 1.1
+FACE_CHALLENGE = "face_challenge"  # 1.2
 
 # Message types, cabinet -> server.
 HEARTBEAT = "heartbeat"
@@ -63,9 +67,22 @@ DOOR_EVENT = "door_event"
 FACE_SCAN = "face_scan"
 CODE_ENTRY = "code_entry"
 COURIER_REQUEST = "courier_request"
+FACE_START = "face_start"  # 1.2
+FACE_BURST = "face_burst"  # 1.2
+FACE_CONFIRM = "face_confirm"  # 1.2
 
 SERVER_MESSAGE_TYPES = frozenset(
-    {HELLO, COMMAND, ACK, ERROR, FACE_RESULT, CODE_RESULT, COURIER_RESULT, CABINET_STATE}
+    {
+        HELLO,
+        COMMAND,
+        ACK,
+        ERROR,
+        FACE_RESULT,
+        CODE_RESULT,
+        COURIER_RESULT,
+        CABINET_STATE,
+        FACE_CHALLENGE,
+    }
 )
 CABINET_MESSAGE_TYPES = frozenset(
     {
@@ -77,6 +94,9 @@ CABINET_MESSAGE_TYPES = frozenset(
         FACE_SCAN,
         CODE_ENTRY,
         COURIER_REQUEST,
+        FACE_START,
+        FACE_BURST,
+        FACE_CONFIRM,
     }
 )
 # Cabinet events are queued durably by the cabinet, acknowledged by the server and deduplicated
@@ -84,7 +104,21 @@ CABINET_MESSAGE_TYPES = frozenset(
 CABINET_EVENT_TYPES = CABINET_MESSAGE_TYPES - {HEARTBEAT}
 # A face or a code stands for a person in front of the cabinet now; replaying one minutes later
 # could open a door for whoever happens to be there, so these expire instead of waiting forever.
-INTERACTIVE_EVENT_TYPES = frozenset({FACE_SCAN, CODE_ENTRY, COURIER_REQUEST})
+INTERACTIVE_EVENT_TYPES = frozenset(
+    {FACE_SCAN, CODE_ENTRY, COURIER_REQUEST, FACE_START, FACE_BURST, FACE_CONFIRM}
+)
+
+# Liveness by challenge (1.2): what a face_burst may carry. The whole burst stays inside
+# MAX_FRAME_BYTES (base64 adds a third), so no frame needs the transport's 2 MiB allowance.
+BURST_MIN_FRAMES = 6
+BURST_MAX_FRAMES = 20
+BURST_MAX_FRAME_BYTES = 96 * 1024
+BURST_MAX_TOTAL_BYTES = 700 * 1024
+BURST_MIN_SPAN_MS = 1000
+BURST_MAX_SPAN_MS = 3000
+CHALLENGE_ACTIONS = ("blink", "turn_left", "turn_right")
+CONFIRM_DIGITS_RE = re.compile(r"[0-9]{4}")
+NONCE_RE = re.compile(r"[A-Za-z0-9_-]{22,64}")
 
 
 class CloseCode(IntEnum):
@@ -174,6 +208,7 @@ class FaceOutcome(StrEnum):
     USE_CODE = "use_code"
     LOCKED_OUT = "locked_out"
     UNAVAILABLE = "unavailable"
+    CONFIRM = "confirm"  # 1.2: ask the person for the last four digits of their phone
 
 
 class CourierAction(StrEnum):
@@ -341,6 +376,28 @@ def _is_jpeg_base64(value: Any) -> bool:
     return raw[:3] == b"\xff\xd8\xff"
 
 
+def _is_burst_frames(value: Any) -> bool:
+    if not isinstance(value, list) or not BURST_MIN_FRAMES <= len(value) <= BURST_MAX_FRAMES:
+        return False
+    limit = (BURST_MAX_FRAME_BYTES * 4) // 3 + 4
+    for frame in value:
+        if not isinstance(frame, dict) or not is_ms(frame.get("t_ms")):
+            return False
+        jpeg = frame.get("jpeg")
+        if not isinstance(jpeg, str) or len(jpeg) > limit or not _is_jpeg_base64(jpeg):
+            return False
+    return True
+
+
+def _is_actions(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and 1 <= len(value) <= 2
+        and len(set(value)) == len(value)
+        and all(isinstance(a, str) and a in CHALLENGE_ACTIONS for a in value)
+    )
+
+
 _is_serial = _matches(SERIAL_RE)
 _is_label = _matches(LABEL_RE)
 _door_state = _one_of(DoorState)
@@ -391,6 +448,14 @@ SERVER_FRAME_FIELDS: dict[str, dict[str, Check]] = {
     # A token rather than the three known states: a later state must not make the frame
     # invalid for an older cabinet, which logs what it does not know.
     CABINET_STATE: {"state": _matches(TOKEN_RE)},
+    FACE_CHALLENGE: {
+        "start_id": is_uuid,
+        "challenge_id": is_uuid,
+        "nonce": _matches(NONCE_RE),
+        "actions": _is_actions,
+        "expires_at": is_ms,
+        "message": _text(500),
+    },
 }
 
 CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
@@ -428,6 +493,21 @@ CABINET_FRAME_FIELDS: dict[str, dict[str, Check]] = {
         "tracking_number": _optional(_text(40)),
         "at": is_ms,
     },
+    FACE_START: {"id": is_uuid, "purpose": _one_of(ScanPurpose), "at": is_ms},
+    FACE_BURST: {
+        "id": is_uuid,
+        "challenge_id": is_uuid,
+        "nonce": _matches(NONCE_RE),
+        "frames": _is_burst_frames,
+        "light_on": _is_bool,
+        "taken_at": is_ms,
+    },
+    FACE_CONFIRM: {
+        "id": is_uuid,
+        "confirm_id": is_uuid,
+        "digits": _matches(CONFIRM_DIGITS_RE),
+        "at": is_ms,
+    },
 }
 
 
@@ -455,7 +535,11 @@ def nests_deeper_than(text: str, limit: int = MAX_NESTING_DEPTH) -> bool:
 # Fields a frame may leave out, checked when present (minor additions, and fields that a
 # heartbeat never needed). The frame tables above list the required ones.
 OPTIONAL_FRAME_FIELDS: dict[str, dict[str, Check]] = {
-    HELLO: {"max_clock_skew_ms": _int_between(0, MAX_ANNOUNCED_CLOCK_SKEW_MS)},
+    HELLO: {
+        "max_clock_skew_ms": _int_between(0, MAX_ANNOUNCED_CLOCK_SKEW_MS),
+        "revision": _int_between(0, 1000),  # 1.2
+    },
+    FACE_RESULT: {"confirm_id": is_uuid},  # 1.2, with outcome "confirm"
     HEARTBEAT: {"id": is_uuid},
     # The courier's carrier (its code), chosen on the screen: badge numbers are unique per
     # carrier only. The platform needs it when two carriers use the same badge number.
@@ -545,6 +629,7 @@ def make_hello(
     server_time: int,
     heartbeat_interval: int,
     max_clock_skew_ms: int | None = None,
+    revision: int | None = None,
 ) -> dict[str, Any]:
     hello: dict[str, Any] = {
         "type": HELLO,
@@ -555,6 +640,8 @@ def make_hello(
     }
     if max_clock_skew_ms is not None:
         hello["max_clock_skew_ms"] = max_clock_skew_ms
+    if revision is not None:
+        hello["revision"] = revision
     return hello
 
 
@@ -592,8 +679,33 @@ def make_error(code: str, message: str, *, ref: str | None = None) -> dict[str, 
     return {"type": ERROR, "code": str(code), "message": message, "ref": ref}
 
 
-def make_face_result(*, scan_id: str, outcome: str, message: str) -> dict[str, Any]:
-    return {"type": FACE_RESULT, "scan_id": scan_id, "outcome": str(outcome), "message": message}
+def make_face_result(
+    *, scan_id: str, outcome: str, message: str, confirm_id: str | None = None
+) -> dict[str, Any]:
+    result = {"type": FACE_RESULT, "scan_id": scan_id, "outcome": str(outcome), "message": message}
+    if confirm_id is not None:
+        result["confirm_id"] = confirm_id
+    return result
+
+
+def make_face_challenge(
+    *,
+    start_id: str,
+    challenge_id: str,
+    nonce: str,
+    actions: list[str],
+    expires_at: int,
+    message: str,
+) -> dict[str, Any]:
+    return {
+        "type": FACE_CHALLENGE,
+        "start_id": start_id,
+        "challenge_id": challenge_id,
+        "nonce": nonce,
+        "actions": list(actions),
+        "expires_at": expires_at,
+        "message": message,
+    }
 
 
 def make_code_result(*, entry_id: str, outcome: str, message: str) -> dict[str, Any]:
@@ -689,6 +801,42 @@ def make_face_scan(*, purpose: str, image: bytes, light_on: bool, taken_at: int)
         "image": base64.b64encode(image).decode("ascii"),
         "light_on": light_on,
         "taken_at": taken_at,
+    }
+
+
+def make_face_start(*, purpose: str, at: int) -> dict[str, Any]:
+    return {"type": FACE_START, "id": new_id(), "purpose": str(purpose), "at": at}
+
+
+def make_face_burst(
+    *,
+    challenge_id: str,
+    nonce: str,
+    frames: list[tuple[int, bytes]],
+    light_on: bool,
+    taken_at: int,
+) -> dict[str, Any]:
+    """`frames`: (t_ms, JPEG bytes); t_ms counts from the burst's first frame (0)."""
+    return {
+        "type": FACE_BURST,
+        "id": new_id(),
+        "challenge_id": challenge_id,
+        "nonce": nonce,
+        "frames": [
+            {"t_ms": t_ms, "jpeg": base64.b64encode(jpeg).decode("ascii")} for t_ms, jpeg in frames
+        ],
+        "light_on": light_on,
+        "taken_at": taken_at,
+    }
+
+
+def make_face_confirm(*, confirm_id: str, digits: str, at: int) -> dict[str, Any]:
+    return {
+        "type": FACE_CONFIRM,
+        "id": new_id(),
+        "confirm_id": confirm_id,
+        "digits": digits,
+        "at": at,
     }
 
 

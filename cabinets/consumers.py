@@ -121,6 +121,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 server_time=protocol.now_ms(),
                 heartbeat_interval=settings.CABINET_HEARTBEAT_INTERVAL_S,
                 max_clock_skew_ms=settings.CABINET_MAX_CLOCK_SKEW_MS,
+                revision=protocol.PROTOCOL_REVISION,
             )
         )
         # Unacknowledged, unexpired commands are re-sent after the hello; the cabinet dedupes

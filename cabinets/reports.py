@@ -14,7 +14,8 @@ Contract (also in docs/cabinet-protocol.md §13):
 - Locks: the link has already locked the command row (`command_finished`) and the compartment
   (`door_event`, `command_finished` of an unlock). A handler that needs the parcel too takes it
   through `courier.lock_objects`, which keeps the one order: command, compartment, parcel.
-- Handlers that answer a person (`code_entry`, `courier_request`, `face_scan`) never raise:
+- Handlers that answer a person (`code_entry`, `courier_request`, `face_scan`, and in 1.2
+  `face_challenge_request`, `face_burst`, `face_confirm`) never raise:
   whatever goes wrong, the person gets an answer (`unavailable` at worst).
 - A handler of a door event or a finished command raises `ApplicationError` to refuse: the link
   records the refusal on the stored message, acknowledges it and never asks for a replay.
@@ -84,6 +85,46 @@ class FaceScan:
     taken_at: datetime | None
 
 
+@dataclass(frozen=True)
+class FaceChallengeRequest:
+    """A person chose face at a 1.2 cabinet: it asks for a liveness challenge."""
+
+    cabinet_id: int
+    start_id: str
+    purpose: str  # "pickup" | "dropoff"
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class BurstFrame:
+    t_ms: int
+    jpeg: bytes  # never stored; only its hash is kept, to refuse its reuse
+
+
+@dataclass(frozen=True)
+class FaceBurst:
+    """The cabinet's answer to a challenge: frames over one to three seconds."""
+
+    cabinet_id: int
+    burst_id: str
+    challenge_id: str
+    nonce: str
+    frames: tuple[BurstFrame, ...]
+    light_on: bool
+    taken_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FaceConfirm:
+    """The last four digits of a phone number, typed after a face_result "confirm"."""
+
+    cabinet_id: int
+    event_id: str
+    confirm_id: str
+    digits: str  # never stored
+    at: datetime | None
+
+
 class CabinetReportHandler(Protocol):
     def door_event(self, report: DoorEvent) -> None: ...
 
@@ -94,6 +135,12 @@ class CabinetReportHandler(Protocol):
     def courier_request(self, report: CourierRequest) -> None: ...
 
     def face_scan(self, report: FaceScan) -> None: ...
+
+    def face_challenge_request(self, report: FaceChallengeRequest) -> None: ...
+
+    def face_burst(self, report: FaceBurst) -> None: ...
+
+    def face_confirm(self, report: FaceConfirm) -> None: ...
 
     def occupied_compartment_ids(self) -> QuerySet[Any]:
         """Ids of compartments something is in or reserved for (a values queryset usable as

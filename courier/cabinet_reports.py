@@ -11,6 +11,10 @@ cabinets.reports.CabinetReportHandler, registered in CourierConfig.ready().
 | code_entry               | code checked, attempt recorded, code_result then the unlock      |
 | courier_request          | badge and PIN checked, deposit / bigger / collect, courier_result|
 | face_scan                | matching scheduled on a worker after commit (courier.access.faces)|
+|                          | (use_code unless FACE_ALLOW_SINGLE_FRAME)                        |
+| face_start (1.2)         | a liveness challenge drawn and sent (courier.access.face_bursts) |
+| face_burst (1.2)         | liveness and matching scheduled on a worker after commit         |
+| face_confirm (1.2)       | phone digits checked (one try), face_result then the unlock      |
 """
 
 from __future__ import annotations
@@ -25,12 +29,26 @@ from django.db.models import QuerySet
 
 from cabinet_agent import protocol
 from cabinets.models import CabinetCommand, CommandAction, CommandStatus
-from cabinets.reports import CodeEntry, CommandFinished, CourierRequest, DoorEvent, FaceScan
+from cabinets.reports import (
+    CodeEntry,
+    CommandFinished,
+    CourierRequest,
+    DoorEvent,
+    FaceBurst,
+    FaceChallengeRequest,
+    FaceConfirm,
+    FaceScan,
+)
 from cabinets.services.commands import commands_push_after_commit
 from core.actors import Actor, ActorKind
 from courier.access.attempts import answer_then_open
 from courier.access.codes import code_entry_answer
 from courier.access.couriers import courier_request_answer
+from courier.access.face_bursts import (
+    face_burst_schedule,
+    face_challenge_issue,
+    face_confirm_answer,
+)
 from courier.lock_objects import compartment_and_parcel_lock
 from courier.models import PARCEL_HOLDS_COMPARTMENT, Parcel, ParcelStatus
 from courier.services.deposits import deposit_late_open, deposit_unlock_finished, parcel_stored
@@ -113,10 +131,40 @@ class ParcelFlows:
             report.taken_at.isoformat() if report.taken_at else "",
         )
 
+    def face_challenge_request(self, report: FaceChallengeRequest) -> None:
+        _answering(
+            lambda: face_challenge_issue(request=report),
+            lambda: _face_unavailable(report.cabinet_id, report.start_id),
+            report.start_id,
+        )
+
+    def face_burst(self, report: FaceBurst) -> None:
+        _answering(
+            lambda: face_burst_schedule(burst=report),
+            lambda: _face_unavailable(report.cabinet_id, report.burst_id),
+            report.burst_id,
+        )
+
+    def face_confirm(self, report: FaceConfirm) -> None:
+        _answering(
+            lambda: face_confirm_answer(confirm=report),
+            lambda: _face_unavailable(report.cabinet_id, report.event_id),
+            report.event_id,
+        )
+
     def occupied_compartment_ids(self) -> QuerySet[Any]:
         return Parcel.objects.filter(PARCEL_HOLDS_COMPARTMENT, compartment__isnull=False).values(
             "compartment_id"
         )
+
+
+def _face_unavailable(cabinet_id: int, event_id: str) -> None:
+    answer_then_open(
+        cabinet_id,
+        protocol.make_face_result(
+            scan_id=event_id, outcome=protocol.FaceOutcome.UNAVAILABLE, message=_UNAVAILABLE
+        ),
+    )
 
 
 def _answering(work: Callable[[], object], unavailable: Callable[[], None], event_id: str) -> None:

@@ -337,3 +337,57 @@ class AccessAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} at {self.cabinet_id}: {self.outcome}"
+
+
+class FaceChallenge(models.Model):
+    """A liveness challenge issued to a cabinet (protocol 1.2): answered once, by one burst,
+    before it expires. Only the nonce's hash is kept."""
+
+    id = models.UUIDField(primary_key=True)
+    cabinet = models.ForeignKey("cabinets.Cabinet", on_delete=models.CASCADE, related_name="+")
+    start_id = models.UUIDField(unique=True)
+    purpose = models.CharField(max_length=16)
+    nonce_hash = models.CharField(max_length=64)
+    actions = models.JSONField(default=list)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    # Set once, by the burst that answered it (compare-and-set): a nonce is single use.
+    burst_id = models.UUIDField(null=True, blank=True, unique=True)
+
+    def __str__(self) -> str:
+        return f"challenge {self.id} ({', '.join(self.actions)})"
+
+
+class FaceFrameSeen(models.Model):
+    """The hash of every frame a burst carried: a frame is never accepted twice. The
+    picture itself is not kept."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    burst_id = models.UUIDField()
+    cabinet = models.ForeignKey("cabinets.Cabinet", on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["seen_at"])]
+
+    def __str__(self) -> str:
+        return f"frame {self.digest[:12]}"
+
+
+class FaceConfirmation(models.Model):
+    """A face matched and the door policy asked for the last four digits of the matched
+    person's phone: one try. A wrong answer locks face pickup for these parcels (derived from
+    this row; the pickup code still works)."""
+
+    id = models.UUIDField(primary_key=True)
+    cabinet = models.ForeignKey("cabinets.Cabinet", on_delete=models.CASCADE, related_name="+")
+    burst_id = models.UUIDField(unique=True)
+    identity = models.ForeignKey("identity.Identity", on_delete=models.CASCADE, related_name="+")
+    parcels = models.ManyToManyField(Parcel, related_name="face_confirmations")
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answer_event_id = models.UUIDField(null=True, blank=True, unique=True)
+    success = models.BooleanField(null=True)
+
+    def __str__(self) -> str:
+        return f"confirmation {self.id}"

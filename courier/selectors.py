@@ -41,6 +41,18 @@ def recipients_waiting_at(*, cabinet_id: int) -> list[int]:
     )
 
 
+def parcels_face_open_at(*, cabinet_id: int) -> QuerySet[Parcel]:
+    """Ready parcels a face may still open: not those whose face confirmation was answered
+    wrong (one try; their pickup code still works)."""
+    return parcels_ready_at(cabinet_id=cabinet_id).exclude(face_confirmations__success=False)
+
+
+def recipients_face_open_at(*, cabinet_id: int) -> list[int]:
+    return sorted(
+        set(parcels_face_open_at(cabinet_id=cabinet_id).values_list("recipient_id", flat=True))
+    )
+
+
 def senders_expected_at(*, cabinet_id: int) -> list[int]:
     return sorted(
         set(

@@ -68,3 +68,44 @@ def face_scan_task(
         light_on=light_on,
         taken_at=taken_at,
     )
+
+
+# The liveness check of a burst (protocol 1.2): dlib on every frame, about 1-3 s. Acknowledged
+# late like face_scan_task; running twice is harmless (the challenge is claimed by this burst
+# id, frame hashes are this burst's, and the answer is decided once by its AccessAttempt).
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=45,
+    time_limit=60,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def face_burst_task(
+    cabinet_id: int,
+    burst_id: str,
+    challenge_id: str,
+    nonce: str,
+    frames: list[list[object]],
+    light_on: bool,
+    taken_at: str,
+) -> str:
+    from courier.access.face_bursts import face_burst_answer
+
+    return face_burst_answer(
+        cabinet_id=cabinet_id,
+        burst_id=burst_id,
+        challenge_id=challenge_id,
+        nonce=nonce,
+        frames=[(int(str(t)), str(b64)) for t, b64 in frames],
+        light_on=light_on,
+        taken_at=taken_at,
+    )
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
+def face_challenges_purge_task() -> int:
+    from courier.access.face_bursts import face_challenges_purge
+
+    return face_challenges_purge(
+        before=timezone.now() - timedelta(days=settings.FACE_BURST_MEMORY_DAYS)
+    )

@@ -34,6 +34,7 @@ from identity.face_pipeline import (
     process_photo,
 )
 from identity.id_numbers import id_number_hash
+from identity.liveness import LandmarkEncoder, get_default_landmark_encoder
 from identity.matching import (
     MAX_TEMPLATES_PER_PERSON,
     MatchDecision,
@@ -104,6 +105,11 @@ def photo_limits() -> PhotoLimits:
 
 def face_encoder() -> FaceEncoder:
     return get_default_encoder(num_jitters=settings.FACE_ENCODER_JITTERS)
+
+
+def liveness_encoder() -> LandmarkEncoder:
+    """Detection, 68 landmarks and encodings for liveness bursts (identity.liveness)."""
+    return get_default_landmark_encoder()
 
 
 def face_probe(*, image: bytes) -> FaceResult:

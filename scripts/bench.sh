@@ -10,5 +10,7 @@ for script in bench/*.py; do
   echo "== $script"
   .venv/bin/python scripts/with_redis.py -- .venv/bin/python "$script"
 done
+echo "== bench/face_pickup.py --burst"
+.venv/bin/python scripts/with_redis.py -- .venv/bin/python bench/face_pickup.py --burst
 .venv/bin/python bench/assemble.py
 echo "docs/benchmarks.md rebuilt"

@@ -27,6 +27,9 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     env["PYTHONUNBUFFERED"] = "1"
+    # The face pickup demo's clips (../shared/faces/video/grid) are frontal and still: the
+    # local platform draws blink challenges unless told otherwise (production: a turn always).
+    env.setdefault("FACE_CHALLENGE_ACTIONS", "blink")
     redis = None
     if not env.get("REDIS_URL"):
         redis = embedded_redis.start(preferred_port=int(env.get("EMBEDDED_REDIS_PORT", "6380")))

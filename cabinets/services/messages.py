@@ -16,7 +16,17 @@ from django.db import IntegrityError, transaction
 from cabinet_agent import protocol
 from cabinets.locks import compartment_lock_by_label
 from cabinets.models import CabinetMessage, DoorState
-from cabinets.reports import CodeEntry, CourierRequest, DoorEvent, FaceScan, report_handler
+from cabinets.reports import (
+    BurstFrame,
+    CodeEntry,
+    CourierRequest,
+    DoorEvent,
+    FaceBurst,
+    FaceChallengeRequest,
+    FaceConfirm,
+    FaceScan,
+    report_handler,
+)
 from cabinets.services.commands import (
     UnknownCommand,
     command_receipt_record,
@@ -45,6 +55,8 @@ class InboundOutcome:
     error_message: str = ""
 
 
+_NOT_STORED = frozenset({"type", "id", "image", "code", "pin", "frames", "digits", "nonce"})
+
 # Refusals the cabinet hears about (protocol §12); other refusals are only recorded.
 _TOLD = frozenset({UnknownCommand.code})
 
@@ -53,8 +65,8 @@ def cabinet_message_handle(*, cabinet_id: int, frame: dict[str, Any]) -> Inbound
     """Apply one cabinet event exactly once. The event id is stored in the same transaction
     as its effect, so a replay after a lost ack is recognised and only acknowledged."""
     kind = frame["type"]
-    # Neither the face image nor the typed code is kept.
-    stored = {k: v for k, v in frame.items() if k not in ("type", "id", "image", "code", "pin")}
+    # Neither face images, the typed code, the confirmation digits nor a nonce are kept.
+    stored = {k: v for k, v in frame.items() if k not in _NOT_STORED}
     with transaction.atomic():
         try:
             # A savepoint: a duplicate id must not abort the outer transaction (PostgreSQL).
@@ -149,6 +161,43 @@ def _apply(*, cabinet_id: int, frame: dict[str, Any]) -> bool:
                 image=base64.b64decode(frame["image"]),
                 light_on=frame["light_on"],
                 taken_at=_from_ms(frame["taken_at"]),
+            )
+        )
+        return True
+    if kind == protocol.FACE_START:
+        handler.face_challenge_request(
+            FaceChallengeRequest(
+                cabinet_id=cabinet_id,
+                start_id=frame["id"],
+                purpose=frame["purpose"],
+                at=_from_ms(frame["at"]),
+            )
+        )
+        return True
+    if kind == protocol.FACE_BURST:
+        handler.face_burst(
+            FaceBurst(
+                cabinet_id=cabinet_id,
+                burst_id=frame["id"],
+                challenge_id=frame["challenge_id"],
+                nonce=frame["nonce"],
+                frames=tuple(
+                    BurstFrame(t_ms=f["t_ms"], jpeg=base64.b64decode(f["jpeg"]))
+                    for f in frame["frames"]
+                ),
+                light_on=frame["light_on"],
+                taken_at=_from_ms(frame["taken_at"]),
+            )
+        )
+        return True
+    if kind == protocol.FACE_CONFIRM:
+        handler.face_confirm(
+            FaceConfirm(
+                cabinet_id=cabinet_id,
+                event_id=frame["id"],
+                confirm_id=frame["confirm_id"],
+                digits=frame["digits"],
+                at=_from_ms(frame["at"]),
             )
         )
         return True

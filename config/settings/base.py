@@ -380,6 +380,27 @@ FACE_ENCODER_JITTERS = env.int("FACE_ENCODER_JITTERS", default=1)
 # person at least 0.198 (docs/face-calibration.md).
 FACE_ENROLLMENT_PHOTOS = env.int("FACE_ENROLLMENT_PHOTOS", default=3)
 FACE_TEMPLATE_MIN_SPREAD = env.float("FACE_TEMPLATE_MIN_SPREAD", default=0.18)
+# Liveness by challenge (protocol 1.2, docs/identity.md). A single-frame face_scan (a cabinet
+# on protocol 1.0/1.1) is answered use_code unless this allows it: one still picture cannot
+# tell a person from a printed photo.
+FACE_ALLOW_SINGLE_FRAME = env.bool("FACE_ALLOW_SINGLE_FRAME", default=False)
+# The actions a challenge draws one or two of, at random (a deployment whose cameras are too
+# low for turns may keep only "blink").
+FACE_CHALLENGE_ACTIONS: list[str] = env.list(
+    "FACE_CHALLENGE_ACTIONS", default=["blink", "turn_left", "turn_right"]
+)
+FACE_CHALLENGE_MAX_ACTIONS = env.int("FACE_CHALLENGE_MAX_ACTIONS", default=2)
+# Seconds a challenge may be answered in (the person reads it, moves, the burst is sent).
+FACE_CHALLENGE_TTL_S = env.int("FACE_CHALLENGE_TTL_S", default=30)
+# Seconds the person has to type the last four digits of their phone after "confirm".
+FACE_CONFIRM_TTL_S = env.int("FACE_CONFIRM_TTL_S", default=60)
+# Days the hashes of burst frames (a frame is never accepted twice) and spent challenges are
+# kept; purged hourly by courier.tasks.face_challenges_purge_task.
+FACE_BURST_MEMORY_DAYS = env.int("FACE_BURST_MEMORY_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["face-challenges-purge"] = {
+    "task": "courier.tasks.face_challenges_purge_task",
+    "schedule": 3600.0,
+}
 # Fernet keys for face templates, newest first: the first encrypts, all decrypt. Required in
 # production; elsewhere a key is derived from SECRET_KEY when empty.
 FACE_TEMPLATE_KEYS: list[str] = env.list("FACE_TEMPLATE_KEYS", default=[])

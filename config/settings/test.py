@@ -47,3 +47,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
 }
+
+# The single-frame face tests exercise matching and the answer path; the production default
+# (False: use_code) is tested with an override, and the live tests pass it to their processes.
+FACE_ALLOW_SINGLE_FRAME = env.bool("FACE_ALLOW_SINGLE_FRAME", default=True)

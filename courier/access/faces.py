@@ -8,6 +8,7 @@ import base64
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
@@ -17,12 +18,20 @@ from core.actors import Actor, ActorKind
 from core.errors import ApplicationError
 from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
 from courier.models import AccessAttempt, AttemptMethod, Parcel, ParcelDirection, ParcelStatus
-from courier.selectors import parcels_ready_at, recipients_waiting_at, senders_expected_at
+from courier.selectors import (
+    parcels_face_open_at,
+    recipients_face_open_at,
+    senders_expected_at,
+)
 from courier.services.deposits import parcel_dropoff_start
 from courier.services.releases import parcels_release
 
 logger = logging.getLogger(__name__)
 Outcome = protocol.FaceOutcome
+
+SINGLE_FRAME_REFUSED = (
+    "Face pickup is not available on this cabinet's software version: please use your pickup code."
+)
 
 
 # What to say when a scan's answer is repeated (its first message is not stored).
@@ -31,10 +40,12 @@ _FACE_AGAIN: dict[str, str] = {
     Outcome.NO_MATCH: "Face not recognised: try again or use your pickup code.",
     Outcome.USE_CODE: "Please use your pickup code.",
     Outcome.LOCKED_OUT: "Face scan is paused here: use your pickup code.",
+    Outcome.RETAKE: "Please look at the camera again.",
+    Outcome.CONFIRM: "Enter the last four digits of your phone number.",
 }
 
 
-def _face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
+def face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
     """The face task acknowledges late, so a worker that dies after committing its answer
     has it run again. The scan was decided once (its attempt row, its doors): repeat that
     outcome to the cabinet and open nothing more."""
@@ -58,7 +69,7 @@ def _face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
 
 
 @dataclass(frozen=True)
-class _Figures:
+class Figures:
     distance: float | None = None
     second_distance: float | None = None
     threshold: float | None = None
@@ -75,7 +86,7 @@ def _finish(
     success: bool = False,
     detail: str = "",
     identity_id: int | None = None,
-    figures: _Figures = _Figures(),
+    figures: Figures = Figures(),
     release: list[Parcel] | None = None,
     dropoff: Parcel | None = None,
 ) -> str:
@@ -134,6 +145,17 @@ def _finish(
     return outcome
 
 
+def finish_once(*, cabinet_id: int, scan_id: str, **kwargs: object) -> str:
+    """`_finish`, or, when another run of this task recorded the scan first (one attempt per
+    event id; this run's doors and answer were rolled back with it), that run's answer."""
+    try:
+        return _finish(cabinet_id=cabinet_id, scan_id=scan_id, **kwargs)  # type: ignore[arg-type]
+    except IntegrityError:
+        if face_answered_again(cabinet_id=cabinet_id, scan_id=scan_id):
+            return "answered"
+        raise
+
+
 def face_scan_answer(
     *,
     cabinet_id: int,
@@ -147,26 +169,22 @@ def face_scan_answer(
     from identity.models import Identity
     from identity.services import face_identify, face_probe, face_verify
 
-    if _face_answered_again(cabinet_id=cabinet_id, scan_id=scan_id):
+    if face_answered_again(cabinet_id=cabinet_id, scan_id=scan_id):
         return "answered"
 
     def finish(outcome: str, message: str, **kwargs: object) -> str:
-        try:
-            return _finish(
-                cabinet_id=cabinet_id,
-                scan_id=scan_id,
-                purpose=purpose,
-                outcome=outcome,
-                message=message,
-                **kwargs,  # type: ignore[arg-type]
-            )
-        except IntegrityError:
-            # Another run of this task recorded the scan first (one attempt per event id):
-            # this run's doors and answer were rolled back with it.
-            if _face_answered_again(cabinet_id=cabinet_id, scan_id=scan_id):
-                return "answered"
-            raise
+        return finish_once(
+            cabinet_id=cabinet_id,
+            scan_id=scan_id,
+            purpose=purpose,
+            outcome=outcome,
+            message=message,
+            **kwargs,
+        )
 
+    if not settings.FACE_ALLOW_SINGLE_FRAME:
+        # One still picture cannot tell a person from a printed photo (protocol 1.2).
+        return finish(Outcome.USE_CODE, SINGLE_FRAME_REFUSED, detail="single_frame")
     if stale(parse_datetime(taken_at) if taken_at else None):
         return finish(
             Outcome.RETAKE, "That took too long: please look at the camera again.", detail="stale"
@@ -179,7 +197,7 @@ def face_scan_answer(
 
     pickup = purpose == protocol.ScanPurpose.PICKUP
     candidate_ids = (
-        recipients_waiting_at(cabinet_id=cabinet_id)
+        recipients_face_open_at(cabinet_id=cabinet_id)
         if pickup
         else senders_expected_at(cabinet_id=cabinet_id)
     )
@@ -211,7 +229,7 @@ def face_scan_answer(
         return finish(
             Outcome.USE_CODE if pickup else Outcome.NO_MATCH, message, detail="no_candidates"
         )
-    figures = _Figures(
+    figures = Figures(
         decision.best_distance, decision.second_distance, decision.threshold, decision.margin
     )
     if not decision.is_match or decision.best_key is None:
@@ -224,7 +242,7 @@ def face_scan_answer(
     identity_id = int(str(decision.best_key))
 
     if pickup:
-        parcels = list(parcels_ready_at(cabinet_id=cabinet_id).filter(recipient_id=identity_id))
+        parcels = list(parcels_face_open_at(cabinet_id=cabinet_id).filter(recipient_id=identity_id))
         return finish(
             Outcome.UNLOCKING,
             "",
@@ -244,7 +262,7 @@ def face_scan_answer(
             figures=figures,
         )
     verified = face_verify(probe=probe, identity=identity)
-    figures = _Figures(
+    figures = Figures(
         verified.distance, decision.second_distance, verified.threshold, decision.margin
     )
     if not verified.verified:

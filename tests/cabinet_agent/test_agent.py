@@ -486,3 +486,70 @@ def test_an_agent_given_an_empty_in_memory_queue_keeps_its_state_there(tmp_path)
     assert agent.outbox is outbox
     assert not (tmp_path / "state").exists()
     outbox.close()
+
+
+def _burst(count: int = 8) -> list[tuple[int, bytes]]:
+    return [(i * 150, jpeg()[:-2] + bytes([i]) + b"\xff\xd9") for i in range(count)]
+
+
+def test_a_face_challenge_is_answered_with_a_burst_carrying_its_nonce(tmp_path):
+    from cabinet_agent.camera import FramesBurstCamera
+
+    async def scenario():
+        async with platform() as server:
+            camera = FramesBurstCamera(_burst())
+            config = make_config(tmp_path, server.url)
+            async with running(CabinetAgent(config, burst_camera=camera)) as agent:
+                start_id = agent.start_face("pickup")
+                start = (await server.wait_for(lambda: server.of_type("face_start")))[0]
+                assert (start["id"], start["purpose"]) == (start_id, "pickup")
+                challenge = protocol.make_face_challenge(
+                    start_id=start_id,
+                    challenge_id=protocol.new_id(),
+                    nonce="n" * 32,
+                    actions=["turn_left", "blink"],
+                    expires_at=protocol.now_ms() + 30_000,
+                    message="Turn your head slowly to the left. Please blink.",
+                )
+                await server.send(challenge)
+                burst = (await server.wait_for(lambda: server.of_type("face_burst")))[0]
+                assert (burst["challenge_id"], burst["nonce"]) == (
+                    challenge["challenge_id"],
+                    "n" * 32,
+                )
+                assert [f["t_ms"] for f in burst["frames"]] == [t for t, _ in _burst()]
+                assert camera.asked == [["turn_left", "blink"]]
+                assert agent.face_bursts == {start_id: burst["id"]}
+                # a challenge this cabinet did not ask for is not answered
+                await server.send({**challenge, "start_id": protocol.new_id()})
+                await asyncio.sleep(0.3)
+                assert len(server.of_type("face_burst")) == 1
+
+    run(scenario())
+
+
+def test_a_confirm_result_asks_the_screen_for_digits_and_sends_them(tmp_path):
+    from cabinet_agent.camera import FramesBurstCamera
+
+    async def scenario():
+        async with platform() as server:
+            config = make_config(tmp_path, server.url)
+            agent = CabinetAgent(config, burst_camera=FramesBurstCamera(_burst()))
+            asked: list[str] = []
+            agent.on_confirm = lambda frame: asked.append(frame["message"]) or "4321"
+            async with running(agent):
+                confirm_id = protocol.new_id()
+                await server.send(
+                    protocol.make_face_result(
+                        scan_id=protocol.new_id(),
+                        outcome="confirm",
+                        message="Enter the last four digits of your phone number.",
+                        confirm_id=confirm_id,
+                    )
+                )
+                sent = (await server.wait_for(lambda: server.of_type("face_confirm")))[0]
+                assert (sent["confirm_id"], sent["digits"]) == (confirm_id, "4321")
+                assert asked == ["Enter the last four digits of your phone number."]
+                assert agent.server_revision == 1  # the fake server announces no revision
+
+    run(scenario())

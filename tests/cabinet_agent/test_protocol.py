@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,3 +224,87 @@ def test_frames_are_validated():
     protocol.validate_cabinet_frame(scan)
     with pytest.raises(protocol.ProtocolError):
         protocol.validate_cabinet_frame({**scan, "image": "bm90IGEganBlZw=="})
+
+
+_JPEG_B64 = "/9j/4AAQSkZJRgABAQAAAQABAAD/2Q=="
+
+
+def _burst_frame(**changes: Any) -> dict[str, Any]:
+    frame = {
+        "type": "face_burst",
+        "id": protocol.new_id(),
+        "challenge_id": protocol.new_id(),
+        "nonce": "q3Vh0yJ8kM2xL5pN7rT9wZ1aB4cD6eF8",
+        "frames": [{"t_ms": i * 100, "jpeg": _JPEG_B64} for i in range(6)],
+        "light_on": False,
+        "taken_at": 1767225590000,
+    }
+    frame.update(changes)
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("changes", "bad"),
+    [
+        ({"frames": [{"t_ms": i * 100, "jpeg": _JPEG_B64} for i in range(5)]}, "frames"),
+        ({"frames": [{"t_ms": i * 100, "jpeg": _JPEG_B64} for i in range(21)]}, "frames"),
+        ({"frames": [{"t_ms": i, "jpeg": "aGVsbG8="} for i in range(6)]}, "frames"),  # not JPEG
+        ({"frames": [{"t_ms": -1, "jpeg": _JPEG_B64}] * 6}, "frames"),
+        (
+            {
+                "frames": [
+                    {
+                        "t_ms": 0,
+                        "jpeg": base64.b64encode(b"\xff\xd8\xff" + bytes(97 * 1024)).decode(),
+                    }
+                ]
+                * 6
+            },
+            "frames",
+        ),
+        ({"nonce": "short"}, "nonce"),
+        ({"challenge_id": "not-a-uuid"}, "challenge_id"),
+    ],
+)
+def test_a_malformed_face_burst_is_an_invalid_frame(changes: dict[str, Any], bad: str) -> None:
+    with pytest.raises(protocol.ProtocolError) as raised:
+        protocol.validate_cabinet_frame(_burst_frame(**changes))
+    assert raised.value.code == protocol.ErrorCode.INVALID_FRAME and bad in raised.value.message
+
+
+@pytest.mark.parametrize("digits", ["123", "12345", "12a4", 1234])
+def test_face_confirm_carries_exactly_four_digits(digits: Any) -> None:
+    frame = protocol.make_face_confirm(confirm_id=protocol.new_id(), digits="0000", at=1)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.validate_cabinet_frame({**frame, "digits": digits})
+
+
+@pytest.mark.parametrize(
+    "actions", [[], ["blink", "blink"], ["jump"], ["blink", "turn_left", "turn_right"]]
+)
+def test_a_face_challenge_has_one_or_two_known_actions(actions: list[str]) -> None:
+    frame = protocol.make_face_challenge(
+        start_id=protocol.new_id(),
+        challenge_id=protocol.new_id(),
+        nonce="q3Vh0yJ8kM2xL5pN7rT9wZ1aB4cD6eF8",
+        actions=["blink"],
+        expires_at=1,
+        message="Please blink.",
+    )
+    protocol.validate_server_frame(frame)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.validate_server_frame({**frame, "actions": actions})
+
+
+def test_the_largest_burst_fits_one_protocol_frame() -> None:
+    jpeg = b"\xff\xd8\xff" + bytes(protocol.BURST_MAX_TOTAL_BYTES // protocol.BURST_MAX_FRAMES - 3)
+    frame = protocol.make_face_burst(
+        challenge_id=protocol.new_id(),
+        nonce="q3Vh0yJ8kM2xL5pN7rT9wZ1aB4cD6eF8",
+        frames=[(i * 100, jpeg) for i in range(protocol.BURST_MAX_FRAMES)],
+        light_on=False,
+        taken_at=1,
+    )
+    text = protocol.encode_frame(frame)
+    assert len(text.encode()) < protocol.MAX_FRAME_BYTES
+    protocol.validate_cabinet_frame(protocol.decode_frame(text))

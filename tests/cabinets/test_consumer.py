@@ -346,7 +346,9 @@ def test_a_command_without_receipt_is_sent_again_on_the_same_connection_until_re
 
     command = CabinetCommand.objects.get(pk=async_to_sync(scenario)())
     assert command.status == CommandStatus.RECEIVED
-    assert command.send_count >= 3
+    # The socket saw three sends; a send's count is written after the frame goes out, so on a
+    # busy machine the last one may land after the receipt closed the command (not counted).
+    assert command.send_count >= 2
 
 
 def test_resending_stops_when_the_command_expires(provisioned, settings) -> None:  # type: ignore[no-untyped-def]

@@ -290,7 +290,7 @@ def test_two_runs_of_one_face_scan_at_once_open_the_door_once(
     with django_capture_on_commit_callbacks(execute=True):
         cabinet_says(cabinet, frame)
     checks: list[bool] = []
-    answered_again = access._face_answered_again
+    answered_again = access.face_answered_again
 
     def late_check(**kwargs):  # type: ignore[no-untyped-def]
         if not checks:  # the early check ran before the first run's commit
@@ -299,7 +299,7 @@ def test_two_runs_of_one_face_scan_at_once_open_the_door_once(
         checks.append(answered_again(**kwargs))
         return checks[-1]
 
-    monkeypatch.setattr(access, "_face_answered_again", late_check)
+    monkeypatch.setattr(access, "face_answered_again", late_check)
     with django_capture_on_commit_callbacks(execute=True):
         assert _run_task_again(cabinet, frame) == "answered"
     assert checks == [False, True]
