@@ -33,7 +33,6 @@ def main() -> int:
         "DATABASE_URL": database,
         "PYTHONPATH": str(ROOT),
         "LOG_LEVEL": "WARNING",
-        "CABINET_RECEIPT_TIMEOUT_S": "1",
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update(env)
@@ -42,13 +41,13 @@ def main() -> int:
     django.setup()
     from django.core.management import call_command
 
-    from tests.live.faultrun import fault_run, fault_seed
+    from tests.live.faultrun import fault_run, fault_seed, fault_server_env
     from tests.live.server import LiveServer
 
     call_command("migrate", verbosity=0)
     seed = fault_seed()
     print(f"seed {seed}", flush=True)
-    server = LiveServer(workdir / "uvicorn.log", env=env)
+    server = LiveServer(workdir / "uvicorn.log", env={**env, **fault_server_env()})
     server.start()
     try:
         report = fault_run(
