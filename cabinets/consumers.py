@@ -123,6 +123,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 max_clock_skew_ms=settings.CABINET_MAX_CLOCK_SKEW_MS,
             )
         )
+        if auth.session.state == protocol.CabinetLifecycle.MAINTENANCE:
+            # Protocol §3: the state a cabinet connects in is announced like a change to it.
+            await self._send(protocol.make_cabinet_state(state=auth.session.state))
         # Unacknowledged, unexpired commands are re-sent after the hello; the cabinet dedupes
         # by id, and so does this connection (a push may race the query).
         for frame in opening.pending:
@@ -246,7 +249,13 @@ class CabinetConsumer(AsyncWebsocketConsumer):
 
     async def link_revoke(self, message: dict[str, Any]) -> None:
         # Protocol §1: a rotation is 4401 (the cabinet needs its new credential); a
-        # revocation, or a message that does not say, is 4403.
+        # revocation, or a message that does not say, is 4403. Only the link that
+        # authenticated with the credential named closes: a cabinet that already reconnected
+        # with its new one keeps it (the message can arrive after that reconnect).
+        assert self.session is not None
+        key_id = message.get("key_id")
+        if key_id is not None and key_id != self.session.key_id:
+            return
         rotated = message.get("reason") == "rotated"
         await self.close(
             code=protocol.CloseCode.BAD_CREDENTIAL if rotated else protocol.CloseCode.REVOKED

@@ -44,6 +44,8 @@ class CabinetSession:
     cabinet_id: int
     serial: str
     key_id: str
+    # The lifecycle state at authentication: a cabinet in maintenance is told after hello.
+    state: str = CabinetState.ACTIVE
     # The telemetry last stored, so that a reconnect does not rewrite what is already known.
     telemetry: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -73,6 +75,7 @@ def cabinet_authenticate(authorization: str | None) -> AuthResult:
             cabinet_id=credential.cabinet_id,
             serial=credential.cabinet.serial,
             key_id=key_id,
+            state=credential.cabinet.state,
             telemetry=credential.cabinet.telemetry,
         ),
         "ok",

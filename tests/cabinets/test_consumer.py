@@ -26,28 +26,10 @@ from cabinets.services.commands import command_issue, commands_expire, compartme
 from cabinets.services.credentials import cabinet_credential_issue, cabinet_credential_revoke
 from cabinets.services.liveness import cabinets_liveness_sync
 from core.actors import Actor
-from tests.cabinets.link import communicator, receive, send, telemetry
-from tests.factories import CabinetFactory, CompartmentFactory
+from tests.cabinets.link import closed_with, communicator, open_link, receive, send, telemetry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STAFF = Actor.system("test")
-
-
-@pytest.fixture
-def provisioned():  # type: ignore[no-untyped-def]
-    cabinet = CabinetFactory(serial="SH-LINK-1")
-    compartment = CompartmentFactory(cabinet=cabinet, label="A01")
-    issued = cabinet_credential_issue(cabinet=cabinet, actor=STAFF)
-    return cabinet, compartment, issued
-
-
-async def _connect(credential: str):  # type: ignore[no-untyped-def]
-    comm = communicator(credential)
-    connected, _ = await comm.connect(timeout=5)
-    assert connected
-    hello = await receive(comm)
-    assert hello["type"] == "hello"
-    return comm, hello
 
 
 @pytest.mark.parametrize("credential", [None, "garbage", "abcd1234.this-is-not-the-secret-at-all"])
@@ -67,7 +49,7 @@ def test_it_refuses_a_revoked_credential_and_accepts_the_rotated_one(provisioned
     async def scenario() -> None:
         refused = communicator(old.credential)
         assert not (await refused.connect(timeout=5))[0]
-        comm, hello = await _connect(new.credential)
+        comm, hello = await open_link(new.credential)
         assert hello["cabinet"] == cabinet.serial
         await comm.disconnect()
 
@@ -84,7 +66,7 @@ def test_a_heartbeat_marks_the_cabinet_online_and_stores_telemetry(provisioned) 
     cabinet, compartment, issued = provisioned
 
     async def scenario() -> None:
-        comm, hello = await _connect(issued.credential)
+        comm, hello = await open_link(issued.credential)
         assert hello["heartbeat_interval"] > 0
         await send(
             comm,
@@ -116,7 +98,7 @@ def test_while_connected_the_cabinet_is_online_and_present(provisioned) -> None:
     cabinet, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         # connecting writes nothing to the database; the liveness tick records it
         await database_sync_to_async(cabinets_liveness_sync)()
         state = await database_sync_to_async(
@@ -149,7 +131,7 @@ def test_malformed_or_unknown_frames_get_an_error_frame_and_the_link_stays_up(
     _, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await comm.send_to(text_data=raw)
         error = await receive(comm)
         assert error["type"] == "error" and error["code"] == code
@@ -169,7 +151,7 @@ def test_an_unlock_is_pushed_signed_after_commit_and_its_receipt_and_result_are_
     key = bytes.fromhex(issued.signing_key_hex)
 
     async def scenario() -> str:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         command = await database_sync_to_async(compartment_unlock)(
             compartment=compartment, actor=STAFF, reason="support case 17"
         )
@@ -214,7 +196,7 @@ def test_a_replayed_event_is_acknowledged_but_applied_once(provisioned) -> None:
     _, compartment, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         event = protocol.make_door_event(compartment="A01", event="opened", at=protocol.now_ms())
         for _ in range(2):
             await send(comm, event)
@@ -239,12 +221,12 @@ def test_unacknowledged_commands_are_resent_on_reconnect_but_expired_ones_are_no
     assert commands_expire() == 1  # two and a half minutes past expiry: beyond any clock skew
 
     async def scenario() -> list[str]:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         first = await receive(comm)
         assert await comm.receive_nothing(timeout=0.3)
         await comm.disconnect()
         # reconnect without acknowledging: the same command again
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         second = await receive(comm)
         await comm.disconnect()
         return [first["command"]["id"], second["command"]["id"]]
@@ -260,10 +242,9 @@ def test_a_second_connection_replaces_the_first(provisioned) -> None:  # type: i
     _, _, issued = provisioned
 
     async def scenario() -> None:
-        first, _ = await _connect(issued.credential)
-        second, _ = await _connect(issued.credential)
-        closed = await first.receive_output(timeout=5)
-        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.REPLACED}
+        first, _ = await open_link(issued.credential)
+        second, _ = await open_link(issued.credential)
+        assert await closed_with(first) == protocol.CloseCode.REPLACED
         # the replacement is the live one
         event = protocol.make_door_event(compartment="A01", event="closed", at=protocol.now_ms())
         await send(second, event)
@@ -278,7 +259,7 @@ def test_repeated_failed_opens_take_the_compartment_out_of_service(provisioned, 
     _, compartment, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         for _ in range(3):
             await database_sync_to_async(compartment_unlock)(
                 compartment=compartment, actor=STAFF, reason="try"
@@ -326,7 +307,7 @@ def test_a_command_without_receipt_is_sent_again_on_the_same_connection_until_re
     _, compartment, issued = provisioned
 
     async def scenario() -> str:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await database_sync_to_async(compartment_unlock)(
             compartment=compartment, actor=STAFF, reason="pickup"
         )
@@ -354,7 +335,7 @@ def test_resending_stops_when_the_command_expires(provisioned, settings) -> None
     cabinet, compartment, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         command = await database_sync_to_async(command_issue)(
             cabinet=cabinet, compartment=compartment, action="unlock", actor=STAFF, ttl_s=2
         )
@@ -382,7 +363,7 @@ def test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals(
     cabinet, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, hello = await _connect(issued.credential)
+        comm, hello = await open_link(issued.credential)
         assert hello["heartbeat_interval"] == 1
         # heartbeats every interval keep the link up past three intervals
         for _ in range(5):
@@ -391,8 +372,7 @@ def test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals(
             )
             assert await comm.receive_nothing(timeout=0.8)
         # then silence
-        closed = await comm.receive_output(timeout=10)
-        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.HEARTBEAT_TIMEOUT}
+        assert await closed_with(comm, timeout=10) == protocol.CloseCode.HEARTBEAT_TIMEOUT
         # the server answers its own close with websocket.disconnect, as uvicorn does
         await comm.disconnect(code=protocol.CloseCode.HEARTBEAT_TIMEOUT)
 
@@ -408,7 +388,7 @@ def test_bad_frames_close_the_link_only_when_more_than_ten_arrive_within_a_minut
     _, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         for count in range(1, 11):
             await comm.send_to(text_data="not json")
             assert (await receive(comm))["code"] == "malformed_json"
@@ -424,8 +404,7 @@ def test_bad_frames_close_the_link_only_when_more_than_ten_arrive_within_a_minut
         # the eleventh within the minute closes it
         await comm.send_to(text_data="not json")
         assert (await receive(comm))["code"] == "malformed_json"
-        closed = await comm.receive_output(timeout=5)
-        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.PROTOCOL_VIOLATION}
+        assert await closed_with(comm) == protocol.CloseCode.PROTOCOL_VIOLATION
 
     async_to_sync(scenario)()
 
@@ -443,7 +422,7 @@ def test_a_reconnecting_cabinet_whose_telemetry_did_not_change_writes_nothing(pr
     )
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await send(comm, protocol.make_heartbeat(sent_at=protocol.now_ms(), telemetry=telemetry()))
         await comm.send_to(text_data="{")  # processed in order: the heartbeat is done
         assert (await receive(comm))["code"] == "malformed_json"
