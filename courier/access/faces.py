@@ -17,7 +17,12 @@ from core.actors import Actor, ActorKind
 from core.errors import ApplicationError
 from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
 from courier.models import AccessAttempt, AttemptMethod, Parcel, ParcelDirection, ParcelStatus
-from courier.selectors import parcels_ready_at, recipients_waiting_at, senders_expected_at
+from courier.selectors import (
+    attempt_unlocks_never_sent,
+    parcels_ready_at,
+    recipients_waiting_at,
+    senders_expected_at,
+)
 from courier.services.deposits import parcel_dropoff_start
 from courier.services.releases import parcels_release
 
@@ -37,10 +42,12 @@ _FACE_AGAIN: dict[str, str] = {
 def _face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
     """The face task acknowledges late, so a worker that dies after committing its answer
     has it run again. The scan was decided once (its attempt row, its doors): repeat that
-    outcome to the cabinet and open nothing more."""
+    outcome to the cabinet and open nothing more. A worker that died between that commit and
+    its pushes left the unlocks stored but never sent: they follow the answer now (the same
+    commands: a cabinet runs each id once)."""
     attempt = (
         AccessAttempt.objects.filter(event_id=scan_id, method=AttemptMethod.FACE)
-        .only("outcome")
+        .only("outcome", "cabinet_id")
         .first()
     )
     if attempt is None:
@@ -53,6 +60,7 @@ def _face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
             outcome=attempt.outcome,
             message=_FACE_AGAIN.get(attempt.outcome, "Please try again."),
         ),
+        attempt_unlocks_never_sent(attempt=attempt),
     )
     return True
 
