@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from cabinet_agent import protocol
+from cabinets import presence, selectors
 from cabinets.models import (
     Cabinet,
     CabinetCommand,
@@ -22,11 +24,20 @@ from cabinets.models import (
     ServiceState,
 )
 from cabinets.presence import presence_snapshot
+from cabinets.selectors import commands_to_deliver
 from cabinets.services.commands import command_issue, commands_expire, compartment_unlock
 from cabinets.services.credentials import cabinet_credential_issue, cabinet_credential_revoke
 from cabinets.services.liveness import cabinets_liveness_sync
 from core.actors import Actor
-from tests.cabinets.link import closed_with, communicator, open_link, receive, send, telemetry
+from tests.cabinets.link import (
+    closed_with,
+    communicator,
+    open_link,
+    receive,
+    send,
+    still_open,
+    telemetry,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STAFF = Actor.system("test")
@@ -236,6 +247,57 @@ def test_unacknowledged_commands_are_resent_on_reconnect_but_expired_ones_are_no
     assert live.send_count == 2
     stale.refresh_from_db()
     assert stale.status == CommandStatus.EXPIRED
+
+
+def test_a_command_committed_while_the_cabinet_connects_is_delivered_on_that_link(
+    provisioned, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # The race of a reconnect storm: an unlock committed (and pushed) just after the
+    # connecting link read the cabinet's pending commands. The link must be in the cabinet's
+    # group by then, or neither the read nor the push reaches it and the command waits for
+    # the next reconnect.
+    cabinet, compartment, issued = provisioned
+    during: list[str] = []
+
+    def read_then_issue(session):  # type: ignore[no-untyped-def]
+        pending = commands_to_deliver(session)
+        if not during:
+            during.append(
+                str(compartment_unlock(compartment=compartment, actor=STAFF, reason="r").pk)
+            )
+        return pending
+
+    monkeypatch.setattr(selectors, "commands_to_deliver", read_then_issue)
+
+    async def scenario() -> dict:  # type: ignore[type-arg]
+        comm, _ = await open_link(issued.credential)
+        frame = await receive(comm)
+        await comm.disconnect()
+        return frame
+
+    frame = async_to_sync(scenario)()
+    assert (frame["type"], frame["command"]["id"]) == ("command", during[0])
+
+
+def test_a_heartbeat_whose_presence_write_fails_keeps_the_link_up(provisioned, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Redis refusing (here: the pool exhausted, as in a reconnect storm) must not drop the
+    # link: dropped links reconnect and make the storm worse.
+    _, _, issued = provisioned
+
+    class Exhausted:
+        async def zadd(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise redis.exceptions.ConnectionError("No connection available.")
+
+    async def scenario() -> None:
+        comm, _ = await open_link(issued.credential)
+        with monkeypatch.context() as patched:
+            patched.setattr(presence, "_async_client", Exhausted)
+            heartbeat = protocol.make_heartbeat(sent_at=protocol.now_ms(), telemetry=telemetry())
+            await send(comm, heartbeat)
+            await still_open(comm)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
 
 
 def test_a_second_connection_replaces_the_first(provisioned) -> None:  # type: ignore[no-untyped-def]
