@@ -58,6 +58,9 @@ def fault_server_env(*, skew_ms: int = SKEW_MS) -> dict[str, str]:
         "CABINET_MAX_CLOCK_SKEW_MS": str(skew_ms),
         "CABINET_RECEIPT_TIMEOUT_S": "1",
         "LOG_LEVEL": "WARNING",
+        # Persistent connections, as in production (a new one per database hop is what
+        # makes a handshake storm slow on PostgreSQL).
+        "DATABASE_CONN_MAX_AGE": "60",
     }
 
 
