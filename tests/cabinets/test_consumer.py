@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from cabinet_agent import protocol
-from cabinets import presence, selectors
+from cabinets import consumers, presence, selectors
 from cabinets.models import (
     Cabinet,
     CabinetCommand,
@@ -24,7 +24,7 @@ from cabinets.models import (
     ServiceState,
 )
 from cabinets.presence import presence_snapshot
-from cabinets.selectors import commands_to_deliver
+from cabinets.selectors import cabinet_authenticate, commands_to_deliver
 from cabinets.services.commands import command_issue, commands_expire, compartment_unlock
 from cabinets.services.credentials import cabinet_credential_issue, cabinet_credential_revoke
 from cabinets.services.liveness import cabinets_liveness_sync
@@ -298,6 +298,25 @@ def test_a_heartbeat_whose_presence_write_fails_keeps_the_link_up(provisioned, m
         await comm.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_a_cabinet_retired_while_its_link_opens_is_refused(provisioned, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Retired after the credential check and before the link joined its group: no push
+    # reaches it, so the state read after joining must refuse it.
+    cabinet, _, issued = provisioned
+
+    def authenticate_then_retire(authorization):  # type: ignore[no-untyped-def]
+        auth = cabinet_authenticate(authorization)
+        Cabinet.objects.filter(pk=cabinet.pk).update(state="retired")
+        return auth
+
+    monkeypatch.setattr(consumers, "cabinet_authenticate", authenticate_then_retire)
+
+    async def scenario() -> bool:
+        connected, _ = await communicator(issued.credential).connect(timeout=5)
+        return bool(connected)
+
+    assert async_to_sync(scenario)() is False
 
 
 def test_a_second_connection_replaces_the_first(provisioned) -> None:  # type: ignore[no-untyped-def]
