@@ -12,43 +12,27 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._environment import bench_environment, cpu_model, django_start  # noqa: E402
 
 
 def main() -> int:
     if "REDIS_URL" not in os.environ:
         print("REDIS_URL is not set")
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="bench-faults-"))
-    database = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'faults.sqlite3'}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database,
-        "PYTHONPATH": str(ROOT),
-        "LOG_LEVEL": "WARNING",
-        "CABINET_RECEIPT_TIMEOUT_S": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    from tests.live.faultrun import fault_run, fault_seed
+    workdir, database, env = bench_environment("faults", PYTHONUNBUFFERED="1")
+    django_start(env)
+    from tests.live.faultrun import fault_run, fault_seed, fault_server_env
     from tests.live.server import LiveServer
 
-    call_command("migrate", verbosity=0)
     seed = fault_seed()
     print(f"seed {seed}", flush=True)
-    server = LiveServer(workdir / "uvicorn.log", env=env)
+    server = LiveServer(workdir / "uvicorn.log", env={**env, **fault_server_env()})
     server.start()
     try:
         report = fault_run(
@@ -58,13 +42,10 @@ def main() -> int:
         )
     finally:
         server.stop()
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines()
-                  if line.startswith("Model name")), platform.processor())  # fmt: skip
-    print(f"machine: {os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+    print(f"machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
           f"database {database.split(':', 1)[0]}")  # fmt: skip
     print("\n".join(report.lines()))
-    return 0 if report.double_opens == 0 and report.late_opens == 0 else 1
+    return 0 if report.double_opens == report.late_opens == report.lost == 0 else 1
 
 
 if __name__ == "__main__":

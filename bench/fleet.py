@@ -27,7 +27,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._environment import bench_environment, cpu_model, django_start  # noqa: E402
 
 HEARTBEAT_S = 30
 LEVELS = [int(n) for n in os.environ.get("BENCH_FLEET_LEVELS", "1000,5000,10000").split(",")]
@@ -329,17 +330,11 @@ async def measure(
 
 
 def setup_django(env: dict[str, str]) -> list[Client]:
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
+    django_start(env)
     from cabinets.models import Compartment
     from cabinets.services.simulation import simulated_fleet_provision
     from core.actors import Actor
 
-    call_command("migrate", verbosity=0)
     issued = simulated_fleet_provision(
         prefix=PREFIX, count=max(LEVELS), create=True, actor=Actor.system("bench")
     )
@@ -352,9 +347,7 @@ def setup_django(env: dict[str, str]) -> list[Client]:
 
 
 def machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_model()
     packages = ", ".join(
         f"{name} {version(name)}"
         for name in ("Django", "channels", "channels-redis", "redis", "uvicorn", "websockets")
@@ -431,19 +424,7 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
     if wanted < max(LEVELS) * 2 + 100:
         print(f"note: open files limited to {wanted}; large levels may fail")
-    workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    database = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'bench.sqlite3'}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database,
-        "PYTHONPATH": str(ROOT),
-        "LOG_LEVEL": "WARNING",
-        "CABINET_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
-        # Persistent connections, as in production settings: without them every database
-        # call of the consumer opens and closes a connection.
-        "DATABASE_CONN_MAX_AGE": "60",
-    }
+    _, database, env = bench_environment("fleet", CABINET_HEARTBEAT_INTERVAL_S=str(HEARTBEAT_S))
     started = time.monotonic()
     fleet = setup_django(env)
     print(f"provisioned {len(fleet)} cabinets in {time.monotonic() - started:.0f} s", flush=True)

@@ -48,6 +48,9 @@ class ExecutedCommand:
     command_id: str
     expires_ms: int
     result: dict[str, Any] | None
+    # The cabinet clock reading the command was verified and accepted with: what its window
+    # (expires_at + allowed skew) is judged against, not when the lock happened to move.
+    claimed_ms: int
 
 
 class Outbox:
@@ -123,12 +126,18 @@ class Outbox:
 
     def executed_command(self, command_id: str) -> ExecutedCommand | None:
         row = self._db.execute(
-            "SELECT command_id, expires_ms, result FROM executed_command WHERE command_id = ?",
+            "SELECT command_id, expires_ms, result, claimed_ms FROM executed_command"
+            " WHERE command_id = ?",
             (command_id,),
         ).fetchone()
         if row is None:
             return None
-        return ExecutedCommand(row[0], row[1], None if row[2] is None else json.loads(row[2]))
+        return ExecutedCommand(
+            command_id=row[0],
+            expires_ms=row[1],
+            result=None if row[2] is None else json.loads(row[2]),
+            claimed_ms=row[3],
+        )
 
     def complete_command(
         self, command_id: str, result_frame: dict[str, Any], *, now_ms: int

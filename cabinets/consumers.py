@@ -18,7 +18,7 @@ from django.conf import settings
 from cabinet_agent import protocol
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
-from cabinets.selectors import CabinetSession, link_open
+from cabinets.selectors import CabinetSession, cabinet_authenticate, link_backlog
 from cabinets.services.commands import command_mark_sent
 from cabinets.services.liveness import cabinet_telemetry_record
 from cabinets.services.messages import cabinet_message_handle
@@ -78,8 +78,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         raw = headers.get(b"authorization")
-        opening = await db(link_open)(raw.decode("latin-1") if raw else None)
-        auth = opening.auth
+        auth = await db(cabinet_authenticate)(raw.decode("latin-1") if raw else None)
         if auth.session is None:
             self._refuse(auth.reason)
             await self.close()
@@ -114,6 +113,13 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(
             cabinet_group(auth.session.cabinet_id), self.channel_name
         )
+        # Read only now, in the group: pushes from here on queue until connect() returns.
+        backlog = await db(link_backlog)(auth.session)
+        if backlog.state == protocol.CabinetLifecycle.RETIRED:
+            # Retired after the credential check, before the join: no push told this link.
+            self._refuse("retired")
+            await self.close()
+            return
         await self.accept()
         await self._send(
             protocol.make_hello(
@@ -124,9 +130,12 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 revision=protocol.PROTOCOL_REVISION,
             )
         )
+        if backlog.state == protocol.CabinetLifecycle.MAINTENANCE:
+            # Protocol §3: the state a cabinet connects in is announced like a change to it.
+            await self._send(protocol.make_cabinet_state(state=backlog.state))
         # Unacknowledged, unexpired commands are re-sent after the hello; the cabinet dedupes
         # by id, and so does this connection (a push may race the query).
-        for frame in opening.pending:
+        for frame in backlog.pending:
             await self._deliver(frame)
 
     async def disconnect(self, code: int) -> None:
@@ -247,7 +256,13 @@ class CabinetConsumer(AsyncWebsocketConsumer):
 
     async def link_revoke(self, message: dict[str, Any]) -> None:
         # Protocol §1: a rotation is 4401 (the cabinet needs its new credential); a
-        # revocation, or a message that does not say, is 4403.
+        # revocation, or a message that does not say, is 4403. Only the link that
+        # authenticated with the credential named closes: a cabinet that already reconnected
+        # with its new one keeps it (the message can arrive after that reconnect).
+        assert self.session is not None
+        key_id = message.get("key_id")
+        if key_id is not None and key_id != self.session.key_id:
+            return
         rotated = message.get("reason") == "rotated"
         await self.close(
             code=protocol.CloseCode.BAD_CREDENTIAL if rotated else protocol.CloseCode.REVOKED

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -35,15 +35,17 @@ def push_after_commit(cabinet_id: int, message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: push_now(cabinet_id, message))
 
 
-def push_many_after_commit(cabinet_ids: Iterable[int], message: dict[str, Any]) -> None:
-    """One message to many cabinets, concurrently (a bulk rotation of thousands)."""
-    ids = list(cabinet_ids)
+def push_many_after_commit(messages: Mapping[int, dict[str, Any]]) -> None:
+    """A message to each of many cabinets (cabinet id -> its message), concurrently (a bulk
+    rotation of thousands)."""
+    ids = list(messages)
 
     async def send_all() -> None:
         layer = get_channel_layer()
         assert layer is not None
         results = await asyncio.gather(
-            *(layer.group_send(cabinet_group(pk), message) for pk in ids), return_exceptions=True
+            *(layer.group_send(cabinet_group(pk), messages[pk]) for pk in ids),
+            return_exceptions=True,
         )
         failed = sum(isinstance(result, Exception) for result in results)
         if failed:

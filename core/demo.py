@@ -6,7 +6,6 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,9 +21,9 @@ from cabinets.services.credentials import cabinet_credential_issue
 from cabinets.services.lifecycle import compartments_create
 from core.actors import Actor
 from courier.authentication import carrier_api_key_issue
-from courier.codes import pickup_code_generate, pickup_code_hash
-from courier.models import Carrier, CarrierApiKey, Courier, Parcel, ParcelStatus
-from courier.services.parcels import parcel_announce, parcel_transition
+from courier.models import Carrier, CarrierApiKey, Courier, Parcel
+from courier.services.deposits import parcel_ready
+from courier.services.parcels import parcel_announce
 from identity.models import Identity
 
 DEMO_LAYOUT: list[tuple[str, str]] = (
@@ -227,21 +226,13 @@ def demo_deposit(*, parcel: Parcel, actor: Actor) -> str:
     )
     if compartment is None:
         return ""
-    code = pickup_code_generate()
-    now = timezone.now()
-    with transaction.atomic():
-        parcel_transition(
-            parcel_id=parcel.pk,
-            to_status=ParcelStatus.READY,
-            actor=actor,
-            reason="demo deposit",
-            changes={
-                "compartment": compartment,
-                "deposited_at": now,
-                "pickup_deadline": now + timedelta(days=settings.PARCEL_PICKUP_DAYS),
-                "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code=code),
-            },
-        )
+    _, code = parcel_ready(
+        parcel=parcel,
+        actor=actor,
+        reason="demo deposit",
+        door=compartment.label,
+        compartment=compartment,
+    )
     return code
 
 

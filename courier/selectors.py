@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 
-from cabinets.models import Cabinet
+from cabinets.models import Cabinet, CabinetCommand, CommandAction, CommandStatus
 from courier.models import (
     PARCEL_HOLDS_COMPARTMENT,
     AccessAttempt,
@@ -98,6 +98,27 @@ def couriers_with_badge(*, badge: str, carrier_code: str = "") -> list[Courier]:
     if carrier_code:
         couriers = couriers.filter(carrier__code=carrier_code)
     return list(couriers.order_by("pk")[:2])
+
+
+def attempt_unlocks_never_sent(*, attempt: AccessAttempt) -> list[CabinetCommand]:
+    """The unlocks stored for an attempt's parcels that no connection has sent yet: still
+    pending and unexpired (a worker that died between its commit and its pushes leaves them
+    so). Ready to push: cabinet and compartment loaded."""
+    parcels = list(attempt.parcels.values_list("compartment_id", "tracking_number"))
+    if not parcels:
+        return []
+    return list(
+        CabinetCommand.objects.filter(
+            cabinet_id=attempt.cabinet_id,
+            action=CommandAction.UNLOCK,
+            status=CommandStatus.PENDING,
+            expires_at__gt=timezone.now(),
+            compartment_id__in={compartment_id for compartment_id, _ in parcels},
+            payload__parcel__in=[tracking_number for _, tracking_number in parcels],
+        )
+        .select_related("cabinet", "compartment")
+        .order_by("issued_at")
+    )
 
 
 def parcel_for_carrier(*, carrier: Carrier, tracking_number: str) -> Parcel | None:

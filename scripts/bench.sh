@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 for script in bench/*.py; do
   [ -e "$script" ] || continue
   [ "$script" = bench/assemble.py ] && continue
+  case "$script" in bench/_*) continue ;; esac  # shared modules, not benchmarks
   echo "== $script"
   .venv/bin/python scripts/with_redis.py -- .venv/bin/python "$script"
 done

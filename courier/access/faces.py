@@ -19,6 +19,7 @@ from core.errors import ApplicationError
 from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
 from courier.models import AccessAttempt, AttemptMethod, Parcel, ParcelDirection, ParcelStatus
 from courier.selectors import (
+    attempt_unlocks_never_sent,
     parcels_face_open_at,
     recipients_face_open_at,
     senders_expected_at,
@@ -48,10 +49,12 @@ _FACE_AGAIN: dict[str, str] = {
 def face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
     """The face task acknowledges late, so a worker that dies after committing its answer
     has it run again. The scan was decided once (its attempt row, its doors): repeat that
-    outcome to the cabinet and open nothing more."""
+    outcome to the cabinet and open nothing more. A worker that died between that commit and
+    its pushes left the unlocks stored but never sent: they follow the answer now (the same
+    commands: a cabinet runs each id once)."""
     attempt = (
         AccessAttempt.objects.filter(event_id=scan_id, method=AttemptMethod.FACE)
-        .only("outcome")
+        .only("outcome", "cabinet_id")
         .first()
     )
     if attempt is None:
@@ -64,6 +67,7 @@ def face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
             outcome=attempt.outcome,
             message=_FACE_AGAIN.get(attempt.outcome, "Please try again."),
         ),
+        attempt_unlocks_never_sent(attempt=attempt),
     )
     return True
 

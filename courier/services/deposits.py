@@ -208,23 +208,42 @@ def parcel_stored(*, parcel: Parcel, actor: Actor, door: str) -> Parcel:
             changes={"reserved_at": None, "deposited_at": now},
             data={"compartment": door},
         )
+    stored, _ = parcel_ready(parcel=parcel, actor=actor, reason="deposited", door=door)
+    return stored
+
+
+def parcel_ready(
+    *,
+    parcel: Parcel,
+    actor: Actor,
+    reason: str,
+    door: str,
+    compartment: Compartment | None = None,
+) -> tuple[Parcel, str]:
+    """A recipient's parcel is in its compartment (`compartment` when it was not reserved
+    first: the demo seed): ready, with a pickup code and deadline; the recipient is told
+    after commit. Returns the parcel and its code, which exists in clear only here, in the
+    task message and in the notification itself."""
+    now = timezone.now()
     code = pickup_code_generate()
-    stored = parcel_transition(
+    changes: dict[str, object] = {
+        "reserved_at": None,
+        "deposited_at": now,
+        "pickup_deadline": now + timedelta(days=settings.PARCEL_PICKUP_DAYS),
+        "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code=code),
+    }
+    if compartment is not None:
+        changes["compartment"] = compartment
+    ready = parcel_transition(
         parcel_id=parcel.pk,
         to_status=ParcelStatus.READY,
         actor=actor,
-        reason="deposited",
-        changes={
-            "reserved_at": None,
-            "deposited_at": now,
-            "pickup_deadline": now + timedelta(days=settings.PARCEL_PICKUP_DAYS),
-            "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code=code),
-        },
+        reason=reason,
+        changes=changes,
         data={"compartment": door},
     )
-    # The code exists in clear only in this task message and the notification itself.
-    parcel_notify_task.delay_on_commit(stored.pk, NotificationKind.READY, code)
-    return stored
+    parcel_notify_task.delay_on_commit(ready.pk, NotificationKind.READY, code)
+    return ready, code
 
 
 def _other_unlock_open(*, compartment_id: int, command_id: str) -> bool:

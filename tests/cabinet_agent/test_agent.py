@@ -552,4 +552,34 @@ def test_a_confirm_result_asks_the_screen_for_digits_and_sends_them(tmp_path):
                 assert asked == ["Enter the last four digits of your phone number."]
                 assert agent.server_revision == 1  # the fake server announces no revision
 
+
+def test_the_lock_record_keeps_the_clock_reading_the_command_was_accepted_with(tmp_path):
+    # The window (expires_at + skew) is judged at acceptance: an unlock accepted on the last
+    # millisecond of it runs, one a millisecond later is refused, and the lock record says
+    # when (by this cabinet's clock) each accepted command was accepted.
+    skew = 1_000
+    issued = protocol.now_ms()
+    at_edge, past_edge = (signed_command(issued_at=issued, ttl_ms=5_000) for _ in range(2))
+    edge = at_edge["command"]["expires_at"] + skew
+    now = {"ms": protocol.now_ms()}
+
+    async def scenario():
+        async with platform(max_clock_skew_ms=skew) as server:
+            agent = CabinetAgent(make_config(tmp_path, server.url), clock=lambda: now["ms"])
+            async with running(agent):
+                now["ms"] = edge
+                await server.send(at_edge)
+                await server.wait_for(lambda: server.of_type("command_result"))
+                now["ms"] = edge + 1
+                await server.send(past_edge)
+                rejected = (await server.wait_for(lambda: server.of_type("command_rejected")))[0]
+                record = agent.outbox.executed_command(at_edge["command"]["id"])
+                refused = agent.outbox.executed_command(past_edge["command"]["id"])
+        assert (rejected["command_id"], rejected["reason"]) == (
+            past_edge["command"]["id"],
+            "expired",
+        )
+        assert record is not None and record.claimed_ms == edge
+        assert refused is None
+
     run(scenario())

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from cabinet_agent import protocol
+from cabinets import consumers, presence, selectors
 from cabinets.models import (
     Cabinet,
     CabinetCommand,
@@ -22,32 +24,23 @@ from cabinets.models import (
     ServiceState,
 )
 from cabinets.presence import presence_snapshot
+from cabinets.selectors import cabinet_authenticate, commands_to_deliver
 from cabinets.services.commands import command_issue, commands_expire, compartment_unlock
 from cabinets.services.credentials import cabinet_credential_issue, cabinet_credential_revoke
 from cabinets.services.liveness import cabinets_liveness_sync
 from core.actors import Actor
-from tests.cabinets.link import communicator, receive, send, telemetry
-from tests.factories import CabinetFactory, CompartmentFactory
+from tests.cabinets.link import (
+    closed_with,
+    communicator,
+    open_link,
+    receive,
+    send,
+    still_open,
+    telemetry,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STAFF = Actor.system("test")
-
-
-@pytest.fixture
-def provisioned():  # type: ignore[no-untyped-def]
-    cabinet = CabinetFactory(serial="SH-LINK-1")
-    compartment = CompartmentFactory(cabinet=cabinet, label="A01")
-    issued = cabinet_credential_issue(cabinet=cabinet, actor=STAFF)
-    return cabinet, compartment, issued
-
-
-async def _connect(credential: str):  # type: ignore[no-untyped-def]
-    comm = communicator(credential)
-    connected, _ = await comm.connect(timeout=5)
-    assert connected
-    hello = await receive(comm)
-    assert hello["type"] == "hello"
-    return comm, hello
 
 
 @pytest.mark.parametrize("credential", [None, "garbage", "abcd1234.this-is-not-the-secret-at-all"])
@@ -67,7 +60,7 @@ def test_it_refuses_a_revoked_credential_and_accepts_the_rotated_one(provisioned
     async def scenario() -> None:
         refused = communicator(old.credential)
         assert not (await refused.connect(timeout=5))[0]
-        comm, hello = await _connect(new.credential)
+        comm, hello = await open_link(new.credential)
         assert hello["cabinet"] == cabinet.serial
         await comm.disconnect()
 
@@ -84,7 +77,7 @@ def test_a_heartbeat_marks_the_cabinet_online_and_stores_telemetry(provisioned) 
     cabinet, compartment, issued = provisioned
 
     async def scenario() -> None:
-        comm, hello = await _connect(issued.credential)
+        comm, hello = await open_link(issued.credential)
         assert hello["heartbeat_interval"] > 0
         await send(
             comm,
@@ -116,7 +109,7 @@ def test_while_connected_the_cabinet_is_online_and_present(provisioned) -> None:
     cabinet, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         # connecting writes nothing to the database; the liveness tick records it
         await database_sync_to_async(cabinets_liveness_sync)()
         state = await database_sync_to_async(
@@ -149,7 +142,7 @@ def test_malformed_or_unknown_frames_get_an_error_frame_and_the_link_stays_up(
     _, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await comm.send_to(text_data=raw)
         error = await receive(comm)
         assert error["type"] == "error" and error["code"] == code
@@ -169,7 +162,7 @@ def test_an_unlock_is_pushed_signed_after_commit_and_its_receipt_and_result_are_
     key = bytes.fromhex(issued.signing_key_hex)
 
     async def scenario() -> str:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         command = await database_sync_to_async(compartment_unlock)(
             compartment=compartment, actor=STAFF, reason="support case 17"
         )
@@ -214,7 +207,7 @@ def test_a_replayed_event_is_acknowledged_but_applied_once(provisioned) -> None:
     _, compartment, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         event = protocol.make_door_event(compartment="A01", event="opened", at=protocol.now_ms())
         for _ in range(2):
             await send(comm, event)
@@ -239,12 +232,12 @@ def test_unacknowledged_commands_are_resent_on_reconnect_but_expired_ones_are_no
     assert commands_expire() == 1  # two and a half minutes past expiry: beyond any clock skew
 
     async def scenario() -> list[str]:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         first = await receive(comm)
         assert await comm.receive_nothing(timeout=0.3)
         await comm.disconnect()
         # reconnect without acknowledging: the same command again
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         second = await receive(comm)
         await comm.disconnect()
         return [first["command"]["id"], second["command"]["id"]]
@@ -256,14 +249,83 @@ def test_unacknowledged_commands_are_resent_on_reconnect_but_expired_ones_are_no
     assert stale.status == CommandStatus.EXPIRED
 
 
+def test_a_command_committed_while_the_cabinet_connects_is_delivered_on_that_link(
+    provisioned, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # The race of a reconnect storm: an unlock committed (and pushed) just after the
+    # connecting link read the cabinet's pending commands. The link must be in the cabinet's
+    # group by then, or neither the read nor the push reaches it and the command waits for
+    # the next reconnect.
+    cabinet, compartment, issued = provisioned
+    during: list[str] = []
+
+    def read_then_issue(session):  # type: ignore[no-untyped-def]
+        pending = commands_to_deliver(session)
+        if not during:
+            during.append(
+                str(compartment_unlock(compartment=compartment, actor=STAFF, reason="r").pk)
+            )
+        return pending
+
+    monkeypatch.setattr(selectors, "commands_to_deliver", read_then_issue)
+
+    async def scenario() -> dict:  # type: ignore[type-arg]
+        comm, _ = await open_link(issued.credential)
+        frame = await receive(comm)
+        await comm.disconnect()
+        return frame
+
+    frame = async_to_sync(scenario)()
+    assert (frame["type"], frame["command"]["id"]) == ("command", during[0])
+
+
+def test_a_heartbeat_whose_presence_write_fails_keeps_the_link_up(provisioned, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Redis refusing (here: the pool exhausted, as in a reconnect storm) must not drop the
+    # link: dropped links reconnect and make the storm worse.
+    _, _, issued = provisioned
+
+    class Exhausted:
+        async def zadd(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise redis.exceptions.ConnectionError("No connection available.")
+
+    async def scenario() -> None:
+        comm, _ = await open_link(issued.credential)
+        with monkeypatch.context() as patched:
+            patched.setattr(presence, "_async_client", Exhausted)
+            heartbeat = protocol.make_heartbeat(sent_at=protocol.now_ms(), telemetry=telemetry())
+            await send(comm, heartbeat)
+            await still_open(comm)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_cabinet_retired_while_its_link_opens_is_refused(provisioned, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Retired after the credential check and before the link joined its group: no push
+    # reaches it, so the state read after joining must refuse it.
+    cabinet, _, issued = provisioned
+
+    def authenticate_then_retire(authorization):  # type: ignore[no-untyped-def]
+        auth = cabinet_authenticate(authorization)
+        Cabinet.objects.filter(pk=cabinet.pk).update(state="retired")
+        return auth
+
+    monkeypatch.setattr(consumers, "cabinet_authenticate", authenticate_then_retire)
+
+    async def scenario() -> bool:
+        connected, _ = await communicator(issued.credential).connect(timeout=5)
+        return bool(connected)
+
+    assert async_to_sync(scenario)() is False
+
+
 def test_a_second_connection_replaces_the_first(provisioned) -> None:  # type: ignore[no-untyped-def]
     _, _, issued = provisioned
 
     async def scenario() -> None:
-        first, _ = await _connect(issued.credential)
-        second, _ = await _connect(issued.credential)
-        closed = await first.receive_output(timeout=5)
-        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.REPLACED}
+        first, _ = await open_link(issued.credential)
+        second, _ = await open_link(issued.credential)
+        assert await closed_with(first) == protocol.CloseCode.REPLACED
         # the replacement is the live one
         event = protocol.make_door_event(compartment="A01", event="closed", at=protocol.now_ms())
         await send(second, event)
@@ -278,7 +340,7 @@ def test_repeated_failed_opens_take_the_compartment_out_of_service(provisioned, 
     _, compartment, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         for _ in range(3):
             await database_sync_to_async(compartment_unlock)(
                 compartment=compartment, actor=STAFF, reason="try"
@@ -326,7 +388,7 @@ def test_a_command_without_receipt_is_sent_again_on_the_same_connection_until_re
     _, compartment, issued = provisioned
 
     async def scenario() -> str:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await database_sync_to_async(compartment_unlock)(
             compartment=compartment, actor=STAFF, reason="pickup"
         )
@@ -356,7 +418,7 @@ def test_resending_stops_when_the_command_expires(provisioned, settings) -> None
     cabinet, compartment, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         command = await database_sync_to_async(command_issue)(
             cabinet=cabinet, compartment=compartment, action="unlock", actor=STAFF, ttl_s=2
         )
@@ -384,7 +446,7 @@ def test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals(
     cabinet, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, hello = await _connect(issued.credential)
+        comm, hello = await open_link(issued.credential)
         assert hello["heartbeat_interval"] == 1
         # heartbeats every interval keep the link up past three intervals
         for _ in range(5):
@@ -393,8 +455,7 @@ def test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals(
             )
             assert await comm.receive_nothing(timeout=0.8)
         # then silence
-        closed = await comm.receive_output(timeout=10)
-        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.HEARTBEAT_TIMEOUT}
+        assert await closed_with(comm, timeout=10) == protocol.CloseCode.HEARTBEAT_TIMEOUT
         # the server answers its own close with websocket.disconnect, as uvicorn does
         await comm.disconnect(code=protocol.CloseCode.HEARTBEAT_TIMEOUT)
 
@@ -410,7 +471,7 @@ def test_bad_frames_close_the_link_only_when_more_than_ten_arrive_within_a_minut
     _, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         for count in range(1, 11):
             await comm.send_to(text_data="not json")
             assert (await receive(comm))["code"] == "malformed_json"
@@ -426,8 +487,7 @@ def test_bad_frames_close_the_link_only_when_more_than_ten_arrive_within_a_minut
         # the eleventh within the minute closes it
         await comm.send_to(text_data="not json")
         assert (await receive(comm))["code"] == "malformed_json"
-        closed = await comm.receive_output(timeout=5)
-        assert closed == {"type": "websocket.close", "code": protocol.CloseCode.PROTOCOL_VIOLATION}
+        assert await closed_with(comm) == protocol.CloseCode.PROTOCOL_VIOLATION
 
     async_to_sync(scenario)()
 
@@ -445,7 +505,7 @@ def test_a_reconnecting_cabinet_whose_telemetry_did_not_change_writes_nothing(pr
     )
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await send(comm, protocol.make_heartbeat(sent_at=protocol.now_ms(), telemetry=telemetry()))
         await comm.send_to(text_data="{")  # processed in order: the heartbeat is done
         assert (await receive(comm))["code"] == "malformed_json"

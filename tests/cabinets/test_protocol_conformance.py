@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -28,42 +27,30 @@ from cabinet_agent.config import AgentConfig
 from cabinet_agent.outbox import Outbox
 from cabinets.models import Cabinet, CabinetCommand, CommandStatus, DoorState
 from cabinets.presence import presence_snapshot, presence_touch
-from cabinets.push import cabinet_group
+from cabinets.services import credentials
 from cabinets.services.commands import compartment_unlock
-from cabinets.services.credentials import IssuedCredential, cabinet_credential_issue
+from cabinets.services.credentials import (
+    IssuedCredential,
+    cabinet_credential_issue,
+    cabinet_credential_revoke,
+    cabinet_credentials_issue_bulk,
+)
 from core.actors import Actor
-from tests.cabinets.link import communicator, receive, send, telemetry
+from tests.cabinets.link import (
+    closed_with,
+    open_link,
+    push,
+    receive,
+    send,
+    still_open,
+    telemetry,
+)
 from tests.factories import CabinetFactory, CompartmentFactory
 from tests.live.server import ROOT, LiveServer, live_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STAFF = Actor.system("test")
 DOC = ROOT / "docs" / "cabinet-protocol.md"
-
-
-@pytest.fixture
-def provisioned():  # type: ignore[no-untyped-def]
-    cabinet = CabinetFactory(serial="SH-CONFORM-1")
-    compartment = CompartmentFactory(cabinet=cabinet, label="A01")
-    issued = cabinet_credential_issue(cabinet=cabinet, actor=STAFF)
-    return cabinet, compartment, issued
-
-
-async def _connect(credential: str):  # type: ignore[no-untyped-def]
-    comm = communicator(credential)
-    connected, _ = await comm.connect(timeout=5)
-    assert connected
-    hello = await receive(comm)
-    assert hello["type"] == "hello"
-    return comm, hello
-
-
-async def _still_open(comm) -> None:  # type: ignore[no-untyped-def]
-    """A good event is acknowledged: the link survived whatever came before. (Z99 is no
-    compartment of the cabinet: the event is stored and acked, and changes no door.)"""
-    event = protocol.make_door_event(compartment="Z99", event="closed", at=protocol.now_ms())
-    await send(comm, event)
-    assert await receive(comm) == {"type": "ack", "ref": event["id"]}
 
 
 # --- §2 Frames -----------------------------------------------------------------------------
@@ -78,12 +65,12 @@ def test_a_2000_deep_json_object_gets_an_error_frame_and_the_socket_stays_open(
     assert 11 * 1024 <= len(frame) < 12 * 1024
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await comm.send_to(text_data=frame)
         error = await receive(comm)
         assert (error["type"], error["code"]) == ("error", "invalid_frame")
         assert str(protocol.MAX_NESTING_DEPTH) in error["message"]
-        await _still_open(comm)
+        await still_open(comm)
         await comm.disconnect()
 
     with caplog.at_level(logging.INFO):
@@ -117,7 +104,7 @@ def test_an_error_for_a_frame_with_an_id_and_no_type_carries_that_id_as_ref(
     event_id = protocol.new_id()
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await comm.send_to(text_data=body % event_id)
         error = await receive(comm)
         assert (error["type"], error["code"], error["ref"]) == ("error", "invalid_frame", event_id)
@@ -148,11 +135,11 @@ def test_a_minimal_heartbeat_is_accepted_and_updates_liveness(provisioned) -> No
     long_ago = 1_000.0
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         await presence_touch(cabinet.pk, at=long_ago)
         minimal = {"type": "heartbeat", "sent_at": protocol.now_ms(), "telemetry": {}}
         await send(comm, minimal)
-        await _still_open(comm)  # the next frame is that ack: no error for the heartbeat
+        await still_open(comm)  # the next frame is that ack: no error for the heartbeat
         await _poll(lambda: presence_snapshot().get(cabinet.pk, 0) > long_ago)
         await comm.disconnect()
 
@@ -166,10 +153,10 @@ def test_a_heartbeat_updates_the_telemetry_it_carries_and_keeps_the_rest(provisi
     )
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         partial = {"type": "heartbeat", "sent_at": 1, "telemetry": {"doors": {"A01": "open"}}}
         await send(comm, partial)
-        await _still_open(comm)
+        await still_open(comm)
         await comm.send_to(
             text_data='{"type": "heartbeat", "sent_at": 1, "telemetry": {"power": "nuclear"}}'
         )
@@ -193,7 +180,7 @@ def test_hello_announces_the_allowed_clock_skew_from_the_setting(provisioned, se
     _, _, issued = provisioned
 
     async def scenario() -> dict[str, Any]:
-        comm, hello = await _connect(issued.credential)
+        comm, hello = await open_link(issued.credential)
         await comm.disconnect()
         return hello  # type: ignore[no-any-return]
 
@@ -211,20 +198,6 @@ def test_hello_announces_the_allowed_clock_skew_from_the_setting(provisioned, se
 # --- §1 Close codes sent by the server -------------------------------------------------------
 
 
-async def _push(cabinet_id: int, message: dict[str, Any]) -> None:
-    """What cabinets.services pushes to a cabinet's group after commit."""
-    layer = get_channel_layer()
-    assert layer is not None
-    await layer.group_send(cabinet_group(cabinet_id), message)
-
-
-async def _closed_with(comm) -> int:  # type: ignore[no-untyped-def]
-    """The code of the close the server sends next; any other output fails the test."""
-    output = await comm.receive_output(timeout=5)
-    assert output["type"] == "websocket.close", output
-    return int(output["code"])
-
-
 def test_a_rotated_credential_closes_the_open_link_with_4401_and_a_revoked_one_with_4403(
     provisioned,
 ) -> None:  # type: ignore[no-untyped-def]
@@ -238,13 +211,87 @@ def test_a_rotated_credential_closes_the_open_link_with_4401_and_a_revoked_one_w
     async def scenario() -> dict[str, int]:
         codes = {}
         for name, message in closes.items():
-            comm, _ = await _connect(issued.credential)
-            await _push(cabinet.pk, message)
-            codes[name] = await _closed_with(comm)
+            comm, _ = await open_link(issued.credential)
+            await push(cabinet.pk, message)
+            codes[name] = await closed_with(comm)
         return codes
 
     assert async_to_sync(scenario)() == {"rotated": 4401, "revoked": 4403, "no reason": 4403}
     assert (protocol.CloseCode.BAD_CREDENTIAL, protocol.CloseCode.REVOKED) == (4401, 4403)
+
+
+def _key_id(issued: IssuedCredential) -> str:
+    parsed = protocol.parse_credential(protocol.authorization_header(issued.credential))
+    assert parsed is not None
+    return parsed[0]
+
+
+def test_a_rotation_closes_the_link_of_the_old_credential_and_not_the_new_ones(
+    provisioned, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # The rotation race: the cabinet gets its new credential and reconnects before the close
+    # for the old one reaches every server. That close must not drop the new link.
+    cabinet, _, old = provisioned
+    held: list[tuple[int, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        credentials,
+        "push_after_commit",
+        lambda cabinet_id, message: held.append((cabinet_id, message)),
+    )
+
+    async def scenario() -> None:
+        old_link, _ = await open_link(old.credential)
+        new = await sync_to_async(cabinet_credential_issue)(cabinet=cabinet, actor=STAFF)
+        [(cabinet_id, rotation)] = held
+        assert cabinet_id == cabinet.pk
+        assert rotation["key_id"] == _key_id(old)
+        await push(cabinet.pk, rotation)
+        assert await closed_with(old_link) == protocol.CloseCode.BAD_CREDENTIAL
+        new_link, _ = await open_link(new.credential)
+        await push(cabinet.pk, rotation)  # arriving late
+        await still_open(new_link)
+        # A close naming the new credential does close it.
+        await sync_to_async(cabinet_credential_revoke)(cabinet=cabinet, actor=STAFF, reason="lost")
+        await push(*held[-1])
+        assert await closed_with(new_link) == protocol.CloseCode.REVOKED
+
+    async_to_sync(scenario)()
+
+
+def test_a_bulk_rotation_names_each_cabinets_old_credential(provisioned, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, old = provisioned
+    other = CabinetFactory(serial="SH-LINK-2")
+    other_old = cabinet_credential_issue(cabinet=other, actor=STAFF)
+    held: list[dict[int, dict[str, Any]]] = []
+    monkeypatch.setattr(credentials, "push_many_after_commit", held.append)
+    cabinet_credentials_issue_bulk(cabinets=[cabinet, other], actor=STAFF)
+    assert held == [
+        {
+            c.pk: {
+                "type": "link.revoke",
+                "reason": "rotated",
+                "key_id": _key_id(i),
+            }
+            for c, i in ((cabinet, old), (other, other_old))
+        }
+    ]
+
+
+def test_a_cabinet_that_connects_in_maintenance_gets_cabinet_state_right_after_hello(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    cabinet, _, issued = provisioned
+
+    async def scenario(*, expect_state: bool) -> None:
+        comm, _ = await open_link(issued.credential)
+        if expect_state:
+            assert await receive(comm) == protocol.make_cabinet_state(state="maintenance")
+        await still_open(comm)  # and, for an active one, nothing came before the ack
+        await comm.disconnect()
+
+    async_to_sync(scenario)(expect_state=False)
+    Cabinet.objects.filter(pk=cabinet.pk).update(state="maintenance")
+    async_to_sync(scenario)(expect_state=True)
 
 
 def test_retiring_the_cabinet_sends_cabinet_state_then_closes_the_link_with_4403(
@@ -253,12 +300,12 @@ def test_retiring_the_cabinet_sends_cabinet_state_then_closes_the_link_with_4403
     cabinet, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
-        await _push(cabinet.pk, {"type": "link.state", "state": "retired"})
+        comm, _ = await open_link(issued.credential)
+        await push(cabinet.pk, {"type": "link.state", "state": "retired"})
         announced = await receive(comm)
         assert announced == {"type": "cabinet_state", "state": "retired"}
         assert protocol.validate_server_frame(announced) is announced
-        assert await _closed_with(comm) == protocol.CloseCode.REVOKED
+        assert await closed_with(comm) == protocol.CloseCode.REVOKED
 
     async_to_sync(scenario)()
 
@@ -269,11 +316,11 @@ def test_maintenance_and_active_are_announced_with_cabinet_state_and_the_link_st
     cabinet, _, issued = provisioned
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         for state in ("maintenance", "active"):
-            await _push(cabinet.pk, {"type": "link.state", "state": state})
+            await push(cabinet.pk, {"type": "link.state", "state": state})
             assert await receive(comm) == protocol.make_cabinet_state(state=state)
-            await _still_open(comm)
+            await still_open(comm)
         await comm.disconnect()
 
     async_to_sync(scenario)()
@@ -479,7 +526,7 @@ def test_a_report_about_a_command_the_server_does_not_know_gets_unknown_command_
     CabinetCommand.objects.filter(pk=mine.pk).update(status=CommandStatus.SUCCEEDED)
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         for report in _reports_about(protocol.new_id()):
             await send(comm, report)
             error = await receive(comm)
@@ -509,7 +556,7 @@ def test_a_report_about_another_cabinets_command_gets_unknown_command_and_change
     theirs = compartment_unlock(compartment=other, actor=STAFF, reason="theirs")
 
     async def scenario() -> None:
-        comm, _ = await _connect(issued.credential)
+        comm, _ = await open_link(issued.credential)
         for report in _reports_about(str(theirs.pk)):
             await send(comm, report)
             error = await receive(comm)

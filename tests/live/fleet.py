@@ -23,12 +23,22 @@ from cabinets.services.credentials import IssuedCredential
 
 @dataclass(frozen=True)
 class Actuation:
-    """One time an agent drove a lock: for which command, which door, when (its clock, ms)."""
+    """One time an agent drove a lock: for which command and door; when the agent accepted the
+    command (the clock reading it verified the window with, from its own lock record) and when
+    it drove the lock (its clock, ms); the window it accepted against (expires_at and the clock
+    skew in force, the one the server's hello announced)."""
 
     command_id: str
     compartment: str
-    at_ms: int
+    accepted_at_ms: int
+    driven_at_ms: int
     expires_at_ms: int
+    max_clock_skew_ms: int
+
+    @property
+    def accepted_late_by_ms(self) -> int:
+        """How far past its window the agent accepted the command; > 0 breaks protocol §7."""
+        return self.accepted_at_ms - (self.expires_at_ms + self.max_clock_skew_ms)
 
 
 class RecordingAgent(CabinetAgent):
@@ -40,12 +50,18 @@ class RecordingAgent(CabinetAgent):
 
     async def _run_action(self, command: dict[str, Any]) -> Any:
         if command["action"] == Action.UNLOCK:
+            # Claimed (and so accepted) just before this call, with no await in between: the
+            # skew in force now is the one the window was checked with.
+            record = self.outbox.executed_command(command["id"])
+            assert record is not None, "an unlock driven without a claim"
             self.actuations.append(
                 Actuation(
                     command_id=command["id"],
                     compartment=command["compartment"],
-                    at_ms=self._clock(),
+                    accepted_at_ms=record.claimed_ms,
+                    driven_at_ms=self._clock(),
                     expires_at_ms=command["expires_at"],
+                    max_clock_skew_ms=self.max_clock_skew_ms,
                 )
             )
         return await super()._run_action(command)
