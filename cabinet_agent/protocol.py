@@ -125,6 +125,7 @@ class Action(StrEnum):
     UNLOCK = "unlock"
     SET_CONFIG = "set_config"
     SET_FIRMWARE = "set_firmware"
+    CREDENTIAL_ROTATE = "credential_rotate"  # 1.2
 
 
 class RejectReason(StrEnum):

@@ -20,6 +20,7 @@ from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, link_open
 from cabinets.services.commands import command_mark_sent
+from cabinets.services.credentials import cabinet_credential_rotation_complete
 from cabinets.services.liveness import cabinet_telemetry_record
 from cabinets.services.messages import cabinet_message_handle
 
@@ -123,6 +124,11 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 max_clock_skew_ms=settings.CABINET_MAX_CLOCK_SKEW_MS,
             )
         )
+        if auth.session.retiring_key_id is not None:
+            # The cabinet proves it holds its new credential: the old one is revoked now.
+            await db(cabinet_credential_rotation_complete)(
+                cabinet_id=auth.session.cabinet_id, key_id=auth.session.key_id
+            )
         # Unacknowledged, unexpired commands are re-sent after the hello; the cabinet dedupes
         # by id, and so does this connection (a push may race the query).
         for frame in opening.pending:
@@ -234,7 +240,10 @@ class CabinetConsumer(AsyncWebsocketConsumer):
     # --- messages from the platform (channel layer) --------------------------------------------
 
     async def command_deliver(self, message: dict[str, Any]) -> None:
-        await self._deliver(message["frame"])
+        assert self.session is not None
+        # During a credential rotation: the frame signed with the key this link uses.
+        frames = message.get("frames") or {}
+        await self._deliver(frames.get(self.session.key_id, message["frame"]))
 
     async def link_send(self, message: dict[str, Any]) -> None:
         await self._send(message["frame"])
@@ -247,6 +256,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
     async def link_revoke(self, message: dict[str, Any]) -> None:
         # Protocol §1: a rotation is 4401 (the cabinet needs its new credential); a
         # revocation, or a message that does not say, is 4403.
+        assert self.session is not None
+        if message.get("key_id") not in (None, self.session.key_id):
+            return  # another credential of this cabinet (a rotation's other side)
         rotated = message.get("reason") == "rotated"
         await self.close(
             code=protocol.CloseCode.BAD_CREDENTIAL if rotated else protocol.CloseCode.REVOKED

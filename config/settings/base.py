@@ -251,6 +251,9 @@ CABINET_TELEMETRY_WRITE_INTERVAL_S = env.int("CABINET_TELEMETRY_WRITE_INTERVAL_S
 # Unlock commands are valid this long; a cabinet that reconnects later never executes them.
 CABINET_UNLOCK_TTL_S = env.int("CABINET_UNLOCK_TTL_S", default=30)
 CABINET_CONFIG_COMMAND_TTL_S = env.int("CABINET_CONFIG_COMMAND_TTL_S", default=3600)
+# Credential rotation: the replaced credential stays valid at most this long (24 h) unless
+# the cabinet connects with its new one first (docs/cabinet-protocol.md §16).
+CABINET_CREDENTIAL_OVERLAP_S = env.int("CABINET_CREDENTIAL_OVERLAP_S", default=86400)
 # Consecutive failed opens after which a compartment is taken out of service.
 CABINET_MAX_FAILED_OPENS = env.int("CABINET_MAX_FAILED_OPENS", default=3)
 # The clock difference cabinets allow either side of a command's validity window, announced in
