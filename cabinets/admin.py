@@ -355,10 +355,20 @@ class CabinetAdmin(StaffScopedAdmin):
 
     @admin.display(description="credential")
     def credential_status(self, obj: Cabinet) -> str:
-        active = obj.credentials.filter(revoked_at__isnull=True).values_list("key_id", "created_at")
-        for key_id, created_at in active[:1]:
-            return f"active: {key_id} (issued {created_at:%Y-%m-%d %H:%M})"
-        return "none active"
+        valid = obj.credentials.filter(revoked_at__isnull=True).exclude(
+            expires_at__lte=timezone.now()
+        )
+        rows = sorted(
+            valid.values_list("key_id", "created_at", "expires_at"), key=lambda r: r[2] is not None
+        )
+        if not rows:
+            return "none active"
+        key_id, created_at, _ = rows[0]
+        text = f"active: {key_id} (issued {created_at:%Y-%m-%d %H:%M})"
+        for old_key_id, _, expires_at in rows[1:]:
+            # A rotation in its overlap (protocol §16): the cabinet has not switched yet.
+            text += f"; rotating from {old_key_id}, accepted until {expires_at:%Y-%m-%d %H:%M}"
+        return text
 
     @admin.display(description=f"last {COMMAND_LOG_ROWS} commands")
     def command_log(self, obj: Cabinet) -> SafeString:

@@ -178,10 +178,11 @@ def test_rotating_a_credential_delivers_it_over_the_link_and_shows_no_secret(adm
     assert not re.search(rf"{new.key_id}\.[A-Za-z0-9_-]{{20,}}", body)
     # Both valid during the overlap; the command that carries the new one is pending.
     assert CabinetCredential.objects.filter(cabinet=cabinet, revoked_at__isnull=True).count() == 2
-    assert (
-        CabinetCommand.objects.get(cabinet=cabinet).payload["previous_key_id"]
-        == (old.credential.split(".")[0])
-    )
+    old_key_id = old.credential.split(".")[0]
+    assert CabinetCommand.objects.get(cabinet=cabinet).payload["previous_key_id"] == old_key_id
+    page = admin_client.get(reverse("admin:cabinets_cabinet_change", args=[cabinet.pk]))
+    assert f"active: {new.key_id}" in page.content.decode()
+    assert f"rotating from {old_key_id}, accepted until" in page.content.decode()
 
 
 def test_revoking_asks_for_a_reason_and_revokes(admin_client) -> None:  # type: ignore[no-untyped-def]
