@@ -230,3 +230,22 @@ def cabinet_credential_rotation_complete(*, cabinet_id: int, key_id: str) -> boo
         push_after_commit(cabinet_id, {**ROTATED, "key_id": old.key_id})
     logger.info("cabinet %s: rotation to %s complete", cabinet_id, key_id)
     return True
+
+
+def cabinet_credentials_overlap_expire(*, now: datetime | None = None) -> int:
+    """Retiring credentials whose overlap ran out: revoked, and a link still open with one is
+    closed (4401), so that no cabinet keeps a connection its credential no longer allows."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            CabinetCredential.objects.select_for_update()
+            .filter(revoked_at__isnull=True, expires_at__lte=now)
+            .order_by("pk")
+            .values_list("pk", "cabinet_id", "key_id")
+        )
+        CabinetCredential.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
+            revoked_at=now, revoked_reason="overlap expired"
+        )
+        for _, cabinet_id, key_id in due:
+            push_after_commit(cabinet_id, {**ROTATED, "key_id": key_id})
+    return len(due)

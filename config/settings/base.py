@@ -272,6 +272,10 @@ CELERY_BEAT_SCHEDULE["cabinets-expire-commands"] = {
     "task": "cabinets.tasks.commands_expire_task",
     "schedule": 10.0,
 }
+CELERY_BEAT_SCHEDULE["cabinets-expire-credential-overlaps"] = {
+    "task": "cabinets.tasks.cabinet_credentials_overlap_expire_task",
+    "schedule": 60.0,
+}
 
 # --- Identity and faces ----------------------------------------------------------------------
 # Matching policy: the defaults are identity.matching's (a test keeps them equal); see

@@ -21,6 +21,7 @@ from cabinets.services.credentials import (
     cabinet_credential_issue,
     cabinet_credential_revoke,
     cabinet_credential_rotation_complete,
+    cabinet_credentials_overlap_expire,
     cabinet_credentials_rotate,
 )
 from core.actors import Actor
@@ -251,3 +252,25 @@ def test_an_offline_cabinet_gets_its_credential_on_the_next_connect(provisioned)
     async_to_sync(with_the_new_one)()
     assert valid_key_ids(cabinet.pk) == [started.key_id]
     assert _rotate_command(cabinet.pk, started.key_id).status == CommandStatus.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_link_still_on_the_old_credential_is_closed_when_the_overlap_ends(provisioned) -> None:  # type: ignore[no-untyped-def]
+    cabinet, old = provisioned
+    [started] = cabinet_credentials_rotate(cabinets=[cabinet], actor=STAFF)
+
+    async def scenario() -> None:
+        comm = await _connect(old.credential)
+        await _next_command(comm, CommandAction.CREDENTIAL_ROTATE)  # never acknowledged
+        expired = await database_sync_to_async(cabinet_credentials_overlap_expire)(
+            now=started.old_valid_until
+        )
+        assert expired == 1
+        while (output := await comm.receive_output(timeout=5))["type"] != "websocket.close":
+            pass
+        assert output["code"] == protocol.CloseCode.BAD_CREDENTIAL
+
+    async_to_sync(scenario)()
+    assert cabinet_authenticate(protocol.authorization_header(old.credential)).reason == "revoked"
+    assert valid_key_ids(cabinet.pk) == [started.key_id]
+    assert cabinet_credentials_overlap_expire() == 0
