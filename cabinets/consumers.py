@@ -241,9 +241,13 @@ class CabinetConsumer(AsyncWebsocketConsumer):
 
     async def command_deliver(self, message: dict[str, Any]) -> None:
         assert self.session is not None
-        # During a credential rotation: the frame signed with the key this link uses.
-        frames = message.get("frames") or {}
-        await self._deliver(frames.get(self.session.key_id, message["frame"]))
+        # During a credential rotation: the frame signed with the key this link uses. None
+        # when its credential is no longer valid (the link is being closed): a frame signed
+        # with another key would only be rejected, and a rejection is final.
+        frames = message.get("frames")
+        frame = message["frame"] if frames is None else frames.get(self.session.key_id)
+        if frame is not None:
+            await self._deliver(frame)
 
     async def link_send(self, message: dict[str, Any]) -> None:
         await self._send(message["frame"])
