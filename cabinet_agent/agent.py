@@ -52,10 +52,21 @@ class Outcome(enum.Enum):
     ENDED = "ended"  # a session that got its hello closed: reconnect within the spread window
     FAILED = "failed"  # no session: exponential backoff with full jitter
     REFUSED = "refused"  # credential, replacement or protocol refusal: long wait
+    SWITCHED = "switched"  # a credential rotation (1.2): reconnect at once with the other one
 
 
 class _Stopped(Exception):
     pass
+
+
+CREDENTIAL_STATE = "credential"
+PREVIOUS_CREDENTIAL_STATE = "previous_credential"
+
+
+def _with_credential(config: AgentConfig, stored: dict[str, str]) -> AgentConfig:
+    return config.with_overrides(
+        credential=stored["credential"], signing_key=bytes.fromhex(stored["signing_key"])
+    )
 
 
 class CabinetAgent:
@@ -95,6 +106,11 @@ class CabinetAgent:
         # `outbox or …`: an empty Outbox has length 0, and every simulated agent would share
         # one state file instead.
         self.outbox = outbox if outbox is not None else Outbox(config.state_path)
+        # A credential delivered over the link (credential_rotate, 1.2) outlives the config
+        # file it replaces: the state dir is the cabinet's durable memory.
+        stored = self.outbox.get_state(CREDENTIAL_STATE)
+        if stored is not None:
+            config = self.config = _with_credential(config, stored)
         self._rng = rng or random.SystemRandom()
         self._clock = clock
         self.heartbeat_interval: float = config.heartbeat_interval
@@ -300,6 +316,8 @@ class CabinetAgent:
                 # even a first reconnect is spread instead of immediate.
                 failures = 0
                 delay = self._rng.uniform(0.0, cfg.reconnect_spread)
+            elif outcome is Outcome.SWITCHED:
+                failures, delay = 0, 0.0
             elif outcome is Outcome.REFUSED:
                 failures += 1
                 delay = self._rng.uniform(cfg.backoff_cap / 2, cfg.backoff_cap)
@@ -334,6 +352,8 @@ class CabinetAgent:
             return Outcome.STOPPED
         except InvalidStatus as exc:
             status = exc.response.status_code
+            if status in REFUSING_HTTP_STATUSES and self._fall_back_to_previous_credential():
+                return Outcome.SWITCHED
             if status in REFUSING_HTTP_STATUSES:
                 log.error(
                     "server refused the handshake with HTTP %d (credential or protocol)", status
@@ -389,6 +409,9 @@ class CabinetAgent:
             log.warning("clock differs from the server's by %d ms; check NTP", skew)
 
         self.hello = hello
+        if self.outbox.get_state(PREVIOUS_CREDENTIAL_STATE) is not None:
+            # The server accepted the delivered credential and revoked the previous one.
+            self.outbox.set_state(PREVIOUS_CREDENTIAL_STATE, None)
         self.heartbeat_interval = hello["heartbeat_interval"]
         self.sessions += 1
         self.disconnected.clear()
@@ -421,6 +444,16 @@ class CabinetAgent:
 
     def _closed(self, code: int | None, reason: str | None) -> Outcome:
         self.last_close = (code, reason)
+        stored = self.outbox.get_state(CREDENTIAL_STATE)
+        if (
+            code == protocol.CloseCode.BAD_CREDENTIAL
+            and stored is not None
+            and stored["credential"] != self.config.credential
+        ):
+            # Rotated (1.2): the new credential is stored; reconnect with it at once.
+            log.info("credential rotated: reconnecting with the new one")
+            self.config = _with_credential(self.config, stored)
+            return Outcome.SWITCHED
         if code in REFUSING_CLOSE_CODES:
             log.error("server closed the link with %s (%s)", code, reason)
             return Outcome.REFUSED
@@ -588,6 +621,13 @@ class CabinetAgent:
         earlier = self.outbox.claim_command(
             command_id, expires_ms=command["expires_at"], now_ms=now
         )
+        if (
+            earlier is not None
+            and earlier.result is None
+            and command["action"] == Action.CREDENTIAL_ROTATE
+        ):
+            # Storing a credential twice does no harm: an interrupted delivery runs again.
+            earlier = None
         if earlier is not None:
             self.duplicate_commands.append(command_id)
             if earlier.result is not None:
@@ -632,6 +672,8 @@ class CabinetAgent:
             self.outbox.set_state("config", payload)
             self.outbox.set_state("config_version", version)
             return ResultStatus.SUCCEEDED, f"config version {version} applied"
+        if action == Action.CREDENTIAL_ROTATE:
+            return self._store_credential(payload)
         if action == Action.SET_FIRMWARE:
             version = payload.get("version")
             if not isinstance(version, str) or not 0 < len(version) <= 64:
@@ -643,6 +685,44 @@ class CabinetAgent:
                 f"simulated: firmware {version} recorded, nothing installed",
             )
         return ResultStatus.FAILED, f"unsupported action {action}"
+
+    def _store_credential(self, payload: dict[str, Any]) -> tuple[ResultStatus, str]:
+        """Keep the delivered credential durably before acknowledging it; the link in use stays
+        on the old one until the server closes it (4401). The old one is kept too, for a
+        rotation withdrawn before this cabinet used the new one (protocol §17)."""
+        credential, signing_key = payload.get("credential"), payload.get("signing_key")
+        if (
+            not isinstance(credential, str)
+            or protocol.parse_credential(protocol.authorization_header(credential)) is None
+            or not isinstance(signing_key, str)
+        ):
+            return ResultStatus.FAILED, "payload must carry a credential and a signing key"
+        try:
+            protocol.parse_signing_key(signing_key)
+        except ValueError:
+            return ResultStatus.FAILED, "payload.signing_key is not a signing key"
+        if credential != self.config.credential:
+            current = {
+                "credential": self.config.credential,
+                "signing_key": self.config.signing_key.hex(),
+            }
+            self.outbox.set_state(PREVIOUS_CREDENTIAL_STATE, current)
+        self.outbox.set_state(
+            CREDENTIAL_STATE, {"credential": credential, "signing_key": signing_key}
+        )
+        return ResultStatus.SUCCEEDED, f"credential {payload.get('key_id')} stored"
+
+    def _fall_back_to_previous_credential(self) -> bool:
+        """The delivered credential is refused (withdrawn by a second rotation before this
+        cabinet used it): the one it replaced may still be valid. Tried once."""
+        previous = self.outbox.get_state(PREVIOUS_CREDENTIAL_STATE)
+        if previous is None or previous["credential"] == self.config.credential:
+            return False
+        log.warning("the delivered credential is refused: falling back to the previous one")
+        self.outbox.set_state(CREDENTIAL_STATE, previous)
+        self.outbox.set_state(PREVIOUS_CREDENTIAL_STATE, None)
+        self.config = _with_credential(self.config, previous)
+        return True
 
     def _complete(self, command: dict[str, Any], status: ResultStatus, detail: str) -> str | None:
         label = command["compartment"]

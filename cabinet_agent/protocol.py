@@ -159,6 +159,7 @@ class Action(StrEnum):
     UNLOCK = "unlock"
     SET_CONFIG = "set_config"
     SET_FIRMWARE = "set_firmware"
+    CREDENTIAL_ROTATE = "credential_rotate"  # 1.2
 
 
 class RejectReason(StrEnum):

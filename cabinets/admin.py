@@ -63,8 +63,10 @@ from cabinets.selectors import Occupancy, compartments_free
 from cabinets.services.commands import compartment_unlock
 from cabinets.services.credentials import (
     IssuedCredential,
+    RotationStarted,
     cabinet_credential_issue,
     cabinet_credential_revoke,
+    cabinet_credentials_rotate,
 )
 from cabinets.services.lifecycle import cabinet_transition, compartment_service_set
 from core.actors import Actor
@@ -98,6 +100,26 @@ def _run(request: HttpRequest, objects: Any, operation: Callable[[Any], Any], do
     if ok:
         messages.success(request, f"{done}: {ok}.")
     return ok
+
+
+def _overlap_text() -> str:
+    hours = settings.CABINET_CREDENTIAL_OVERLAP_S / 3600
+    return f"{hours:g} h"
+
+
+def _rotation_message(started: list[RotationStarted]) -> str:
+    delivered = sum(1 for s in started if s.old_valid_until is not None)
+    text = (
+        f"Rotation started for {delivered} cabinet(s): each new credential is delivered over "
+        f"the link; the old one stays valid until the cabinet uses the new one, at most "
+        f"{_overlap_text()}."
+    )
+    if delivered < len(started):
+        text += (
+            f" {len(started) - delivered} had no credential to rotate: "
+            "issue one to install by hand."
+        )
+    return text
 
 
 def _credentials_redirect(request: HttpRequest, issued: list[IssuedCredential]) -> HttpResponse:
@@ -333,10 +355,20 @@ class CabinetAdmin(StaffScopedAdmin):
 
     @admin.display(description="credential")
     def credential_status(self, obj: Cabinet) -> str:
-        active = obj.credentials.filter(revoked_at__isnull=True).values_list("key_id", "created_at")
-        for key_id, created_at in active[:1]:
-            return f"active: {key_id} (issued {created_at:%Y-%m-%d %H:%M})"
-        return "none active"
+        valid = obj.credentials.filter(revoked_at__isnull=True).exclude(
+            expires_at__lte=timezone.now()
+        )
+        rows = sorted(
+            valid.values_list("key_id", "created_at", "expires_at"), key=lambda r: r[2] is not None
+        )
+        if not rows:
+            return "none active"
+        key_id, created_at, _ = rows[0]
+        text = f"active: {key_id} (issued {created_at:%Y-%m-%d %H:%M})"
+        for old_key_id, _, expires_at in rows[1:]:
+            # A rotation in its overlap (protocol §17): the cabinet has not switched yet.
+            text += f"; rotating from {old_key_id}, accepted until {expires_at:%Y-%m-%d %H:%M}"
+        return text
 
     @admin.display(description=f"last {COMMAND_LOG_ROWS} commands")
     def command_log(self, obj: Cabinet) -> SafeString:
@@ -411,7 +443,7 @@ class CabinetAdmin(StaffScopedAdmin):
         self._move(request, queryset, CabinetState.ACTIVE, "maintenance ended in the admin")
 
     @admin.action(
-        description="Rotate credentials (asks to confirm; new ones shown once)",
+        description="Rotate credentials (delivered over the link; asks to confirm)",
         permissions=["manage_credentials"],
     )
     @otp_required
@@ -424,14 +456,20 @@ class CabinetAdmin(StaffScopedAdmin):
                 action="rotate_credentials",
                 title=f"Rotate the credentials of {queryset.count()} cabinet(s)?",
                 form=ConfirmForm(),
-                warning="Each cabinet's current credential stops working at once: the "
-                "cabinet goes offline until its new credential is installed on it.",
+                warning="Each cabinet receives its new credential over its link and stays "
+                "online; the old credential is accepted until the cabinet connects with the new "
+                f"one, at most {_overlap_text()}. A stolen key: use “Revoke now” instead.",
             )
-        actor = self._actor(request)
-        issued = [cabinet_credential_issue(cabinet=c, actor=actor) for c in queryset.order_by("pk")]
-        return _credentials_redirect(request, issued)
+        started = cabinet_credentials_rotate(
+            cabinets=list(queryset.order_by("pk")), actor=self._actor(request)
+        )
+        messages.success(request, _rotation_message(started))
+        return None
 
-    @admin.action(description="Revoke credentials", permissions=["manage_credentials"])
+    @admin.action(
+        description="Revoke now (a stolen key: the cabinet goes offline)",
+        permissions=["manage_credentials"],
+    )
     @otp_required
     def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
         form = OperationForm(request.POST if "reason" in request.POST else None)
@@ -478,11 +516,14 @@ class CabinetAdmin(StaffScopedAdmin):
         "maintenance_on": "Put into maintenance",
         "maintenance_off": "Back from maintenance",
         "activate": "Activate",
-        "rotate_credential": "Rotate the credential",
-        "revoke_credential": "Revoke the credential",
+        "rotate_credential": "Rotate the credential (over the link)",
+        "reissue_credential": "Issue a new credential to install by hand",
+        "revoke_credential": "Revoke now",
     }
 
-    CREDENTIAL_OPERATIONS = frozenset({"rotate_credential", "revoke_credential"})
+    CREDENTIAL_OPERATIONS = frozenset(
+        {"rotate_credential", "reissue_credential", "revoke_credential"}
+    )
 
     def credentials_view(self, request: HttpRequest, stash_id: str) -> HttpResponse:
         if not self.has_manage_credentials_permission(request):
@@ -506,6 +547,10 @@ class CabinetAdmin(StaffScopedAdmin):
             actor, reason = self._actor(request), form.cleaned_data["reason"]
             try:
                 if operation == "rotate_credential":
+                    started = cabinet_credentials_rotate(cabinets=[cabinet], actor=actor)
+                    messages.success(request, _rotation_message(started))
+                    return HttpResponseRedirect(change_page)
+                if operation == "reissue_credential":
                     issued = cabinet_credential_issue(cabinet=cabinet, actor=actor)
                     return _credentials_redirect(request, [issued])
                 if operation == "revoke_credential":

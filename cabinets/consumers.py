@@ -20,6 +20,7 @@ from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, cabinet_authenticate, link_backlog
 from cabinets.services.commands import command_mark_sent
+from cabinets.services.credentials import cabinet_credential_rotation_complete
 from cabinets.services.liveness import cabinet_telemetry_record
 from cabinets.services.messages import cabinet_message_handle
 
@@ -130,6 +131,11 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 revision=protocol.PROTOCOL_REVISION,
             )
         )
+        if auth.session.retiring_key_id is not None:
+            # The cabinet proves it holds its new credential: the old one is revoked now.
+            await db(cabinet_credential_rotation_complete)(
+                cabinet_id=auth.session.cabinet_id, key_id=auth.session.key_id
+            )
         if backlog.state == protocol.CabinetLifecycle.MAINTENANCE:
             # Protocol §3: the state a cabinet connects in is announced like a change to it.
             await self._send(protocol.make_cabinet_state(state=backlog.state))
@@ -244,7 +250,14 @@ class CabinetConsumer(AsyncWebsocketConsumer):
     # --- messages from the platform (channel layer) --------------------------------------------
 
     async def command_deliver(self, message: dict[str, Any]) -> None:
-        await self._deliver(message["frame"])
+        assert self.session is not None
+        # During a credential rotation: the frame signed with the key this link uses. None
+        # when its credential is no longer valid (the link is being closed): a frame signed
+        # with another key would only be rejected, and a rejection is final.
+        frames = message.get("frames")
+        frame = message["frame"] if frames is None else frames.get(self.session.key_id)
+        if frame is not None:
+            await self._deliver(frame)
 
     async def link_send(self, message: dict[str, Any]) -> None:
         await self._send(message["frame"])

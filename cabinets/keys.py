@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 
@@ -22,3 +24,18 @@ def signing_key_for(key_id: str) -> bytes:
     return hmac.new(
         _master_key(), f"cabinet-signing-key:{key_id}".encode(), hashlib.sha256
     ).digest()
+
+
+def _sealing_fernet() -> Fernet:
+    key = hmac.new(_master_key(), b"cabinet-command-seal", hashlib.sha256).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def secret_seal(plaintext: str) -> str:
+    """Encrypt a secret kept in a command payload until the cabinet has it (a new credential):
+    the command table never holds it in plaintext."""
+    return _sealing_fernet().encrypt(plaintext.encode()).decode()
+
+
+def secret_unseal(token: str) -> str:
+    return _sealing_fernet().decrypt(token.encode()).decode()

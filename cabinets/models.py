@@ -235,13 +235,21 @@ class CabinetCredential(ActorFields):
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=255, blank=True)
+    # Rotation with overlap (docs/cabinet-protocol.md §17): the credential being replaced
+    # stays valid until the cabinet connects with its successor, or until `expires_at`.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # A ForeignKey, not one-to-one: a second rotation during the overlap replaces the same one.
+    supersedes = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="successors"
+    )
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # One current credential; at most one more, retiring, has `expires_at` set.
             models.UniqueConstraint(
                 fields=["cabinet"],
-                condition=Q(revoked_at__isnull=True),
+                condition=Q(revoked_at__isnull=True, expires_at__isnull=True),
                 name="one_active_credential_per_cabinet",
             ),
         ]
@@ -254,6 +262,7 @@ class CommandAction(models.TextChoices):
     UNLOCK = "unlock", "Unlock a compartment"
     SET_CONFIG = "set_config", "Set configuration version"
     SET_FIRMWARE = "set_firmware", "Set firmware version"
+    CREDENTIAL_ROTATE = "credential_rotate", "Deliver a new link credential"
 
 
 class CommandStatus(models.TextChoices):
@@ -310,7 +319,7 @@ class CabinetCommand(ActorFields):
     compartment = models.ForeignKey(
         Compartment, null=True, blank=True, on_delete=models.CASCADE, related_name="commands"
     )
-    action = models.CharField(max_length=16, choices=CommandAction.choices)
+    action = models.CharField(max_length=24, choices=CommandAction.choices)
     payload = models.JSONField(default=dict, blank=True)
     reason = models.CharField(max_length=255, blank=True)
     status = models.CharField(

@@ -7,13 +7,14 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from cabinet_agent import protocol
-from cabinets.keys import signing_key_for
+from cabinets.keys import secret_unseal, signing_key_for
 from cabinets.models import (
     COMMAND_OPEN_STATUSES,
     Cabinet,
     CabinetCommand,
     CabinetCredential,
     CabinetState,
+    CommandAction,
     Compartment,
     ServiceState,
 )
@@ -45,6 +46,9 @@ class CabinetSession:
     cabinet_id: int
     serial: str
     key_id: str
+    # Set when this credential replaces one that is still valid (rotation with overlap): the
+    # connection proves the cabinet has the new one, so the old one is revoked.
+    retiring_key_id: str | None = None
     # The telemetry last stored, so that a reconnect does not rewrite what is already known.
     telemetry: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -52,7 +56,7 @@ class CabinetSession:
 @dataclass(frozen=True)
 class AuthResult:
     session: CabinetSession | None
-    reason: str  # "ok", "missing", "malformed", "unknown", "revoked", "retired"
+    reason: str  # "ok", "missing", "malformed", "unknown", "revoked", "expired", "retired"
 
 
 def cabinet_authenticate(authorization: str | None) -> AuthResult:
@@ -62,11 +66,17 @@ def cabinet_authenticate(authorization: str | None) -> AuthResult:
     if parsed is None:
         return AuthResult(None, "malformed")
     key_id, secret = parsed
-    credential = CabinetCredential.objects.select_related("cabinet").filter(key_id=key_id).first()
+    credential = (
+        CabinetCredential.objects.select_related("cabinet", "supersedes")
+        .filter(key_id=key_id)
+        .first()
+    )
     if credential is None or not protocol.secret_matches(secret, credential.secret_hash):
         return AuthResult(None, "unknown")
     if credential.revoked_at is not None:
         return AuthResult(None, "revoked")
+    if credential.expires_at is not None and credential.expires_at <= timezone.now():
+        return AuthResult(None, "expired")
     if credential.cabinet.state == CabinetState.RETIRED:
         return AuthResult(None, "retired")
     return AuthResult(
@@ -74,10 +84,18 @@ def cabinet_authenticate(authorization: str | None) -> AuthResult:
             cabinet_id=credential.cabinet_id,
             serial=credential.cabinet.serial,
             key_id=key_id,
+            retiring_key_id=_retiring_key_id(credential),
             telemetry=credential.cabinet.telemetry,
         ),
         "ok",
     )
+
+
+def _retiring_key_id(credential: CabinetCredential) -> str | None:
+    old = credential.supersedes
+    if old is None or old.revoked_at is not None:
+        return None
+    return old.key_id
 
 
 def _ms(value: Any) -> int:
@@ -91,18 +109,52 @@ def command_frame(command: CabinetCommand, *, serial: str, key_id: str) -> dict[
         "action": command.action,
         "cabinet": serial,
         "compartment": command.compartment.label if command.compartment else None,
-        "payload": command.payload,
+        "payload": _payload_for_cabinet(command),
         "issued_at": _ms(command.issued_at),
         "expires_at": _ms(command.expires_at),
     }
     return protocol.make_command_frame(signing_key_for(key_id), body)
 
 
+def _payload_for_cabinet(command: CabinetCommand) -> dict[str, Any]:
+    if command.action != CommandAction.CREDENTIAL_ROTATE:
+        return command.payload
+    # Stored sealed (cabinets.keys.secret_seal); opened only into the signed frame.
+    key_id = command.payload["key_id"]
+    return {
+        "key_id": key_id,
+        "credential": secret_unseal(command.payload["sealed_credential"]),
+        "signing_key": signing_key_for(key_id).hex(),
+    }
+
+
 def active_key_id(cabinet_id: int) -> str | None:
+    """The current credential's key (during a rotation's overlap, the new one)."""
     return (
-        CabinetCredential.objects.filter(cabinet_id=cabinet_id, revoked_at__isnull=True)
+        CabinetCredential.objects.filter(
+            cabinet_id=cabinet_id, revoked_at__isnull=True, expires_at__isnull=True
+        )
         .values_list("key_id", flat=True)
         .first()
+    )
+
+
+def valid_key_ids(cabinet_id: int) -> list[str]:
+    """Every key a connection of this cabinet may be using, the current one first: two
+    during a rotation's overlap."""
+    rows = (
+        CabinetCredential.objects.filter(cabinet_id=cabinet_id, revoked_at__isnull=True)
+        .exclude(expires_at__lte=timezone.now())
+        .values_list("key_id", "expires_at")
+    )
+    return [key_id for key_id, expires_at in sorted(rows, key=lambda row: row[1] is not None)]
+
+
+def _already_held(command: CabinetCommand, key_id: str) -> bool:
+    # The cabinet connected with the credential this command delivers: it has it already.
+    return (
+        command.action == CommandAction.CREDENTIAL_ROTATE
+        and command.payload.get("key_id") == key_id
     )
 
 
@@ -117,7 +169,11 @@ def commands_to_deliver(session: CabinetSession) -> list[dict[str, Any]]:
         .select_related("compartment")
         .order_by("issued_at")
     )
-    return [command_frame(c, serial=session.serial, key_id=session.key_id) for c in commands]
+    return [
+        command_frame(c, serial=session.serial, key_id=session.key_id)
+        for c in commands
+        if not _already_held(c, session.key_id)
+    ]
 
 
 @dataclass(frozen=True)

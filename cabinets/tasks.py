@@ -18,3 +18,10 @@ def commands_expire_task() -> int:
     from cabinets.services.commands import commands_expire
 
     return commands_expire()
+
+
+@shared_task(ignore_result=True, soft_time_limit=30, time_limit=60)
+def cabinet_credentials_overlap_expire_task() -> int:
+    from cabinets.services.credentials import cabinet_credentials_overlap_expire
+
+    return cabinet_credentials_overlap_expire()

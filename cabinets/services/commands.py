@@ -31,7 +31,7 @@ from cabinets.models import (
 from cabinets.push import push_after_commit
 from cabinets.reports import CommandFinished, report_handler
 from cabinets.rollouts.results import rollout_command_finished
-from cabinets.selectors import active_key_id, command_frame
+from cabinets.selectors import command_frame, valid_key_ids
 from cabinets.services.lifecycle import compartment_service_set
 from core.actors import Actor
 from core.errors import ApplicationError
@@ -87,13 +87,23 @@ def command_issue(
 
 def commands_push_after_commit(commands: Iterable[CabinetCommand]) -> None:
     for command in commands:
-        key_id = active_key_id(command.cabinet_id)
-        if key_id is None:
+        key_ids = valid_key_ids(command.cabinet_id)
+        if not key_ids:
             continue  # no credential, no link: it expires unsent
-        frame = command_frame(command, serial=command.cabinet.serial, key_id=key_id)
+        # During a rotation's overlap the cabinet may be connected with either credential:
+        # one frame per key, and the connection picks the one signed with its own.
+        frames = {
+            key_id: command_frame(command, serial=command.cabinet.serial, key_id=key_id)
+            for key_id in key_ids
+        }
         push_after_commit(
             command.cabinet_id,
-            {"type": "command.deliver", "command_id": str(command.id), "frame": frame},
+            {
+                "type": "command.deliver",
+                "command_id": str(command.id),
+                "frame": frames[key_ids[0]],
+                "frames": frames,
+            },
         )
 
 
@@ -208,6 +218,18 @@ def command_result_record(
             return False
         if command.action == CommandAction.UNLOCK and command.compartment_id:
             _unlock_outcome(command, opened=to_status == CommandStatus.SUCCEEDED, door=door)
+        rotated = to_status == CommandStatus.SUCCEEDED
+        if command.action == CommandAction.CREDENTIAL_ROTATE and rotated:
+            # The cabinet stored its new credential: close the link it holds with the old one
+            # (4401) so that it reconnects with the new one, which completes the rotation.
+            push_after_commit(
+                cabinet_id,
+                {
+                    "type": "link.revoke",
+                    "reason": "rotated",
+                    "key_id": command.payload["previous_key_id"],
+                },
+            )
         _report_finished(command, late=late)
         return True
 

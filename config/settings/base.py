@@ -332,6 +332,9 @@ CABINET_TELEMETRY_WRITE_INTERVAL_S = env.int("CABINET_TELEMETRY_WRITE_INTERVAL_S
 # Unlock commands are valid this long; a cabinet that reconnects later never executes them.
 CABINET_UNLOCK_TTL_S = env.int("CABINET_UNLOCK_TTL_S", default=30)
 CABINET_CONFIG_COMMAND_TTL_S = env.int("CABINET_CONFIG_COMMAND_TTL_S", default=3600)
+# Credential rotation: the replaced credential stays valid at most this long (24 h) unless
+# the cabinet connects with its new one first (docs/cabinet-protocol.md §17).
+CABINET_CREDENTIAL_OVERLAP_S = env.int("CABINET_CREDENTIAL_OVERLAP_S", default=86400)
 # Consecutive failed opens after which a compartment is taken out of service.
 CABINET_MAX_FAILED_OPENS = env.int("CABINET_MAX_FAILED_OPENS", default=3)
 # The clock difference cabinets allow either side of a command's validity window, announced in
@@ -349,6 +352,10 @@ CELERY_BEAT_SCHEDULE["cabinets-liveness"] = {
 CELERY_BEAT_SCHEDULE["cabinets-expire-commands"] = {
     "task": "cabinets.tasks.commands_expire_task",
     "schedule": 10.0,
+}
+CELERY_BEAT_SCHEDULE["cabinets-expire-credential-overlaps"] = {
+    "task": "cabinets.tasks.cabinet_credentials_overlap_expire_task",
+    "schedule": 60.0,
 }
 
 # --- Identity and faces ----------------------------------------------------------------------

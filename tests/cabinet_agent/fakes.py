@@ -30,6 +30,8 @@ class FakePlatform:
         self.heartbeat_interval = heartbeat_interval
         self.max_clock_skew_ms = max_clock_skew_ms
         self.secret_hash = protocol.hash_secret(CREDENTIAL.split(".", 1)[1])
+        # key id -> secret hash of every credential accepted (two during a rotation)
+        self.accepted: dict[str, str] = {CREDENTIAL.split(".")[0]: self.secret_hash}
         self.requests: list[Request] = []
         self.received: list[dict[str, Any]] = []
         # event id -> error code: answered with that error instead of an ack
@@ -58,9 +60,9 @@ class FakePlatform:
     def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
         self.requests.append(request)
         parsed = protocol.parse_credential(request.headers.get("Authorization"))
-        if parsed is None or parsed[0] != CREDENTIAL.split(".")[0]:
+        if parsed is None or parsed[0] not in self.accepted:
             return connection.respond(HTTPStatus.UNAUTHORIZED, "bad credential\n")
-        if not protocol.secret_matches(parsed[1], self.secret_hash):
+        if not protocol.secret_matches(parsed[1], self.accepted[parsed[0]]):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "bad credential\n")
         return None
 
@@ -90,6 +92,19 @@ class FakePlatform:
     async def send(self, frame: dict[str, Any]) -> None:
         assert self._ws is not None
         await self._ws.send(protocol.encode_frame(frame))
+
+    async def close(self, code: int) -> None:
+        assert self._ws is not None
+        await self._ws.close(code)
+
+    def accept(self, credential: str) -> None:
+        key_id, secret = credential.split(".", 1)
+        self.accepted[key_id] = protocol.hash_secret(secret)
+
+    def credential_used(self) -> str | None:
+        """The credential of the last handshake."""
+        parsed = protocol.parse_credential(self.requests[-1].headers.get("Authorization"))
+        return None if parsed is None else ".".join(parsed)
 
     async def ack(self, event_id: str) -> None:
         await self.send(protocol.make_ack(event_id))

@@ -525,6 +525,50 @@ def test_a_face_challenge_is_answered_with_a_burst_carrying_its_nonce(tmp_path):
                 await asyncio.sleep(0.3)
                 assert len(server.of_type("face_burst")) == 1
 
+
+# --- credential rotation (protocol §17, 1.2) ------------------------------------------------
+
+
+def _rotation_payload() -> tuple[str, bytes, dict[str, str]]:
+    credential, key_id, _ = protocol.new_credential()
+    key = protocol.new_signing_key()
+    return credential, key, {"key_id": key_id, "credential": credential, "signing_key": key.hex()}
+
+
+def test_a_delivered_credential_is_stored_and_used_once_the_server_closes_with_4401(tmp_path):
+    new, new_key, payload = _rotation_payload()
+
+    async def scenario():
+        async with (
+            platform() as server,
+            running(CabinetAgent(make_config(tmp_path, server.url))) as agent,
+        ):
+            server.accept(new)
+            await server.send(
+                signed_command(action="credential_rotate", compartment=None, payload=payload)
+            )
+            result = (await server.wait_for(lambda: server.of_type("command_result")))[0]
+            assert result["status"] == "succeeded"
+            assert agent.outbox.get_state("credential")["credential"] == new
+            assert server.credential_used() == CREDENTIAL  # the link in use is not dropped
+
+            await server.close(protocol.CloseCode.BAD_CREDENTIAL)
+            await server.wait_for(lambda: server.sessions == 2)
+            assert server.credential_used() == new
+            # Commands on the new link are verified with the new signing key.
+            await server.send(signed_command(compartment="A02", key=new_key))
+            await server.wait_for(
+                lambda: [r for r in server.of_type("command_result") if r["door"] == "open"]
+            )
+        # After a restart the state dir still wins over the configured credential.
+        async with (
+            platform() as server,
+            running(CabinetAgent(make_config(tmp_path, server.url)), wait_connected=False),
+        ):
+            server.accept(new)
+            await server.wait_for(lambda: server.sessions == 1)
+            assert server.credential_used() == new
+
     run(scenario())
 
 
@@ -581,5 +625,48 @@ def test_the_lock_record_keeps_the_clock_reading_the_command_was_accepted_with(t
         )
         assert record is not None and record.claimed_ms == edge
         assert refused is None
+
+
+def test_a_refused_delivered_credential_falls_back_once_to_the_previous_one(tmp_path):
+    withdrawn, _, payload = _rotation_payload()
+    outbox = Outbox(tmp_path / "agent.sqlite3")
+    outbox.set_state("credential", {"credential": withdrawn, "signing_key": payload["signing_key"]})
+    outbox.set_state(
+        "previous_credential", {"credential": CREDENTIAL, "signing_key": SIGNING_KEY.hex()}
+    )
+
+    async def scenario():
+        async with (
+            platform() as server,
+            running(CabinetAgent(make_config(tmp_path, server.url), outbox=outbox)) as agent,
+        ):
+            assert [
+                protocol.parse_credential(r.headers["Authorization"])[0] for r in server.requests
+            ] == [
+                payload["key_id"],
+                CREDENTIAL.split(".")[0],
+            ]
+            assert agent.outbox.get_state("credential")["credential"] == CREDENTIAL
+            assert agent.outbox.get_state("previous_credential") is None
+
+    run(scenario())
+
+
+def test_a_credential_rotate_without_a_valid_credential_fails_and_stores_nothing(tmp_path):
+    async def scenario():
+        async with (
+            platform() as server,
+            running(CabinetAgent(make_config(tmp_path, server.url))) as agent,
+        ):
+            await server.send(
+                signed_command(
+                    action="credential_rotate",
+                    compartment=None,
+                    payload={"credential": "not a credential", "signing_key": "zz"},
+                )
+            )
+            result = (await server.wait_for(lambda: server.of_type("command_result")))[0]
+            assert result["status"] == "failed"
+            assert agent.outbox.get_state("credential") is None
 
     run(scenario())

@@ -146,10 +146,10 @@ def test_the_state_cannot_be_edited_in_the_form(admin_client) -> None:  # type: 
     assert 'name="state"' not in page.content.decode()
 
 
-def test_rotating_a_credential_shows_the_new_one_once(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_issuing_a_credential_by_hand_shows_the_new_one_once(admin_client) -> None:  # type: ignore[no-untyped-def]
     cabinet = CabinetFactory()
     old = cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
-    url = reverse("admin:cabinets_cabinet_operation", args=[cabinet.pk, "rotate_credential"])
+    url = reverse("admin:cabinets_cabinet_operation", args=[cabinet.pk, "reissue_credential"])
     response = admin_client.post(url, {"reason": "technician left"}, follow=True)
     body = response.content.decode()
     assert response.redirect_chain, "post-redirect-get: reloading cannot rotate again"
@@ -165,6 +165,24 @@ def test_rotating_a_credential_shows_the_new_one_once(admin_client) -> None:  # 
     reloaded = admin_client.get(response.redirect_chain[-1][0]).content.decode()
     assert shown[0] not in reloaded and "already shown" in reloaded
     assert CabinetCredential.objects.filter(cabinet=cabinet).count() == 2
+
+
+def test_rotating_a_credential_delivers_it_over_the_link_and_shows_no_secret(admin_client) -> None:  # type: ignore[no-untyped-def]
+    cabinet = CabinetFactory()
+    old = cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
+    url = reverse("admin:cabinets_cabinet_operation", args=[cabinet.pk, "rotate_credential"])
+    response = admin_client.post(url, {"reason": "yearly rotation"}, follow=True)
+    body = response.content.decode()
+    assert response.redirect_chain and "Rotation started for 1 cabinet(s)" in body
+    new = CabinetCredential.objects.get(cabinet=cabinet, expires_at__isnull=True)
+    assert not re.search(rf"{new.key_id}\.[A-Za-z0-9_-]{{20,}}", body)
+    # Both valid during the overlap; the command that carries the new one is pending.
+    assert CabinetCredential.objects.filter(cabinet=cabinet, revoked_at__isnull=True).count() == 2
+    old_key_id = old.credential.split(".")[0]
+    assert CabinetCommand.objects.get(cabinet=cabinet).payload["previous_key_id"] == old_key_id
+    page = admin_client.get(reverse("admin:cabinets_cabinet_change", args=[cabinet.pk]))
+    assert f"active: {new.key_id}" in page.content.decode()
+    assert f"rotating from {old_key_id}, accepted until" in page.content.decode()
 
 
 def test_revoking_asks_for_a_reason_and_revokes(admin_client) -> None:  # type: ignore[no-untyped-def]
@@ -341,19 +359,17 @@ def test_bulk_rotation_asks_for_confirmation_stating_the_count_and_a_reload_rota
     confirm = admin_client.post(changelist, selected)
     page = confirm.content.decode()
     assert confirm.status_code == 200 and "Rotate the credentials of 3 cabinet(s)?" in page
-    assert "goes offline" in page and 'name="confirm"' in page
+    assert "stays online" in page and 'name="confirm"' in page
     assert CabinetCredential.objects.count() == 3  # nothing rotated yet
 
     done = admin_client.post(changelist, {**selected, "confirm": "on"}, follow=True)
-    assert done.redirect_chain and "no-store" in done["Cache-Control"]
-    assert CabinetCredential.objects.filter(revoked_at__isnull=True).count() == 3
-    assert CabinetCredential.objects.count() == 6
-    shown = done.content.decode()
-    for credential in CabinetCredential.objects.filter(revoked_at__isnull=True):
-        assert f"{credential.key_id}." in shown
+    assert done.redirect_chain, "post-redirect-get: reloading cannot rotate again"
+    assert "Rotation started for 3 cabinet(s)" in done.content.decode()
+    # The old credentials stay valid beside the new ones until each cabinet switches.
+    assert CabinetCredential.objects.filter(revoked_at__isnull=True).count() == 6
+    assert CabinetCommand.objects.filter(action="credential_rotate").count() == 3
 
-    reloaded = admin_client.get(done.redirect_chain[-1][0])
-    assert "already shown" in reloaded.content.decode()
+    admin_client.get(done.redirect_chain[-1][0])
     assert CabinetCredential.objects.count() == 6
 
 

@@ -141,48 +141,73 @@ def test_a_rollout_is_started_and_paused_in_the_browser(
     assert Rollout.objects.get().planned_at is not None
 
 
-def test_bulk_rotation_asks_for_confirmation_with_the_count_in_the_browser(
-    browser, live_server, fleet
+def test_bulk_rotation_asks_for_confirmation_with_the_count_and_the_cabinet_stays_online(
+    browser, live_server, fleet, asgi_server_process, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     from django.contrib.auth.models import User
 
     from cabinets.models import Cabinet, CabinetCredential
+    from cabinets.presence import presence_snapshot
     from cabinets.services.credentials import cabinet_credential_issue
+    from cabinets.services.liveness import cabinets_liveness_sync
     from core.staff_otp import staff_totp_enroll
+    from tests.cabinets.rotation import connected_cabinet
+    from tests.cabinets.test_link_integration import eventually
     from tests.staff import totp_token
 
     for cabinet in Cabinet.objects.all():
         cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
-    count = Cabinet.objects.count()
-    device = staff_totp_enroll(user=User.objects.get(username="ops"))
+    # One cabinet really connected, through uvicorn, with the reference agent.
+    with connected_cabinet(asgi_server_process, tmp_path, serial="SH-ROT-WEB") as (
+        linked,
+        issued,
+        agent,
+    ):
+        count = Cabinet.objects.count()
+        device = staff_totp_enroll(user=User.objects.get(username="ops"))
 
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "ops")
-    page.fill("#id_password", PASSWORD)
-    page.fill("#id_otp_token", totp_token(device))
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+        page.fill("#id_username", "ops")
+        page.fill("#id_password", PASSWORD)
+        page.fill("#id_otp_token", totp_token(device))
+        page.click("input[type=submit]")
+        page.wait_for_url(f"{live_server.url}/admin/")
 
-    page.goto(f"{live_server.url}/admin/cabinets/cabinet/")
-    page.check("#action-toggle")
-    page.select_option("select[name=action]", "rotate_credentials")
-    page.click("button[name=index]")
-    page.wait_for_selector("#action-confirmation")
-    assert f"Rotate the credentials of {count} cabinet(s)?" in page.inner_text("#content")
-    assert "goes offline" in page.inner_text("#action-warning")
-    page.screenshot(path=str(ARTIFACTS / "rotation-confirmation.png"), full_page=True)
-    assert CabinetCredential.objects.filter(revoked_at__isnull=True).count() == count
-    assert CabinetCredential.objects.count() == count  # nothing rotated before confirming
+        page.goto(f"{live_server.url}/admin/cabinets/cabinet/")
+        page.check("#action-toggle")
+        page.select_option("select[name=action]", "rotate_credentials")
+        page.click("button[name=index]")
+        page.wait_for_selector("#action-confirmation")
+        assert f"Rotate the credentials of {count} cabinet(s)?" in page.inner_text("#content")
+        assert "stays online" in page.inner_text("#action-warning")
+        page.screenshot(path=str(ARTIFACTS / "rotation-confirmation.png"), full_page=True)
+        assert CabinetCredential.objects.count() == count  # nothing rotated before confirming
 
-    page.click("#action-confirm")
-    page.wait_for_selector("#credentials")
-    assert page.locator("#credentials tbody tr").count() == count
-    assert CabinetCredential.objects.count() == 2 * count
+        page.click("#action-confirm")
+        page.wait_for_selector(".messagelist")
+        assert f"Rotation started for {count} cabinet(s)" in page.inner_text(".messagelist")
+        assert CabinetCredential.objects.count() == 2 * count
+        page.reload()
+        assert CabinetCredential.objects.count() == 2 * count  # a reload rotates nothing
 
-    page.reload()
-    page.wait_for_selector("#credentials-gone")
-    assert CabinetCredential.objects.count() == 2 * count  # a reload rotates nothing
+        # The connected cabinet switches by itself: old credential revoked, link up again.
+        old_key_id = issued.credential.split(".", 1)[0]
+        eventually(
+            lambda: (
+                CabinetCredential.objects.filter(
+                    key_id=old_key_id, revoked_reason="rotated"
+                ).exists()
+                and linked.pk in presence_snapshot()
+            ),
+            what="the rotation completed with the cabinet connected",
+            agent=agent,
+            server=asgi_server_process,
+        )
+        cabinets_liveness_sync()
+        page.goto(f"{live_server.url}/admin/cabinets/cabinet/{linked.pk}/change/")
+        assert "Online" in page.inner_text(".field-connection_state")
+        page.screenshot(path=str(ARTIFACTS / "rotation-online.png"), full_page=True)
 
 
 def test_a_deposited_parcel_cannot_be_moved_from_its_change_form(
