@@ -5,17 +5,21 @@ Protocol: docs/cabinet-protocol.md (cabinet_agent/protocol.py is its executable 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from cabinet_agent import protocol
+from cabinets.admission import admission
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, link_open
@@ -69,8 +73,65 @@ def supported_protocol(headers: dict[bytes, bytes]) -> bool:
 
 class CabinetConsumer(AsyncWebsocketConsumer):
     session: CabinetSession | None = None
+    # True once this side sent a close or the socket is gone: nothing more may be sent (the
+    # ASGI server raises "Unexpected ASGI message ... after sending 'websocket.close'").
+    closed = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch hops to its one shared sync thread before every message to close
+        old database connections, so that every frame, connect and disconnect of every socket
+        in the process queues on one thread (py-spy under a reconnect storm: docs/benchmarks.md).
+        This consumer never touches the database on that thread: its calls run through
+        `db()`, whose pool threads close old connections themselves."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # As AsyncWebsocketConsumer's, without its hop to the sync thread (see dispatch).
+        self.closed = True
+        await self.disconnect(message.get("code", 1006))
+        raise StopConsumer()
 
     async def connect(self) -> None:
+        # Admission first, before any database or Redis work: a saturated process refuses at
+        # once, with a hint, instead of accepting slowly until the cabinet times out.
+        if not admission.try_enter():
+            await self._refuse_busy()
+            return
+        completed = False
+        try:
+            await self._open()
+            completed = self.session is not None
+        finally:
+            admission.leave(completed=completed)
+
+    async def _refuse_busy(self) -> None:
+        retry_after = admission.retry_after_s()
+        if "websocket.http.response" in (self.scope.get("extensions") or {}):
+            # The ASGI denial-response extension (uvicorn): HTTP 503 + Retry-After, no upgrade.
+            await self.base_send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": protocol.ADMISSION_HTTP_STATUS,
+                    "headers": [
+                        (protocol.RETRY_AFTER_HEADER.lower().encode(), str(retry_after).encode()),
+                        (b"content-type", b"text/plain"),
+                    ],
+                }
+            )
+            await self.base_send({"type": "websocket.http.response.body", "body": b"busy\n"})
+            self.closed = True
+            return
+        # Elsewhere a close before accept is a bare 403, which says nothing about load.
+        await self.accept()
+        await self.close(
+            code=protocol.CloseCode.TRY_AGAIN_LATER,
+            reason=f"{protocol.RETRY_AFTER_REASON_PREFIX}{retry_after}",
+        )
+
+    async def _open(self) -> None:
         headers = dict(self.scope.get("headers") or [])
         if not supported_protocol(headers):
             self._refuse("unsupported_protocol")
@@ -283,12 +344,14 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 await asyncio.sleep(settings.CABINET_RECEIPT_TIMEOUT_S)
                 if protocol.now_ms() >= frame["command"]["expires_at"]:
                     return
+                # Counted before it goes out: False once a receipt, result or rejection was
+                # stored (from any connection), and then there is nothing to resend. (Counted
+                # after, a receipt for this very frame could be stored first.)
+                if not await db(command_mark_sent)(command_id=command_id):
+                    return
                 try:
                     await self._send(frame)
                 except Exception:  # the socket is going away; disconnect() cleans up
-                    return
-                # False once a receipt, result or rejection was stored (from any connection).
-                if not await db(command_mark_sent)(command_id=command_id):
                     return
         finally:
             self.resends.pop(command_id, None)
@@ -300,3 +363,26 @@ class CabinetConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode_frame(frame))
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        if self.closed:
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except (OSError, RuntimeError):
+            # The cabinet went away while this frame was on its way (uvicorn raises
+            # ClientDisconnected, or RuntimeError once it saw the close): the disconnect
+            # message follows and cleans up; an undelivered command is re-sent on reconnect.
+            self.closed = True
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Once: a replacement, a revocation and a silence timeout may all ask to close the same
+        socket, and the cabinet may have gone already."""
+        if self.closed:
+            return
+        self.closed = True
+        # Gone already (see send): the disconnect message follows all the same.
+        with contextlib.suppress(OSError, RuntimeError):
+            await super().close(code=code, reason=reason)

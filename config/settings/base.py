@@ -264,6 +264,15 @@ CELERY_BEAT_SCHEDULE["identity-purge-photos"] = {
 CABINET_RECEIPT_TIMEOUT_S = env.float("CABINET_RECEIPT_TIMEOUT_S", default=5.0)
 # The ASGI process freezes its start-up objects out of the garbage collector (config/asgi.py).
 CABINET_ASGI_GC_FREEZE = env.bool("CABINET_ASGI_GC_FREEZE", default=True)
+# Admission control (cabinets/admission.py, protocol §11): handshakes one ASGI process runs at
+# a time; more are refused at once with HTTP 503 and a Retry-After hint between these bounds.
+CABINET_HANDSHAKE_MAX_IN_FLIGHT = env.int("CABINET_HANDSHAKE_MAX_IN_FLIGHT", default=64)
+CABINET_ADMISSION_RETRY_S = env.int("CABINET_ADMISSION_RETRY_S", default=2)
+CABINET_ADMISSION_RETRY_MAX_S = env.int("CABINET_ADMISSION_RETRY_MAX_S", default=30)
+if not 1 <= CABINET_ADMISSION_RETRY_S <= CABINET_ADMISSION_RETRY_MAX_S:
+    raise ImproperlyConfigured(
+        "CABINET_ADMISSION_RETRY_S must be at least 1 and at most CABINET_ADMISSION_RETRY_MAX_S"
+    )
 
 # --- Fleet admin -----------------------------------------------------------------------------
 # Dashboard alerts: a cabinet offline (and not in maintenance) this long, a door open this long,
