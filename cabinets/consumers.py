@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from cabinet_agent import protocol
 from cabinets.admission import admission
@@ -166,15 +167,25 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             self._silence_timeout(), self._check_silence
         )
         # Online is a Redis write; the liveness task folds it into the database in bulk. A
-        # newer connection of the same cabinet wins: the older one is told and closes.
-        previous = await presence_claim(auth.session.cabinet_id, self.channel_name)
-        if previous is not None and previous != self.channel_name:
-            await self.channel_layer.send(
-                previous, {"type": "link.replace", "by": self.channel_name}
+        # newer connection of the same cabinet wins: the older one is told and closes, in
+        # whichever process it is (its channel name routes through Redis).
+        try:
+            previous, _ = await asyncio.gather(
+                presence_claim(auth.session.cabinet_id, self.channel_name),
+                self.channel_layer.group_add(
+                    cabinet_group(auth.session.cabinet_id), self.channel_name
+                ),
             )
-        await self.channel_layer.group_add(
-            cabinet_group(auth.session.cabinet_id), self.channel_name
-        )
+            if previous is not None and previous != self.channel_name:
+                await self.channel_layer.send(
+                    previous, {"type": "link.replace", "by": self.channel_name}
+                )
+        except (RedisError, OSError) as exc:
+            # Redis is down or this process cannot reach it in time: busy, not broken. The
+            # cabinet comes back after the hint; disconnect() undoes what was done.
+            logger.warning("cabinet %s: link refused, Redis: %s", auth.session.serial, exc)
+            await self._refuse_busy()
+            return
         await self.accept()
         await self._send(
             protocol.make_hello(
@@ -197,13 +208,19 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             self.silence_timer = None
         for task in list(self.resends.values()):
             task.cancel()
-        await self.channel_layer.group_discard(
-            cabinet_group(self.session.cabinet_id), self.channel_name
-        )
-        if not self.replaced:
-            # Offline within one liveness tick, without a write per disconnect (a server
-            # restart disconnects the whole fleet at once).
-            await presence_release(self.session.cabinet_id, self.channel_name)
+        try:
+            await self.channel_layer.group_discard(
+                cabinet_group(self.session.cabinet_id), self.channel_name
+            )
+            if not self.replaced:
+                # Offline within one liveness tick, without a write per disconnect (a server
+                # restart disconnects the whole fleet at once).
+                await presence_release(self.session.cabinet_id, self.channel_name)
+        except (RedisError, OSError) as exc:
+            # Left behind, both expire: the group entry after the layer's group expiry, the
+            # presence entry at the liveness task's offline cutoff; a push to the dead
+            # channel is dropped and the command re-sent on reconnect.
+            logger.warning("cabinet %s: disconnect cleanup failed: %s", self.session.serial, exc)
 
     def _refuse(self, reason: str) -> None:
         client = self.scope.get("client") or ("?", 0)

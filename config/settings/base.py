@@ -269,6 +269,8 @@ CABINET_ASGI_GC_FREEZE = env.bool("CABINET_ASGI_GC_FREEZE", default=True)
 CABINET_HANDSHAKE_MAX_IN_FLIGHT = env.int("CABINET_HANDSHAKE_MAX_IN_FLIGHT", default=64)
 CABINET_ADMISSION_RETRY_S = env.int("CABINET_ADMISSION_RETRY_S", default=2)
 CABINET_ADMISSION_RETRY_MAX_S = env.int("CABINET_ADMISSION_RETRY_MAX_S", default=30)
+# ... and none while the process's event loop runs later than this (seconds; 0: not checked).
+CABINET_ADMISSION_MAX_LAG_S = env.float("CABINET_ADMISSION_MAX_LAG_S", default=0.25)
 if not 1 <= CABINET_ADMISSION_RETRY_S <= CABINET_ADMISSION_RETRY_MAX_S:
     raise ImproperlyConfigured(
         "CABINET_ADMISSION_RETRY_S must be at least 1 and at most CABINET_ADMISSION_RETRY_MAX_S"

@@ -135,3 +135,25 @@ def test_the_agent_waits_between_the_hint_and_half_as_long_again() -> None:
     delays = [protocol.admission_delay(10.0, rng=rng) for _ in range(1000)]
     assert min(delays) >= 10.0 and max(delays) <= 15.0
     assert max(delays) - min(delays) > 4.0  # spread, not one instant
+
+
+def test_a_process_whose_event_loop_runs_late_refuses_until_it_catches_up(settings) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from cabinets.admission import HandshakeAdmission
+
+    settings.CABINET_HANDSHAKE_MAX_IN_FLIGHT = 100
+    settings.CABINET_ADMISSION_MAX_LAG_S = 0.1
+    gate = HandshakeAdmission()
+
+    async def scenario() -> None:
+        assert gate.try_enter()  # starts sampling this loop
+        gate.leave(completed=True)
+        time.sleep(0.5)  # the loop is blocked: every socket in the process waits
+        await _until(lambda: gate.lag_s > 0.1)
+        assert not gate.try_enter()
+        assert gate.refused_total == 1
+        await _until(lambda: gate.lag_s < 0.1)
+        assert gate.try_enter()
+
+    async_to_sync(scenario)()
