@@ -79,6 +79,11 @@ def main() -> int:
             "2097152",
             "--workers",
             str(web_concurrency),
+            # The supervisor kills a worker that does not answer its ping in time (5 s by
+            # default); a worker busy with a reconnect storm on a loaded machine can take
+            # longer, and killing it drops all its sockets: a storm of its own making.
+            "--timeout-worker-healthcheck",
+            "30",
         ]
         worker_cmd = [
             PY,
