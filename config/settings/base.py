@@ -119,6 +119,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=3600),
 }
 
+# The channel layer is what the ASGI processes share; when one Redis is not enough, list
+# several: channels_redis spreads channels and groups over them by consistent hashing, so every
+# process (web and worker) must list the same URLs in the same order.
+CHANNEL_LAYER_REDIS_URLS: list[str] = env.list("CHANNEL_LAYER_REDIS_URLS", default=[REDIS_URL])
 CHANNEL_LAYERS = {
     "default": {
         # RedisChannelLayer with a pool that waits instead of raising when all its
@@ -129,11 +133,12 @@ CHANNEL_LAYERS = {
             # BZPOPMIN: reads time out and sockets drop (channels_redis issue 422).
             "hosts": [
                 {
-                    "address": REDIS_URL,
+                    "address": address,
                     "socket_timeout": None,
                     "max_connections": 100,
                     "pool_timeout": 30,
                 }
+                for address in CHANNEL_LAYER_REDIS_URLS
             ],
             # Per server process, not per socket: the default 100 drops unlock bursts.
             "capacity": 10_000,
