@@ -25,7 +25,7 @@ time.
 
 | section | script | what it answers |
 |---|---|---|
-| [Cabinet fleet](#cabinet-fleet) | `bench/fleet.py` | how many cabinets one ASGI process holds, memory per socket, heartbeat CPU, unlock push latency, next to a bare Channels consumer |
+| [Cabinet fleet](#cabinet-fleet) | `bench/fleet.py` | cabinets held through several ASGI processes, handshakes, memory per cabinet, heartbeat CPU and round trip, unlock push latency, a burst, a reconnect storm, next to a bare Channels consumer; capacity note |
 | [Face pickup](#face-pickup) | `bench/face_pickup.py` | scan sent by a cabinet -> unlock received by it, next to bare dlib |
 | [Face pickup by liveness burst](#face-pickup-by-liveness-burst) | `bench/face_pickup.py --burst` | burst sent by a cabinet -> unlock received by it, next to bare dlib on the same frames |
 | [Face templates](#face-templates) | `bench/face_templates.py` | templates per second per worker process, next to the `face_recognition` CLI |

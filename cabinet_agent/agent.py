@@ -53,6 +53,7 @@ class Outcome(enum.Enum):
     FAILED = "failed"  # no session: exponential backoff with full jitter
     REFUSED = "refused"  # credential, replacement or protocol refusal: long wait
     SWITCHED = "switched"  # a credential rotation (1.2): reconnect at once with the other one
+    THROTTLED = "throttled"  # admission control: wait as long as the server's hint says
 
 
 class _Stopped(Exception):
@@ -127,6 +128,9 @@ class CabinetAgent:
         self.heartbeats_sent = 0
         self.last_heartbeat: dict[str, Any] | None = None
         self.last_close: tuple[int | None, str | None] | None = None
+        # Handshakes the server refused for load (HTTP 503 or close 4429), and its last hint.
+        self.throttled = 0
+        self.retry_after: float | None = None
         self.executed_commands: list[str] = []
         self.duplicate_commands: list[str] = []
         self.rejected_commands: list[tuple[str | None, str]] = []
@@ -318,6 +322,10 @@ class CabinetAgent:
                 delay = self._rng.uniform(0.0, cfg.reconnect_spread)
             elif outcome is Outcome.SWITCHED:
                 failures, delay = 0, 0.0
+            elif outcome is Outcome.THROTTLED:
+                # Not a failure: the server is busy and said when to come back.
+                assert self.retry_after is not None
+                delay = protocol.admission_delay(self.retry_after, rng=self._rng)
             elif outcome is Outcome.REFUSED:
                 failures += 1
                 delay = self._rng.uniform(cfg.backoff_cap / 2, cfg.backoff_cap)
@@ -352,6 +360,9 @@ class CabinetAgent:
             return Outcome.STOPPED
         except InvalidStatus as exc:
             status = exc.response.status_code
+            hint = protocol.parse_retry_after(exc.response.headers.get(protocol.RETRY_AFTER_HEADER))
+            if status == protocol.ADMISSION_HTTP_STATUS and hint is not None:
+                return self._throttled(hint)
             if status in REFUSING_HTTP_STATUSES and self._fall_back_to_previous_credential():
                 return Outcome.SWITCHED
             if status in REFUSING_HTTP_STATUSES:
@@ -442,6 +453,12 @@ class CabinetAgent:
         await ws.wait_closed()
         return self._closed(ws.close_code, ws.close_reason)
 
+    def _throttled(self, retry_after: float) -> Outcome:
+        self.throttled += 1
+        self.retry_after = retry_after
+        log.info("server busy: retrying after about %.0f s", retry_after)
+        return Outcome.THROTTLED
+
     def _closed(self, code: int | None, reason: str | None) -> Outcome:
         self.last_close = (code, reason)
         stored = self.outbox.get_state(CREDENTIAL_STATE)
@@ -454,6 +471,9 @@ class CabinetAgent:
             log.info("credential rotated: reconnecting with the new one")
             self.config = _with_credential(self.config, stored)
             return Outcome.SWITCHED
+        if code == protocol.CloseCode.TRY_AGAIN_LATER:
+            hint = protocol.parse_retry_after(reason)
+            return self._throttled(hint if hint is not None else self.config.backoff_cap / 2)
         if code in REFUSING_CLOSE_CODES:
             log.error("server closed the link with %s (%s)", code, reason)
             return Outcome.REFUSED

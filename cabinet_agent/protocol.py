@@ -133,6 +133,7 @@ class CloseCode(IntEnum):
     HEARTBEAT_TIMEOUT = 4408
     REPLACED = 4409
     UNSUPPORTED_PROTOCOL = 4426
+    TRY_AGAIN_LATER = 4429  # admission control, when the server cannot answer HTTP 503 (§11)
 
 
 class ErrorCode(StrEnum):
@@ -979,6 +980,39 @@ def verify_command(
 
 
 # --- Reconnect backoff ---------------------------------------------------------------------
+
+
+# Admission control (§11): a saturated server refuses a handshake with HTTP 503 and a
+# `Retry-After` header (whole seconds), or, where it cannot choose the status, accepts and at
+# once closes with 4429 and the reason "retry-after=<seconds>".
+ADMISSION_HTTP_STATUS = 503
+RETRY_AFTER_HEADER = "Retry-After"
+RETRY_AFTER_REASON_PREFIX = "retry-after="
+# A hint beyond this is treated as this: a broken proxy must not park a cabinet for hours.
+MAX_RETRY_AFTER_S = 300.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` value or a 4429 close reason; None when there is none."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.startswith(RETRY_AFTER_REASON_PREFIX):
+        text = text[len(RETRY_AFTER_REASON_PREFIX) :]
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
+
+
+def admission_delay(retry_after: float, *, rng: random.Random | None = None) -> float:
+    """How long a refused cabinet waits: the server's hint (already jittered by the server)
+    plus up to half of it again, so that cabinets refused in the same second come back
+    spread over a window rather than together."""
+    return (rng or random).uniform(retry_after, retry_after * 1.5)
 
 
 def backoff_delay(

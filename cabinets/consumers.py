@@ -5,17 +5,22 @@ Protocol: docs/cabinet-protocol.md (cabinet_agent/protocol.py is its executable 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from cabinet_agent import protocol
+from cabinets.admission import admission
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, cabinet_authenticate, link_backlog
@@ -70,8 +75,65 @@ def supported_protocol(headers: dict[bytes, bytes]) -> bool:
 
 class CabinetConsumer(AsyncWebsocketConsumer):
     session: CabinetSession | None = None
+    # True once this side sent a close or the socket is gone: nothing more may be sent (the
+    # ASGI server raises "Unexpected ASGI message ... after sending 'websocket.close'").
+    closed = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch hops to its one shared sync thread before every message to close
+        old database connections, so that every frame, connect and disconnect of every socket
+        in the process queues on one thread (py-spy under a reconnect storm: docs/benchmarks.md).
+        This consumer never touches the database on that thread: its calls run through
+        `db()`, whose pool threads close old connections themselves."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # As AsyncWebsocketConsumer's, without its hop to the sync thread (see dispatch).
+        self.closed = True
+        await self.disconnect(message.get("code", 1006))
+        raise StopConsumer()
 
     async def connect(self) -> None:
+        # Admission first, before any database or Redis work: a saturated process refuses at
+        # once, with a hint, instead of accepting slowly until the cabinet times out.
+        if not admission.try_enter():
+            await self._refuse_busy()
+            return
+        completed = False
+        try:
+            await self._open()
+            completed = self.session is not None
+        finally:
+            admission.leave(completed=completed)
+
+    async def _refuse_busy(self) -> None:
+        retry_after = admission.retry_after_s()
+        if "websocket.http.response" in (self.scope.get("extensions") or {}):
+            # The ASGI denial-response extension (uvicorn): HTTP 503 + Retry-After, no upgrade.
+            await self.base_send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": protocol.ADMISSION_HTTP_STATUS,
+                    "headers": [
+                        (protocol.RETRY_AFTER_HEADER.lower().encode(), str(retry_after).encode()),
+                        (b"content-type", b"text/plain"),
+                    ],
+                }
+            )
+            await self.base_send({"type": "websocket.http.response.body", "body": b"busy\n"})
+            self.closed = True
+            return
+        # Elsewhere a close before accept is a bare 403, which says nothing about load.
+        await self.accept()
+        await self.close(
+            code=protocol.CloseCode.TRY_AGAIN_LATER,
+            reason=f"{protocol.RETRY_AFTER_REASON_PREFIX}{retry_after}",
+        )
+
+    async def _open(self) -> None:
         headers = dict(self.scope.get("headers") or [])
         if not supported_protocol(headers):
             self._refuse("unsupported_protocol")
@@ -105,15 +167,25 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             self._silence_timeout(), self._check_silence
         )
         # Online is a Redis write; the liveness task folds it into the database in bulk. A
-        # newer connection of the same cabinet wins: the older one is told and closes.
-        previous = await presence_claim(auth.session.cabinet_id, self.channel_name)
-        if previous is not None and previous != self.channel_name:
-            await self.channel_layer.send(
-                previous, {"type": "link.replace", "by": self.channel_name}
+        # newer connection of the same cabinet wins: the older one is told and closes, in
+        # whichever process it is (its channel name routes through Redis).
+        try:
+            previous, _ = await asyncio.gather(
+                presence_claim(auth.session.cabinet_id, self.channel_name),
+                self.channel_layer.group_add(
+                    cabinet_group(auth.session.cabinet_id), self.channel_name
+                ),
             )
-        await self.channel_layer.group_add(
-            cabinet_group(auth.session.cabinet_id), self.channel_name
-        )
+            if previous is not None and previous != self.channel_name:
+                await self.channel_layer.send(
+                    previous, {"type": "link.replace", "by": self.channel_name}
+                )
+        except (RedisError, OSError) as exc:
+            # Redis is down or this process cannot reach it in time: busy, not broken. The
+            # cabinet comes back after the hint; disconnect() undoes what was done.
+            logger.warning("cabinet %s: link refused, Redis: %s", auth.session.serial, exc)
+            await self._refuse_busy()
+            return
         # Read only now, in the group: pushes from here on queue until connect() returns.
         backlog = await db(link_backlog)(auth.session)
         if backlog.state == protocol.CabinetLifecycle.RETIRED:
@@ -121,6 +193,12 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             self._refuse("retired")
             await self.close()
             return
+        if auth.session.retiring_key_id is not None:
+            # The cabinet proves it holds its new credential: the old one is revoked now,
+            # before the hello, so that once the cabinet is told it is in, the old one is out.
+            await db(cabinet_credential_rotation_complete)(
+                cabinet_id=auth.session.cabinet_id, key_id=auth.session.key_id
+            )
         await self.accept()
         await self._send(
             protocol.make_hello(
@@ -131,11 +209,6 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 revision=protocol.PROTOCOL_REVISION,
             )
         )
-        if auth.session.retiring_key_id is not None:
-            # The cabinet proves it holds its new credential: the old one is revoked now.
-            await db(cabinet_credential_rotation_complete)(
-                cabinet_id=auth.session.cabinet_id, key_id=auth.session.key_id
-            )
         if backlog.state == protocol.CabinetLifecycle.MAINTENANCE:
             # Protocol §3: the state a cabinet connects in is announced like a change to it.
             await self._send(protocol.make_cabinet_state(state=backlog.state))
@@ -152,13 +225,19 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             self.silence_timer = None
         for task in list(self.resends.values()):
             task.cancel()
-        await self.channel_layer.group_discard(
-            cabinet_group(self.session.cabinet_id), self.channel_name
-        )
-        if not self.replaced:
-            # Offline within one liveness tick, without a write per disconnect (a server
-            # restart disconnects the whole fleet at once).
-            await presence_release(self.session.cabinet_id, self.channel_name)
+        try:
+            await self.channel_layer.group_discard(
+                cabinet_group(self.session.cabinet_id), self.channel_name
+            )
+            if not self.replaced:
+                # Offline within one liveness tick, without a write per disconnect (a server
+                # restart disconnects the whole fleet at once).
+                await presence_release(self.session.cabinet_id, self.channel_name)
+        except (RedisError, OSError) as exc:
+            # Left behind, both expire: the group entry after the layer's group expiry, the
+            # presence entry at the liveness task's offline cutoff; a push to the dead
+            # channel is dropped and the command re-sent on reconnect.
+            logger.warning("cabinet %s: disconnect cleanup failed: %s", self.session.serial, exc)
 
     def _refuse(self, reason: str) -> None:
         client = self.scope.get("client") or ("?", 0)
@@ -312,12 +391,14 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 await asyncio.sleep(settings.CABINET_RECEIPT_TIMEOUT_S)
                 if protocol.now_ms() >= frame["command"]["expires_at"]:
                     return
+                # Counted before it goes out: False once a receipt, result or rejection was
+                # stored (from any connection), and then there is nothing to resend. (Counted
+                # after, a receipt for this very frame could be stored first.)
+                if not await db(command_mark_sent)(command_id=command_id):
+                    return
                 try:
                     await self._send(frame)
                 except Exception:  # the socket is going away; disconnect() cleans up
-                    return
-                # False once a receipt, result or rejection was stored (from any connection).
-                if not await db(command_mark_sent)(command_id=command_id):
                     return
         finally:
             self.resends.pop(command_id, None)
@@ -329,3 +410,26 @@ class CabinetConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode_frame(frame))
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        if self.closed:
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except (OSError, RuntimeError):
+            # The cabinet went away while this frame was on its way (uvicorn raises
+            # ClientDisconnected, or RuntimeError once it saw the close): the disconnect
+            # message follows and cleans up; an undelivered command is re-sent on reconnect.
+            self.closed = True
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Once: a replacement, a revocation and a silence timeout may all ask to close the same
+        socket, and the cabinet may have gone already."""
+        if self.closed:
+            return
+        self.closed = True
+        # Gone already (see send): the disconnect message follows all the same.
+        with contextlib.suppress(OSError, RuntimeError):
+            await super().close(code=code, reason=reason)

@@ -61,7 +61,10 @@ def main() -> int:
         # The websocket and HTTP server. asyncio loop: uvloop showed long GC-driven
         # pauses with thousands of sockets (../shared/CHANNELS-NOTES.md). --ws-max-size is
         # protocol.TRANSPORT_MAX_FRAME_BYTES (2 MiB): larger frames close with 1009, smaller
-        # ones over 1 MiB get frame_too_large (docs/cabinet-protocol.md §2).
+        # ones over 1 MiB get frame_too_large (docs/cabinet-protocol.md §2). One process per
+        # core (WEB_CONCURRENCY), sharing one listening socket: the fleet is shared through
+        # the channel layer (docs/benchmarks.md, "Several processes").
+        web_concurrency = web_processes(env)
         server_cmd = [
             PY,
             "-m",
@@ -77,6 +80,13 @@ def main() -> int:
             "websockets",
             "--ws-max-size",
             "2097152",
+            "--workers",
+            str(web_concurrency),
+            # The supervisor kills a worker that does not answer its ping in time (5 s by
+            # default); a worker busy with a reconnect storm on a loaded machine can take
+            # longer, and killing it drops all its sockets: a storm of its own making.
+            "--timeout-worker-healthcheck",
+            "30",
         ]
         worker_cmd = [
             PY,
@@ -103,6 +113,7 @@ def main() -> int:
             agent_cmd = [PY, "-m", "cabinet_agent", "--config", str(config), "--server-url", ws_url]
             children.append((f"cabinet {config.stem}", subprocess.Popen(agent_cmd, cwd=ROOT)))
             print(f"* simulated cabinet {config.stem} connecting ({config.relative_to(ROOT)})")
+        print(f"* {web_concurrency} ASGI server process(es) on port {args.port} (WEB_CONCURRENCY)")
         print(f"* platform on http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)")
 
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -117,6 +128,18 @@ def main() -> int:
         return 0
     finally:
         stop_all()
+
+
+def web_processes(env: dict[str, str]) -> int:
+    """WEB_CONCURRENCY, else one ASGI process per core: a process is one event loop on one
+    core, and ../shared/CHANNELS-NOTES.md measured shorter GC stalls with two processes."""
+    raw = env.get("WEB_CONCURRENCY", "").strip()
+    if raw:
+        count = int(raw)
+        if count < 1:
+            raise SystemExit("WEB_CONCURRENCY must be at least 1")
+        return count
+    return max(1, os.cpu_count() or 1)
 
 
 def local_host(host: str) -> str:

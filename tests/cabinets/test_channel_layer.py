@@ -57,3 +57,43 @@ def test_the_asgi_module_freezes_start_up_objects_out_of_the_collector() -> None
 
     assert settings.CABINET_ASGI_GC_FREEZE
     assert gc.get_freeze_count() > 10_000
+
+
+def test_several_redis_hosts_share_the_groups_and_deliver_to_each(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # CHANNEL_LAYER_REDIS_URLS lists the layer's Redis servers, in order.
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "CHANNEL_LAYER_REDIS_URLS": "redis://10.0.0.5:6379/0,redis://10.0.0.6:6379/0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; "
+         "print([h['address'] for h in settings.CHANNEL_LAYERS['default']['CONFIG']['hosts']])"],
+        cwd=root, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "['redis://10.0.0.5:6379/0', 'redis://10.0.0.6:6379/0']"
+
+    # Two hosts (both this test's Redis, so that nothing else is touched): groups are spread
+    # over both, and every group_send reaches its member through whichever host holds it.
+    host = {"address": settings.REDIS_URL, "socket_timeout": None}
+    layer = FleetRedisChannelLayer(hosts=[host, dict(host)], prefix="test-hosts", capacity=1000)
+    groups = [f"cabinet.{n}" for n in range(40)]
+    assert {layer.consistent_hash(g) for g in groups} == {0, 1}
+
+    async def scenario() -> None:
+        channel = await layer.new_channel()
+        for group in groups:
+            await layer.group_add(group, channel)
+        for n, group in enumerate(groups):
+            await layer.group_send(group, {"type": "x.y", "n": n})
+        received = {(await asyncio.wait_for(layer.receive(channel), 10))["n"] for _ in groups}
+        assert received == set(range(len(groups)))
+        await layer.flush()
+
+    async_to_sync(scenario)()

@@ -44,3 +44,22 @@ def test_the_sync_is_a_few_queries_for_thousands_of_cabinets(django_assert_max_n
     with django_assert_max_num_queries(20):
         outcome = cabinets_liveness_sync(now=now)
     assert outcome["alive"] == 2500
+
+
+def test_a_live_cabinet_s_last_seen_time_is_rewritten_only_when_it_is_a_minute_old(
+    settings,
+) -> None:  # type: ignore[no-untyped-def]
+    settings.CABINET_LAST_SEEN_WRITE_S = 60
+    cabinet = CabinetFactory(connection_state=ConnectionState.OFFLINE)
+    now = time.time()
+    async_to_sync(presence_touch)(cabinet.pk, now)
+    assert cabinets_liveness_sync(now=now)["alive"] == 1  # came online: written
+    async_to_sync(presence_touch)(cabinet.pk, now + 15)
+    assert cabinets_liveness_sync(now=now + 15)["alive"] == 0  # fresh enough: no write
+    cabinet.refresh_from_db()
+    assert cabinet.connection_state == ConnectionState.ONLINE
+    assert abs(cabinet.last_seen_at.timestamp() - now) < 1
+    async_to_sync(presence_touch)(cabinet.pk, now + 61)
+    assert cabinets_liveness_sync(now=now + 61)["alive"] == 1
+    cabinet.refresh_from_db()
+    assert abs(cabinet.last_seen_at.timestamp() - (now + 61)) < 1

@@ -634,6 +634,7 @@ SERVER_CLOSE_CODE_TESTS = {
     4403: "test_protocol_conformance:test_retiring_the_cabinet_sends_cabinet_state_then_closes_the_link_with_4403",
     4408: "test_consumer:test_a_silent_cabinet_is_closed_with_4408_after_three_heartbeat_intervals",
     4409: "test_consumer:test_a_second_connection_replaces_the_first",
+    4429: "test_admission:test_a_busy_process_refuses_a_handshake_at_once_with_4429_and_a_retry_hint",
 }
 
 
