@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
@@ -20,7 +21,8 @@ from courier.authentication import CarrierApiKeyAuthentication, CarrierClient
 from courier.models import Carrier, Parcel, ParcelDirection, ParcelStatus
 from courier.selectors import collection_list, parcel_changes, parcel_events, parcel_for_carrier
 from courier.services.parcels import parcel_announce, parcel_cancel
-from identity.models import Identity, phone_validator
+from identity.models import Identity
+from identity.phones import phone_normalize
 
 
 class IsCarrier(permissions.BasePermission):
@@ -53,9 +55,17 @@ class CarrierApi(APIView):
 
 
 class PersonSerializer(serializers.Serializer):
-    phone = serializers.CharField(max_length=16, validators=[phone_validator])
+    phone = serializers.CharField(
+        max_length=20, help_text="E.164, or a national number (then +86 is assumed)"
+    )
     name = serializers.CharField(max_length=120)
     email = serializers.EmailField(required=False, allow_blank=True)
+
+    def validate_phone(self, value: str) -> str:
+        try:
+            return phone_normalize(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages[0]) from exc
 
 
 class EventSerializer(serializers.Serializer):

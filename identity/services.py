@@ -19,6 +19,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.actors import Actor
 from core.errors import ApplicationError, Conflict, PermissionDenied, RateLimited
@@ -56,9 +57,9 @@ from identity.models import (
     PhotoStatus,
     RealIdCheck,
     RealIdDecision,
-    phone_validator,
 )
 from identity.notify import send_sms
+from identity.phones import phone_normalize, phone_normalize_or_none
 from identity.selectors import consent_current, face_candidates, identity_has_face
 from identity.tasks import enrollment_photo_process_task, real_id_check_process_task
 from identity.tokens import enrollment_token_make
@@ -470,12 +471,10 @@ def _code_hash(identity_id: int, code: str) -> str:
 
 
 def _phone_clean(phone: str) -> str:
-    phone = "".join(phone.split())
     try:
-        phone_validator(phone)
+        return phone_normalize(phone)
     except ValidationError as exc:
         raise ApplicationError(exc.messages[0], code="invalid_phone") from exc
-    return phone
 
 
 def login_code_send(*, phone: str) -> None:
@@ -502,7 +501,12 @@ def login_code_send(*, phone: str) -> None:
             expires_at=now + timedelta(seconds=settings.OTP_TTL_S),
         )
         minutes = max(1, settings.OTP_TTL_S // 60)
-        text = f"Your parcel locker code is {code}. It expires in {minutes} minutes."
+        # Not worded like a pickup code: this one logs in to the face-pickup page and opens
+        # no locker. In the language of the page that asked for it.
+        text = gettext(
+            "%(code)s is your login code for the face-pickup web page (valid %(minutes)s min)."
+            " It is not a pickup code and opens no locker. Never share it."
+        ) % {"code": code, "minutes": minutes}
         # After commit: a code that was rolled back must never reach the phone.
         transaction.on_commit(partial(send_sms, identity.phone, text))
 
@@ -510,7 +514,8 @@ def login_code_send(*, phone: str) -> None:
 def login_code_verify(*, phone: str, code: str) -> Identity:
     """The person whose newest unexpired code this is; each wrong guess uses up an attempt."""
     invalid = ApplicationError("The code is wrong or has expired.", code="invalid_code")
-    identity = Identity.objects.filter(phone="".join(phone.split())).first()
+    normalized = phone_normalize_or_none(phone)
+    identity = Identity.objects.filter(phone=normalized).first() if normalized else None
     code = code.strip()
     if identity is None or not code.isdigit():
         raise invalid

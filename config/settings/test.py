@@ -18,6 +18,11 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tests read English texts unless they ask for a language (the Chinese default is
+# config.settings.base's, checked by tests/core/test_i18n.py).
+LANGUAGE_CODE = "en"
+RECIPIENT_LANGUAGE_CODE = "en"
+CABINET_LANGUAGE_CODE = "en"
 # Unit tests run tasks in-process; the end-to-end tests switch this off and start a
 # real worker on Redis.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)

@@ -23,6 +23,7 @@ from cabinets.models import Cabinet, Compartment
 from cabinets.services.credentials import cabinet_credential_issue
 from core.actors import Actor
 from core.demo import demo_deposit
+from core.servers import SERVER_HELP, cabinet_websocket_url
 from courier.models import Carrier, Parcel, ParcelStatus
 from courier.services.parcels import parcel_announce
 from identity.models import Identity
@@ -48,7 +49,7 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--server", default="ws://127.0.0.1:8000/ws/cabinet/")
+        parser.add_argument("--server", default=None, help=SERVER_HELP)
         parser.add_argument("--enroll-photo", default=str(FACES / "examples" / "obama.jpg"))
         parser.add_argument("--scan-photo", default=str(FACES / "examples" / "obama2.jpg"))
         parser.add_argument("--timeout", type=float, default=60.0)
@@ -106,7 +107,7 @@ class Command(BaseCommand):
             scan.write_bytes(_jpeg(scan_photo))
             config = config_from_mapping(
                 {
-                    "server": {"url": options["server"]},
+                    "server": {"url": cabinet_websocket_url(options["server"])},
                     "cabinet": {
                         "serial": SERIAL,
                         "credential": issued.credential,
