@@ -9,8 +9,16 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.utils.translation import gettext_lazy
 
 from identity.models import phone_validator
+
+# The model's rule, with the message people see (in their language).
+e164_validator = RegexValidator(
+    phone_validator.regex,
+    gettext_lazy("Enter a phone number such as 13800138000, or +8613800138000 from abroad."),
+)
 
 _SEPARATORS = re.compile(r"[\s\-().]")
 NATIONAL_MIN_DIGITS = 8
@@ -26,9 +34,9 @@ def phone_normalize(raw: str) -> str:
         # than 8 digits it is no subscriber number (a mainland mobile has 11).
         national = phone.removeprefix("0")
         if not (national.isdigit() and len(national) >= NATIONAL_MIN_DIGITS):
-            raise ValidationError(phone_validator.message, code="invalid")
+            raise ValidationError(e164_validator.message, code="invalid")
         phone = f"+{settings.PHONE_DEFAULT_COUNTRY_CODE}{national}"
-    phone_validator(phone)
+    e164_validator(phone)
     return phone
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.utils.translation import gettext
 
 from core.errors import NotFound
 from identity.crypto import template_decrypt
@@ -67,7 +68,7 @@ def enrollment_current(*, identity: Identity) -> FaceEnrollment | None:
 def identity_from_token(*, token: str) -> Identity:
     identity = Identity.objects.filter(pk=enrollment_token_read(token=token)).first()
     if identity is None:
-        raise InvalidEnrollmentToken("This enrollment link is not valid.")
+        raise InvalidEnrollmentToken(gettext("This enrollment link is not valid."))
     return identity
 
 
@@ -111,7 +112,8 @@ def photo_view(photo: EnrollmentPhoto) -> PhotoView:
         id=photo.pk,
         status=photo.status,
         refusal_code=photo.refusal_code,
-        message=photo.refusal_message,
+        # Stored in English (the pipeline's text); shown in the reader's language.
+        message=gettext(photo.refusal_message) if photo.refusal_message else "",
         created_at=photo.created_at.isoformat(),
     )
 

@@ -74,7 +74,7 @@ class PhotoRefused(ApplicationError):
 
     @classmethod
     def of(cls, refusal: FaceRefused) -> PhotoRefused:
-        return cls(refusal.message, code=refusal.code, details=refusal.details)
+        return cls(gettext(refusal.message), code=refusal.code, details=refusal.details)
 
 
 class ConsentRequired(PermissionDenied):
@@ -266,8 +266,10 @@ def _consent_required(identity: Identity) -> BiometricConsent:
     consent = consent_current(identity=identity)
     if consent is None:
         raise ConsentRequired(
-            "Give consent to biometric processing before sending photos; "
-            "your pickup code works either way."
+            gettext(
+                "Give consent to biometric processing before sending photos; "
+                "your pickup code works either way."
+            )
         )
     return consent
 
@@ -303,7 +305,9 @@ def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) ->
         photos = enrollment.photos.all()
         if photos.count() >= settings.FACE_PHOTOS_PER_ENROLLMENT:
             raise RateLimited(
-                "Too many photos for one enrollment: delete your face data and start again.",
+                gettext(
+                    "Too many photos for one enrollment: delete your face data and start again."
+                ),
                 code="too_many_photos",
             )
         if (
@@ -311,7 +315,8 @@ def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) ->
             >= MAX_TEMPLATES_PER_PERSON
         ):
             raise Conflict(
-                f"You already sent {MAX_TEMPLATES_PER_PERSON} good photos: that is enough.",
+                gettext("You already sent %(n)s good photos: that is enough.")
+                % {"n": MAX_TEMPLATES_PER_PERSON},
                 code="enough_photos",
             )
         photo = EnrollmentPhoto.objects.create(
@@ -494,7 +499,7 @@ def login_code_send(*, phone: str) -> None:
             identity=identity, created_at__gte=now - timedelta(hours=1)
         ).count()
         if recent >= settings.OTP_MAX_SENDS_PER_HOUR:
-            raise RateLimited("Too many codes requested: wait an hour and try again.")
+            raise RateLimited(gettext("Too many codes requested: wait an hour and try again."))
         OneTimeCode.objects.create(
             identity=identity,
             code_hash=_code_hash(identity.pk, code),
@@ -513,7 +518,7 @@ def login_code_send(*, phone: str) -> None:
 
 def login_code_verify(*, phone: str, code: str) -> Identity:
     """The person whose newest unexpired code this is; each wrong guess uses up an attempt."""
-    invalid = ApplicationError("The code is wrong or has expired.", code="invalid_code")
+    invalid = ApplicationError(gettext("The code is wrong or has expired."), code="invalid_code")
     normalized = phone_normalize_or_none(phone)
     identity = Identity.objects.filter(phone=normalized).first() if normalized else None
     code = code.strip()
