@@ -23,6 +23,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
 
 from cabinets.dashboard import dashboard_get, map_points
 from cabinets.models import (
@@ -66,6 +67,7 @@ from cabinets.services.lifecycle import cabinet_transition, compartment_service_
 from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin
 from core.errors import ApplicationError
+from core.timefmt import admin_time, time_column, with_zone
 
 COMMAND_LOG_ROWS = 20
 
@@ -179,7 +181,7 @@ class CabinetAdmin(admin.ModelAdmin):
         "region",
         "state",
         "connection_state",
-        "last_seen_at",
+        "last_seen_shown",
         "firmware_version",
         "config_version",
         "compartments_free",
@@ -209,24 +211,24 @@ class CabinetAdmin(admin.ModelAdmin):
                 "fields": (
                     "state",
                     "connection_state",
-                    "last_seen_at",
+                    "last_seen_shown",
                     "credential_status",
                     "created_at",
                     "updated_at",
                 )
             },
         ),
-        ("Last telemetry", {"fields": ("telemetry_at", "telemetry_pretty")}),
+        ("Last telemetry", {"fields": ("telemetry_at_shown", "telemetry_pretty")}),
         ("Command log", {"fields": ("command_log",)}),
     )
     readonly_fields = (
         "state",
         "connection_state",
-        "last_seen_at",
+        "last_seen_shown",
         "firmware_version",
         "config_version",
         "credential_status",
-        "telemetry_at",
+        "telemetry_at_shown",
         "telemetry_pretty",
         "command_log",
         "created_at",
@@ -242,6 +244,8 @@ class CabinetAdmin(admin.ModelAdmin):
     ]
     change_form_template = "admin/cabinets/cabinet/change_form.html"
     change_list_template = "admin/cabinets/cabinet/change_list.html"
+    last_seen_shown = time_column("last_seen_at", _("last seen"))
+    telemetry_at_shown = time_column("telemetry_at", _("telemetry at"))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Cabinet]:
         # Correlated subqueries run for the rows of the page only, unlike a GROUP BY.
@@ -277,19 +281,19 @@ class CabinetAdmin(admin.ModelAdmin):
             obj.refresh_from_db(fields=["telemetry"])
         return obj
 
-    @admin.display(description="free / all", ordering="free_count")
+    @admin.display(description=_("free / all"), ordering="free_count")
     def compartments_free(self, obj: Any) -> str:
         return f"{obj.free_count} / {obj.compartment_count}"
 
-    @admin.display(description="telemetry")
+    @admin.display(description=_("telemetry"))
     def telemetry_pretty(self, obj: Cabinet) -> SafeString:
         return _pretty_json(obj.telemetry)
 
-    @admin.display(description="credential")
+    @admin.display(description=_("credential"))
     def credential_status(self, obj: Cabinet) -> str:
         active = obj.credentials.filter(revoked_at__isnull=True).values_list("key_id", "created_at")
         for key_id, created_at in active[:1]:
-            return f"active: {key_id} (issued {created_at:%Y-%m-%d %H:%M})"
+            return f"active: {key_id} (issued {admin_time(created_at)})"
         return "none active"
 
     @admin.display(description=f"last {COMMAND_LOG_ROWS} commands")
@@ -302,7 +306,7 @@ class CabinetAdmin(admin.ModelAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    f"{c.issued_at:%Y-%m-%d %H:%M:%S}",
+                    admin_time(c.issued_at),
                     c.action,
                     c.compartment.label if c.compartment else "—",
                     c.get_status_display(),
@@ -314,9 +318,10 @@ class CabinetAdmin(admin.ModelAdmin):
         )
         url = reverse("admin:cabinets_cabinetcommand_changelist") + f"?cabinet__id__exact={obj.pk}"
         return format_html(
-            "<table><thead><tr><th>issued</th><th>action</th><th>compartment</th><th>status</th>"
+            "<table><thead><tr><th>{}</th><th>action</th><th>compartment</th><th>status</th>"
             "<th>by</th><th>reason</th></tr></thead><tbody>{}</tbody></table>"
             '<p><a href="{}">All commands of this cabinet</a></p>',
+            with_zone("issued"),
             rows or format_html('<tr><td colspan="6">{}</td></tr>', "none"),
             url,
         )
@@ -337,25 +342,25 @@ class CabinetAdmin(admin.ModelAdmin):
             f"Cabinets now {to}",
         )
 
-    @admin.action(description="Activate (provisioned cabinets go live)", permissions=["change"])
+    @admin.action(description=_("Activate (provisioned cabinets go live)"), permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
         self._move(request, queryset, CabinetState.ACTIVE, "activated in the admin")
 
-    @admin.action(description="Put into maintenance", permissions=["change"])
+    @admin.action(description=_("Put into maintenance"), permissions=["change"])
     def maintenance_on(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
         self._move(request, queryset, CabinetState.MAINTENANCE, "maintenance from the admin")
 
-    @admin.action(description="Back from maintenance", permissions=["change"])
+    @admin.action(description=_("Back from maintenance"), permissions=["change"])
     def maintenance_off(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
         self._move(request, queryset, CabinetState.ACTIVE, "maintenance ended in the admin")
 
-    @admin.action(description="Rotate credentials (new ones shown once)", permissions=["change"])
+    @admin.action(description=_("Rotate credentials (new ones shown once)"), permissions=["change"])
     def rotate_credentials(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
         actor = self._actor(request)
         issued = [cabinet_credential_issue(cabinet=c, actor=actor) for c in queryset.order_by("pk")]
         return _credentials_response(request, self.admin_site, issued, "New cabinet credentials")
 
-    @admin.action(description="Revoke credentials", permissions=["change"])
+    @admin.action(description=_("Revoke credentials"), permissions=["change"])
     def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
         form = OperationForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
@@ -594,11 +599,11 @@ class CompartmentAdmin(admin.ModelAdmin):
             done,
         )
 
-    @admin.action(description="Take out of service", permissions=["change"])
+    @admin.action(description=_("Take out of service"), permissions=["change"])
     def out_of_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
         self._move(request, queryset, ServiceState.OUT_OF_SERVICE, "Out of service")
 
-    @admin.action(description="Return to service", permissions=["change"])
+    @admin.action(description=_("Return to service"), permissions=["change"])
     def back_in_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
         self._move(request, queryset, ServiceState.IN_SERVICE, "Back in service")
 
@@ -665,8 +670,9 @@ class CompartmentAdmin(admin.ModelAdmin):
 
 @admin.register(CabinetEvent)
 class CabinetEventAdmin(ReadOnlyEventAdmin):
+    at_shown = time_column("at", _("at"))
     list_display = (
-        "at",
+        "at_shown",
         "cabinet",
         "from_state",
         "to_state",
@@ -682,8 +688,9 @@ class CabinetEventAdmin(ReadOnlyEventAdmin):
 
 @admin.register(CompartmentEvent)
 class CompartmentEventAdmin(ReadOnlyEventAdmin):
+    at_shown = time_column("at", _("at"))
     list_display = (
-        "at",
+        "at_shown",
         "compartment",
         "from_state",
         "to_state",
@@ -699,15 +706,20 @@ class CompartmentEventAdmin(ReadOnlyEventAdmin):
 
 @admin.register(CabinetCommand)
 class CabinetCommandAdmin(ReadOnlyEventAdmin):
+    issued_shown = time_column("issued_at", _("issued"))
+    expires_shown = time_column("expires_at", _("expires"))
+    sent_shown = time_column("sent_at", _("sent"))
+    received_shown = time_column("received_at", _("received"))
+    completed_shown = time_column("completed_at", _("completed"))
     list_display = (
-        "issued_at",
+        "issued_shown",
         "cabinet",
         "compartment_label",
         "action",
         "status",
         "actor_label",
         "reason",
-        "completed_at",
+        "completed_shown",
     )
     list_filter = ("status", "action", "actor_kind")
     search_fields = ("=cabinet__serial", "=id")
@@ -722,27 +734,27 @@ class CabinetCommandAdmin(ReadOnlyEventAdmin):
         "payload_pretty",
         "reason",
         "status",
-        "issued_at",
-        "expires_at",
-        "sent_at",
+        "issued_shown",
+        "expires_shown",
+        "sent_shown",
         "send_count",
-        "received_at",
-        "completed_at",
+        "received_shown",
+        "completed_shown",
         "result_pretty",
         "actor_kind",
         "actor_label",
     )
     readonly_fields = fields
 
-    @admin.display(description="compartment")
+    @admin.display(description=_("compartment"))
     def compartment_label(self, obj: CabinetCommand) -> str:
         return obj.compartment.label if obj.compartment else "—"
 
-    @admin.display(description="payload")
+    @admin.display(description=_("payload"))
     def payload_pretty(self, obj: CabinetCommand) -> SafeString:
         return _pretty_json(obj.payload)
 
-    @admin.display(description="result")
+    @admin.display(description=_("result"))
     def result_pretty(self, obj: CabinetCommand) -> SafeString:
         return _pretty_json(obj.result)
 
@@ -785,7 +797,7 @@ class CabinetMessageAdmin(ReadOnlyEventAdmin):
     fields = ("id", "cabinet", "type", "payload_pretty", "sent_at", "received_at")
     readonly_fields = fields
 
-    @admin.display(description="payload")
+    @admin.display(description=_("payload"))
     def payload_pretty(self, obj: CabinetMessage) -> SafeString:
         return _pretty_json(obj.payload)
 
@@ -814,7 +826,7 @@ class CabinetTagAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[CabinetTag]:
         return super().get_queryset(request).annotate(n=Count("cabinets"))
 
-    @admin.display(description="cabinets", ordering="n")
+    @admin.display(description=_("cabinets"), ordering="n")
     def cabinet_count(self, obj: Any) -> int:
         return obj.n
 
@@ -930,13 +942,13 @@ class RolloutAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in Rollout._meta.fields if f.name != "id"]
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress(self, obj: Any) -> str:
         if not obj.n_total:
             return "not planned"
         return f"{obj.n_done}/{obj.n_total} done, {obj.n_errors} errors"
 
-    @admin.display(description="targets")
+    @admin.display(description=_("targets"))
     def target_summary(self, obj: Rollout) -> str:
         parts = [
             f"region={obj.target_region}" if obj.target_region else "",
@@ -1036,27 +1048,28 @@ class RolloutAdmin(admin.ModelAdmin):
             label,
         )
 
-    @admin.action(description="Start", permissions=["change"])
+    @admin.action(description=_("Start"), permissions=["change"])
     def start_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "start")
 
-    @admin.action(description="Pause", permissions=["change"])
+    @admin.action(description=_("Pause"), permissions=["change"])
     def pause_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "pause")
 
-    @admin.action(description="Resume", permissions=["change"])
+    @admin.action(description=_("Resume"), permissions=["change"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "resume")
 
-    @admin.action(description="Abort", permissions=["change"])
+    @admin.action(description=_("Abort"), permissions=["change"])
     def abort_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "abort")
 
 
 @admin.register(RolloutEvent)
 class RolloutEventAdmin(ReadOnlyEventAdmin):
+    at_shown = time_column("at", _("at"))
     list_display = (
-        "at",
+        "at_shown",
         "rollout",
         "action",
         "from_state",

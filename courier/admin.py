@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin
@@ -101,7 +102,7 @@ class CarrierAdmin(CarrierScopedAdmin):
     search_fields = ("name", "code")
     actions = ["issue_api_key"]
 
-    @admin.action(description="Issue an API key (shown once)")
+    @admin.action(description=_("Issue an API key (shown once)"))
     def issue_api_key(self, request: HttpRequest, queryset: QuerySet[Carrier]) -> None:
         if staff_carrier_id(request) is not None:
             return
@@ -151,7 +152,7 @@ class CourierAdmin(CarrierScopedAdmin):
     show_full_result_count = False
     actions = ["reset_pin"]
 
-    @admin.action(description="Set a new cabinet PIN (shown once)")
+    @admin.action(description=_("Set a new cabinet PIN (shown once)"))
     def reset_pin(self, request: HttpRequest, queryset: QuerySet[Courier]) -> None:
         if staff_carrier_id(request) is not None:
             return
@@ -176,7 +177,7 @@ class CarrierApiKeyAdmin(CarrierScopedAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description=_("Revoke the selected keys"))
     def revoke(self, request: HttpRequest, queryset: QuerySet[CarrierApiKey]) -> None:
         if staff_carrier_id(request) is not None:
             return
@@ -267,7 +268,7 @@ class ParcelAdmin(CarrierScopedAdmin):
     inlines = [ParcelEventInline]
     actions = ["cancel", "extend"]
 
-    @admin.action(description="Cancel (announced parcels not yet in a cabinet)")
+    @admin.action(description=_("Cancel (announced parcels not yet in a cabinet)"))
     def cancel(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         self._each(
@@ -276,7 +277,7 @@ class ParcelAdmin(CarrierScopedAdmin):
             lambda p: parcel_cancel(parcel=p, actor=actor, reason="cancelled in the admin"),
         )
 
-    @admin.action(description="Extend the pickup deadline (once)")
+    @admin.action(description=_("Extend the pickup deadline (once)"))
     def extend(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         self._each(request, queryset, lambda p: parcel_extend(parcel=p, actor=actor))

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin
@@ -43,7 +44,7 @@ class IdentityAdmin(admin.ModelAdmin):
     readonly_fields = ("real_name_verified_at", "created_at")
     actions = ["delete_face_data", "withdraw_consent"]
 
-    @admin.action(description="Delete face data (templates and photos) now")
+    @admin.action(description=_("Delete face data (templates and photos) now"))
     def delete_face_data(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         deleted = sum(
@@ -52,7 +53,7 @@ class IdentityAdmin(admin.ModelAdmin):
         )
         self.message_user(request, f"{deleted} face templates deleted.", messages.SUCCESS)
 
-    @admin.action(description="Withdraw biometric consent (deletes face data)")
+    @admin.action(description=_("Withdraw biometric consent (deletes face data)"))
     def withdraw_consent(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         deleted = sum(
@@ -100,7 +101,7 @@ class FaceEnrollmentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Delete the person's face data now")
+    @admin.action(description=_("Delete the person's face data now"))
     def delete_face_data(self, request: HttpRequest, queryset: QuerySet[FaceEnrollment]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         people = Identity.objects.filter(enrollments__in=queryset).distinct().order_by("pk")

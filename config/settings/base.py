@@ -197,9 +197,10 @@ RECIPIENT_LANGUAGE_CODE = env.str("RECIPIENT_LANGUAGE_CODE", default="") or LANG
 CABINET_LANGUAGE_CODE = env.str("CABINET_LANGUAGE_CODE", default="") or LANGUAGE_CODE
 # National numbers (no leading +) are taken to be in this country: 13800000003 is +8613800000003.
 PHONE_DEFAULT_COUNTRY_CODE = env.str("PHONE_DEFAULT_COUNTRY_CODE", default="86")
-# Every time the admin shows is in TIME_ZONE, in this one strftime format followed by its UTC
-# offset (core/timefmt.py: "2026-12-02 21:38:20 +08:00"), and column headers name the zone.
-DATETIME_DISPLAY_FORMAT = env.str("DATETIME_DISPLAY_FORMAT", default="%Y-%m-%d %H:%M:%S")
+# Every time the admin shows is in TIME_ZONE, in one format with its offset, whatever the
+# language: config/formats/ ("2026-12-02 21:38:20 +0800"); core/timefmt.py applies it where
+# Django does not, and column headers name the zone ("(UTC+08:00)").
+FORMAT_MODULE_PATH = ["config.formats"]
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="parcels@cabinets.invalid")
 
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
