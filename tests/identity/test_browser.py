@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_faces]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# `DOCS_SCREENSHOTS=1 pytest tests/identity/test_browser.py` refreshes the enrollment page's
+# screenshots in docs/screenshots/ (linked from the README and docs/identity.md).
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
+    page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
+    if os.environ.get("DOCS_SCREENSHOTS"):
+        DOCS_SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS_SCREENSHOTS / name), full_page=full_page)
+
+
 WIDTH, HEIGHT = 640, 480
 
 
@@ -143,7 +156,7 @@ def test_a_person_enrolls_with_the_camera_then_withdraws_and_deletes(
             assert page.evaluate("document.getElementById('video').srcObject === null")
             expect(page.locator("#start-camera")).to_have_text("Take another photo")
             expect(page.locator("#last-refusal")).to_be_hidden()
-            page.screenshot(path=str(ARTIFACTS / "enroll-2-enrolled.png"), full_page=True)
+            screenshot(page, "enroll-2-enrolled.png")
             assert templates_of(person) == 1
 
             page.reload()
@@ -213,14 +226,14 @@ def test_in_chinese_on_a_phone_a_national_number_logs_in_and_delete_asks_first(
             # the camera controls are on the first screen of a phone
             box = page.locator("#start-camera").bounding_box()
             assert box is not None and box["y"] + box["height"] <= 844
-            page.screenshot(path=str(ARTIFACTS / "enroll-zh-consented.png"), full_page=True)
+            screenshot(page, "enroll-zh-consented.png")
 
             # Delete asks first and says how it differs from withdrawing; Cancel keeps all.
             page.click("#delete-face")
             dialog = page.locator("#confirm-delete")
             expect(dialog).to_be_visible()
             expect(dialog).to_contain_text("您的同意仍然有效")
-            page.screenshot(path=str(ARTIFACTS / "enroll-zh-confirm-delete.png"))
+            screenshot(page, "enroll-zh-confirm-delete.png", full_page=False)
             page.click("#confirm-delete-no")
             expect(dialog).to_be_hidden()
             expect(page.get_by_text("您的人脸数据已删除")).to_have_count(0)

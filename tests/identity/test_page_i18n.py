@@ -26,6 +26,8 @@ def test_without_a_choice_the_page_is_in_the_default_language_chinese(
     page = client.get(reverse("identity:login")).content.decode()
     assert '<html lang="zh-hans">' in page
     assert "用手机号登录" in page and "中国大陆号码无需输入 +86" in page
+    # the switch names each language in that language
+    assert ">English</button>" in page and ">简体中文</button>" in page
 
 
 def test_the_browser_language_and_the_switch_choose_the_language(client: Client) -> None:

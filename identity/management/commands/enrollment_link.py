@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.servers import platform_base_url
 from identity.models import Identity
+from identity.phones import phone_normalize_or_none
 from identity.services import enrollment_link
 
 
@@ -13,7 +14,9 @@ class Command(BaseCommand):
     help = "Print the signed enrollment link of the person with this phone number (demo, support)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("phone", help="International form, e.g. +8613800000001")
+        parser.add_argument(
+            "phone", help="e.g. +8613800000001, or a national number: 13800000001 (+86 assumed)"
+        )
         parser.add_argument(
             "--base-url",
             default=None,
@@ -22,7 +25,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        identity = Identity.objects.filter(phone=options["phone"]).first()
+        phone = phone_normalize_or_none(options["phone"])
+        identity = Identity.objects.filter(phone=phone).first() if phone else None
         if identity is None:
             raise CommandError(f"Nobody has the phone number {options['phone']}.")
         base_url = (options["base_url"] or platform_base_url()).rstrip("/")
