@@ -228,6 +228,18 @@ def test_in_chinese_on_a_phone_a_national_number_logs_in_and_delete_asks_first(
             assert box is not None and box["y"] + box["height"] <= 844
             screenshot(page, "enroll-zh-consented.png")
 
+            # An upload without the camera: the result replaces "checking it now".
+            page.click("#capture summary")
+            page.set_input_files(
+                "#upload-input",
+                files=[{"name": "me.jpg", "mimeType": "image/jpeg", "buffer": face_bytes(OBAMA)}],
+            )
+            page.click("#upload-form button[type=submit]")
+            expect(page.locator("#status-text")).to_contain_text("登记成功", timeout=60_000)
+            expect(page.get_by_text("已收到照片")).to_have_count(0)
+            expect(page.locator("#template-count")).to_have_text("您已存储 1 个人脸模板。")
+            assert templates_of(person) == 1
+
             # Delete asks first and says how it differs from withdrawing; Cancel keeps all.
             page.click("#delete-face")
             dialog = page.locator("#confirm-delete")
@@ -241,8 +253,9 @@ def test_in_chinese_on_a_phone_a_national_number_logs_in_and_delete_asks_first(
 
             page.click("#delete-face")
             page.click("#confirm-delete-yes")
-            expect(page.get_by_text("您的人脸数据已删除（0 个人脸模板）。")).to_be_visible()  # noqa: RUF001
+            expect(page.get_by_text("您的人脸数据已删除（1 个人脸模板）。")).to_be_visible()  # noqa: RUF001
             assert consent_given(person)  # deleting face data keeps the consent
+            assert templates_of(person) == 0
 
             page.click("#withdraw")
             expect(page.locator("#confirm-withdraw")).to_contain_text("同意随之结束")
