@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,3 +20,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     import redis
 
     redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
+
+
+@pytest.fixture(autouse=True)
+def _language_of_the_test_settings() -> Iterator[None]:
+    """A request through LocaleMiddleware leaves its language active in the thread; the next
+    test starts in LANGUAGE_CODE again (English in the test settings)."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
