@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from core.actors import ActorFields
 
@@ -74,6 +75,8 @@ class Cabinet(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet")
+        verbose_name_plural = gettext_lazy("cabinets")
         ordering = ["serial"]
         indexes = [models.Index(fields=["state", "connection_state"])]
         constraints = [
@@ -106,6 +109,8 @@ class CabinetEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet event")
+        verbose_name_plural = gettext_lazy("cabinet events")
         ordering = ["-at", "-id"]
 
 
@@ -174,6 +179,8 @@ class Compartment(models.Model):
     failed_open_count = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
+        verbose_name = gettext_lazy("compartment")
+        verbose_name_plural = gettext_lazy("compartments")
         ordering = ["cabinet_id", "label"]
         constraints = [
             models.UniqueConstraint(fields=["cabinet", "label"], name="compartment_label_unique"),
@@ -217,6 +224,8 @@ class CompartmentEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("compartment event")
+        verbose_name_plural = gettext_lazy("compartment events")
         ordering = ["-at", "-id"]
 
 
@@ -235,6 +244,8 @@ class CabinetCredential(ActorFields):
     revoked_reason = models.CharField(max_length=255, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet credential")
+        verbose_name_plural = gettext_lazy("cabinet credentials")
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
@@ -323,6 +334,8 @@ class CabinetCommand(ActorFields):
     result = models.JSONField(default=dict, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet command")
+        verbose_name_plural = gettext_lazy("cabinet commands")
         ordering = ["-issued_at"]
         constraints = [
             models.CheckConstraint(
@@ -363,6 +376,8 @@ class CabinetMessage(models.Model):
     refusal_detail = models.CharField(max_length=255, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet message")
+        verbose_name_plural = gettext_lazy("cabinet messages")
         ordering = ["-received_at"]
         indexes = [models.Index(fields=["cabinet", "type", "received_at"])]
 
@@ -380,6 +395,8 @@ class CabinetTag(models.Model):
     cabinets = models.ManyToManyField(Cabinet, related_name="tags", blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet tag")
+        verbose_name_plural = gettext_lazy("cabinet tags")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -398,6 +415,8 @@ class CabinetImport(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet import")
+        verbose_name_plural = gettext_lazy("cabinet imports")
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
@@ -476,6 +495,8 @@ class Rollout(ActorFields):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("rollout")
+        verbose_name_plural = gettext_lazy("rollouts")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
@@ -519,6 +540,8 @@ class RolloutWave(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("rollout wave")
+        verbose_name_plural = gettext_lazy("rollout waves")
         ordering = ["rollout_id", "number"]
         constraints = [
             models.UniqueConstraint(fields=["rollout", "number"], name="rollout_wave_unique"),
@@ -592,6 +615,8 @@ class RolloutTarget(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = gettext_lazy("rollout target")
+        verbose_name_plural = gettext_lazy("rollout targets")
         ordering = ["wave_id", "id"]
         constraints = [
             models.UniqueConstraint(
@@ -629,6 +654,8 @@ class RolloutEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("rollout event")
+        verbose_name_plural = gettext_lazy("rollout events")
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:

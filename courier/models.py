@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from cabinets.models import CompartmentSize
 from core.actors import ActorFields
@@ -17,6 +18,8 @@ class Carrier(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = gettext_lazy("carrier")
+        verbose_name_plural = gettext_lazy("carriers")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -41,6 +44,8 @@ class Courier(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = gettext_lazy("courier")
+        verbose_name_plural = gettext_lazy("couriers")
         ordering = ["carrier_id", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -144,6 +149,8 @@ class Parcel(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = gettext_lazy("parcel")
+        verbose_name_plural = gettext_lazy("parcels")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -217,6 +224,8 @@ class ParcelEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("parcel event")
+        verbose_name_plural = gettext_lazy("parcel events")
         ordering = ["at", "id"]
 
 
@@ -230,7 +239,8 @@ class CarrierStaff(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        verbose_name_plural = "carrier staff"
+        verbose_name = gettext_lazy("carrier staff")
+        verbose_name_plural = gettext_lazy("carrier staff")
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.carrier.code}"
@@ -245,6 +255,10 @@ class CarrierApiKey(models.Model):
     secret_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = gettext_lazy("carrier api key")
+        verbose_name_plural = gettext_lazy("carrier api keys")
 
     def __str__(self) -> str:
         return f"{self.carrier.code}:{self.prefix}"
@@ -269,6 +283,8 @@ class Notification(models.Model):
     error = models.CharField(max_length=255, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("notification")
+        verbose_name_plural = gettext_lazy("notifications")
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
@@ -311,6 +327,8 @@ class AccessAttempt(models.Model):
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = gettext_lazy("access attempt")
+        verbose_name_plural = gettext_lazy("access attempts")
         ordering = ["-at"]
         indexes = [models.Index(fields=["cabinet", "method", "success", "at"])]
 

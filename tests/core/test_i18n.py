@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001
 """Simplified Chinese first, English second; the compiled catalogue is committed and current."""
 
 from __future__ import annotations
@@ -6,7 +7,10 @@ import gettext
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from config.settings import base
+from tests.factories import CabinetFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 MO = ROOT / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.mo"
@@ -50,3 +54,15 @@ def test_the_committed_catalogue_is_compiled_from_the_translation_table() -> Non
             assert catalogue.gettext(msgid) == zh, msgid
     # every entry of the .po has a translation
     assert 'msgstr ""\n\n' not in PO.read_text(encoding="utf-8").split("\n\n", 1)[1]
+
+
+@pytest.mark.django_db
+def test_the_admin_speaks_chinese_to_a_chinese_browser(admin_client) -> None:  # type: ignore[no-untyped-def]
+    index = admin_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    for name in ("柜机", "格口", "包裹", "快递公司", "人脸模板", "分批发布"):
+        assert name in index, name
+    CabinetFactory()
+    cabinets = admin_client.get("/admin/cabinets/cabinet/", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    page = cabinets.content.decode()
+    assert "进入维护" in page and "轮换凭据（新凭据仅显示一次）" in page  # the actions
+    assert "最近在线 (UTC+08:00)" in page
