@@ -51,6 +51,9 @@ ZH: dict[str, str | list[str]] = {
     "received": "收到",
     "completed": "完成",
     "at": "时间",
+    "Django site admin": "Django 站点管理员",  # as Django's own catalogue has them
+    "Django administration": "Django 管理",
+    "All times: %(zone)s (%(offset)s)": "所有时间：%(zone)s（%(offset)s）",
     # --- admin: model names
     "cabinet": "柜机",
     "cabinet event": "柜机事件",

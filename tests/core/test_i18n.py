@@ -66,3 +66,4 @@ def test_the_admin_speaks_chinese_to_a_chinese_browser(admin_client) -> None:  #
     page = cabinets.content.decode()
     assert "进入维护" in page and "轮换凭据（新凭据仅显示一次）" in page  # the actions
     assert "最近在线 (UTC+08:00)" in page
+    assert "所有时间：Asia/Shanghai（UTC+08:00）" in page
