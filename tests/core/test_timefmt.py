@@ -67,6 +67,8 @@ def test_an_unlock_and_the_telemetry_it_caused_read_in_order_in_one_zone(admin_c
     telemetry = _shown(html, f"Telemetry at {zone}")
     # the unlock comes first, and not eight hours before what it caused
     assert timedelta(0) <= telemetry - issued < timedelta(minutes=1)
+    # and every admin page says which zone that is
+    assert "All times: Asia/Shanghai (UTC+08:00)" in html
 
     commands = admin_client.get(
         reverse("admin:cabinets_cabinetcommand_changelist")
