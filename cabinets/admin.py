@@ -27,6 +27,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
 
 from cabinets.dashboard import dashboard_get, map_points
 from cabinets.models import (
@@ -74,6 +75,7 @@ from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
 from core.errors import ApplicationError
 from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_refused, otp_required
+from core.timefmt import admin_time, time_column, with_zone
 
 COMMAND_LOG_ROWS = 20
 
@@ -247,7 +249,7 @@ class CabinetAdmin(StaffScopedAdmin):
         "region",
         "state",
         "connection_state",
-        "last_seen_at",
+        "last_seen_shown",
         "firmware_version",
         "config_version",
         "compartments_free",
@@ -277,24 +279,24 @@ class CabinetAdmin(StaffScopedAdmin):
                 "fields": (
                     "state",
                     "connection_state",
-                    "last_seen_at",
+                    "last_seen_shown",
                     "credential_status",
                     "created_at",
                     "updated_at",
                 )
             },
         ),
-        ("Last telemetry", {"fields": ("telemetry_at", "telemetry_pretty")}),
+        ("Last telemetry", {"fields": ("telemetry_at_shown", "telemetry_pretty")}),
         ("Command log", {"fields": ("command_log",)}),
     )
     readonly_fields = (
         "state",
         "connection_state",
-        "last_seen_at",
+        "last_seen_shown",
         "firmware_version",
         "config_version",
         "credential_status",
-        "telemetry_at",
+        "telemetry_at_shown",
         "telemetry_pretty",
         "command_log",
         "created_at",
@@ -310,6 +312,8 @@ class CabinetAdmin(StaffScopedAdmin):
     ]
     change_form_template = "admin/cabinets/cabinet/change_form.html"
     change_list_template = "admin/cabinets/cabinet/change_list.html"
+    last_seen_shown = time_column("last_seen_at", _("last seen"))
+    telemetry_at_shown = time_column("telemetry_at", _("telemetry at"))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Cabinet]:
         # Correlated subqueries run for the rows of the page only, unlike a GROUP BY.
@@ -345,15 +349,15 @@ class CabinetAdmin(StaffScopedAdmin):
             obj.refresh_from_db(fields=["telemetry"])
         return obj
 
-    @admin.display(description="free / all", ordering="free_count")
+    @admin.display(description=_("free / all"), ordering="free_count")
     def compartments_free(self, obj: Any) -> str:
         return f"{obj.free_count} / {obj.compartment_count}"
 
-    @admin.display(description="telemetry")
+    @admin.display(description=_("telemetry"))
     def telemetry_pretty(self, obj: Cabinet) -> SafeString:
         return _pretty_json(obj.telemetry)
 
-    @admin.display(description="credential")
+    @admin.display(description=_("credential"))
     def credential_status(self, obj: Cabinet) -> str:
         valid = obj.credentials.filter(revoked_at__isnull=True).exclude(
             expires_at__lte=timezone.now()
@@ -363,11 +367,11 @@ class CabinetAdmin(StaffScopedAdmin):
         )
         if not rows:
             return "none active"
-        key_id, created_at, _ = rows[0]
-        text = f"active: {key_id} (issued {created_at:%Y-%m-%d %H:%M})"
-        for old_key_id, _, expires_at in rows[1:]:
+        key_id, created_at, _expires = rows[0]
+        text = f"active: {key_id} (issued {admin_time(created_at)})"
+        for old_key_id, _issued, expires_at in rows[1:]:
             # A rotation in its overlap (protocol §17): the cabinet has not switched yet.
-            text += f"; rotating from {old_key_id}, accepted until {expires_at:%Y-%m-%d %H:%M}"
+            text += f"; rotating from {old_key_id}, accepted until {admin_time(expires_at)}"
         return text
 
     @admin.display(description=f"last {COMMAND_LOG_ROWS} commands")
@@ -380,7 +384,7 @@ class CabinetAdmin(StaffScopedAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    f"{c.issued_at:%Y-%m-%d %H:%M:%S}",
+                    admin_time(c.issued_at),
                     c.action,
                     c.compartment.label if c.compartment else "—",
                     c.get_status_display(),
@@ -392,9 +396,10 @@ class CabinetAdmin(StaffScopedAdmin):
         )
         url = reverse("admin:cabinets_cabinetcommand_changelist") + f"?cabinet__id__exact={obj.pk}"
         return format_html(
-            "<table><thead><tr><th>issued</th><th>action</th><th>compartment</th><th>status</th>"
+            "<table><thead><tr><th>{}</th><th>action</th><th>compartment</th><th>status</th>"
             "<th>by</th><th>reason</th></tr></thead><tbody>{}</tbody></table>"
             '<p><a href="{}">All commands of this cabinet</a></p>',
+            with_zone("issued"),
             rows or format_html('<tr><td colspan="6">{}</td></tr>', "none"),
             url,
         )
@@ -418,11 +423,11 @@ class CabinetAdmin(StaffScopedAdmin):
             f"Cabinets now {to.label.lower()}",
         )
 
-    @admin.action(description="Activate (provisioned cabinets go live)", permissions=["change"])
+    @admin.action(description=_("Activate (provisioned cabinets go live)"), permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
         self._move(request, queryset, CabinetState.ACTIVE, "activated in the admin")
 
-    @admin.action(description="Put into maintenance (asks for a reason)", permissions=["change"])
+    @admin.action(description=_("Put into maintenance (asks for a reason)"), permissions=["change"])
     def maintenance_on(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
         form = OperationForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
@@ -438,12 +443,12 @@ class CabinetAdmin(StaffScopedAdmin):
             warning="Cabinets in maintenance take no new parcels; parcels inside stay collectable.",
         )
 
-    @admin.action(description="Back from maintenance", permissions=["change"])
+    @admin.action(description=_("Back from maintenance"), permissions=["change"])
     def maintenance_off(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
         self._move(request, queryset, CabinetState.ACTIVE, "maintenance ended in the admin")
 
     @admin.action(
-        description="Rotate credentials (delivered over the link; asks to confirm)",
+        description=_("Rotate credentials (delivered over the link; asks to confirm)"),
         permissions=["manage_credentials"],
     )
     @otp_required
@@ -467,7 +472,7 @@ class CabinetAdmin(StaffScopedAdmin):
         return None
 
     @admin.action(
-        description="Revoke now (a stolen key: the cabinet goes offline)",
+        description=_("Revoke now (a stolen key: the cabinet goes offline)"),
         permissions=["manage_credentials"],
     )
     @otp_required
@@ -745,11 +750,11 @@ class CompartmentAdmin(StaffScopedAdmin):
             done,
         )
 
-    @admin.action(description="Take out of service", permissions=["change"])
+    @admin.action(description=_("Take out of service"), permissions=["change"])
     def out_of_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
         self._move(request, queryset, ServiceState.OUT_OF_SERVICE, "Out of service")
 
-    @admin.action(description="Return to service", permissions=["change"])
+    @admin.action(description=_("Return to service"), permissions=["change"])
     def back_in_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
         self._move(request, queryset, ServiceState.IN_SERVICE, "Back in service")
 
@@ -818,8 +823,9 @@ class CompartmentAdmin(StaffScopedAdmin):
 
 @admin.register(CabinetEvent)
 class CabinetEventAdmin(ReadOnlyEventAdmin):
+    at_shown = time_column("at", _("at"))
     list_display = (
-        "at",
+        "at_shown",
         "cabinet",
         "from_state",
         "to_state",
@@ -835,8 +841,9 @@ class CabinetEventAdmin(ReadOnlyEventAdmin):
 
 @admin.register(CompartmentEvent)
 class CompartmentEventAdmin(ReadOnlyEventAdmin):
+    at_shown = time_column("at", _("at"))
     list_display = (
-        "at",
+        "at_shown",
         "compartment",
         "from_state",
         "to_state",
@@ -852,15 +859,20 @@ class CompartmentEventAdmin(ReadOnlyEventAdmin):
 
 @admin.register(CabinetCommand)
 class CabinetCommandAdmin(ReadOnlyEventAdmin):
+    issued_shown = time_column("issued_at", _("issued"))
+    expires_shown = time_column("expires_at", _("expires"))
+    sent_shown = time_column("sent_at", _("sent"))
+    received_shown = time_column("received_at", _("received"))
+    completed_shown = time_column("completed_at", _("completed"))
     list_display = (
-        "issued_at",
+        "issued_shown",
         "cabinet",
         "compartment_label",
         "action",
         "status",
         "actor_label",
         "reason",
-        "completed_at",
+        "completed_shown",
     )
     list_filter = ("status", "action", "actor_kind")
     search_fields = ("=cabinet__serial", "=id")
@@ -875,27 +887,27 @@ class CabinetCommandAdmin(ReadOnlyEventAdmin):
         "payload_pretty",
         "reason",
         "status",
-        "issued_at",
-        "expires_at",
-        "sent_at",
+        "issued_shown",
+        "expires_shown",
+        "sent_shown",
         "send_count",
-        "received_at",
-        "completed_at",
+        "received_shown",
+        "completed_shown",
         "result_pretty",
         "actor_kind",
         "actor_label",
     )
     readonly_fields = fields
 
-    @admin.display(description="compartment")
+    @admin.display(description=_("compartment"))
     def compartment_label(self, obj: CabinetCommand) -> str:
         return obj.compartment.label if obj.compartment else "—"
 
-    @admin.display(description="payload")
+    @admin.display(description=_("payload"))
     def payload_pretty(self, obj: CabinetCommand) -> SafeString:
         return _pretty_json(obj.payload)
 
-    @admin.display(description="result")
+    @admin.display(description=_("result"))
     def result_pretty(self, obj: CabinetCommand) -> SafeString:
         return _pretty_json(obj.result)
 
@@ -938,7 +950,7 @@ class CabinetMessageAdmin(ReadOnlyEventAdmin):
     fields = ("id", "cabinet", "type", "payload_pretty", "sent_at", "received_at")
     readonly_fields = fields
 
-    @admin.display(description="payload")
+    @admin.display(description=_("payload"))
     def payload_pretty(self, obj: CabinetMessage) -> SafeString:
         return _pretty_json(obj.payload)
 
@@ -967,7 +979,7 @@ class CabinetTagAdmin(StaffScopedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[CabinetTag]:
         return super().get_queryset(request).annotate(n=Count("cabinets"))
 
-    @admin.display(description="cabinets", ordering="n")
+    @admin.display(description=_("cabinets"), ordering="n")
     def cabinet_count(self, obj: Any) -> int:
         return obj.n
 
@@ -1083,13 +1095,13 @@ class RolloutAdmin(StaffScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in Rollout._meta.fields if f.name != "id"]
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress(self, obj: Any) -> str:
         if not obj.n_total:
             return "not planned"
         return f"{obj.n_done}/{obj.n_total} done, {obj.n_errors} errors"
 
-    @admin.display(description="targets")
+    @admin.display(description=_("targets"))
     def target_summary(self, obj: Rollout) -> str:
         parts = [
             f"region={obj.target_region}" if obj.target_region else "",
@@ -1189,27 +1201,28 @@ class RolloutAdmin(StaffScopedAdmin):
             label,
         )
 
-    @admin.action(description="Start", permissions=["change"])
+    @admin.action(description=_("Start"), permissions=["change"])
     def start_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "start")
 
-    @admin.action(description="Pause", permissions=["change"])
+    @admin.action(description=_("Pause"), permissions=["change"])
     def pause_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "pause")
 
-    @admin.action(description="Resume", permissions=["change"])
+    @admin.action(description=_("Resume"), permissions=["change"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "resume")
 
-    @admin.action(description="Abort", permissions=["change"])
+    @admin.action(description=_("Abort"), permissions=["change"])
     def abort_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "abort")
 
 
 @admin.register(RolloutEvent)
 class RolloutEventAdmin(ReadOnlyEventAdmin):
+    at_shown = time_column("at", _("at"))
     list_display = (
-        "at",
+        "at_shown",
         "rollout",
         "action",
         "from_state",

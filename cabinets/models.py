@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from core.actors import ActorFields
 
@@ -74,6 +75,8 @@ class Cabinet(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet")
+        verbose_name_plural = gettext_lazy("cabinets")
         ordering = ["serial"]
         # Rotating, revoking and importing (which issues) cabinet credentials.
         permissions = [("manage_credentials", "Can issue, rotate and revoke cabinet credentials")]
@@ -108,6 +111,8 @@ class CabinetEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet event")
+        verbose_name_plural = gettext_lazy("cabinet events")
         ordering = ["-at", "-id"]
 
 
@@ -176,6 +181,8 @@ class Compartment(models.Model):
     failed_open_count = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
+        verbose_name = gettext_lazy("compartment")
+        verbose_name_plural = gettext_lazy("compartments")
         ordering = ["cabinet_id", "label"]
         constraints = [
             models.UniqueConstraint(fields=["cabinet", "label"], name="compartment_label_unique"),
@@ -219,6 +226,8 @@ class CompartmentEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("compartment event")
+        verbose_name_plural = gettext_lazy("compartment events")
         ordering = ["-at", "-id"]
 
 
@@ -244,6 +253,8 @@ class CabinetCredential(ActorFields):
     )
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet credential")
+        verbose_name_plural = gettext_lazy("cabinet credentials")
         ordering = ["-created_at"]
         constraints = [
             # One current credential; at most one more, retiring, has `expires_at` set.
@@ -334,6 +345,8 @@ class CabinetCommand(ActorFields):
     result = models.JSONField(default=dict, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet command")
+        verbose_name_plural = gettext_lazy("cabinet commands")
         ordering = ["-issued_at"]
         constraints = [
             models.CheckConstraint(
@@ -374,6 +387,8 @@ class CabinetMessage(models.Model):
     refusal_detail = models.CharField(max_length=255, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet message")
+        verbose_name_plural = gettext_lazy("cabinet messages")
         ordering = ["-received_at"]
         indexes = [models.Index(fields=["cabinet", "type", "received_at"])]
 
@@ -391,6 +406,8 @@ class CabinetTag(models.Model):
     cabinets = models.ManyToManyField(Cabinet, related_name="tags", blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet tag")
+        verbose_name_plural = gettext_lazy("cabinet tags")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -409,6 +426,8 @@ class CabinetImport(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("cabinet import")
+        verbose_name_plural = gettext_lazy("cabinet imports")
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
@@ -487,6 +506,8 @@ class Rollout(ActorFields):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("rollout")
+        verbose_name_plural = gettext_lazy("rollouts")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
@@ -530,6 +551,8 @@ class RolloutWave(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("rollout wave")
+        verbose_name_plural = gettext_lazy("rollout waves")
         ordering = ["rollout_id", "number"]
         constraints = [
             models.UniqueConstraint(fields=["rollout", "number"], name="rollout_wave_unique"),
@@ -603,6 +626,8 @@ class RolloutTarget(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = gettext_lazy("rollout target")
+        verbose_name_plural = gettext_lazy("rollout targets")
         ordering = ["wave_id", "id"]
         constraints = [
             models.UniqueConstraint(
@@ -640,6 +665,8 @@ class RolloutEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("rollout event")
+        verbose_name_plural = gettext_lazy("rollout events")
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:

@@ -38,6 +38,10 @@ class LinkUrlRedaction(logging.Filter):
             record.args = (args[0], _link_url(args[1]), *args[2:])
         elif message.startswith("< GET %s") or message.startswith("GET %s"):
             record.args = (_link_url(args[0]), *args[1:])
+        elif message == "< %s %s %s" and len(args) == 3:
+            # The sans-I/O websockets implementation (uvicorn --ws websockets-sansio) logs the
+            # request line as method, path, protocol.
+            record.args = (args[0], _link_url(args[1]), args[2])
         elif message == "< %s: %s" and str(args[0]).lower() == "authorization":
             record.args = (args[0], f"{AUTH_SCHEME} {REDACTED}")
         else:

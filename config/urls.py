@@ -11,6 +11,8 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
+from core.views import favicon
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -22,6 +24,8 @@ _DOCS_CSP = csp_replace({"style-src": [SELF, UNSAFE_INLINE]})
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file: no inline script (CSP).
     path(

@@ -21,7 +21,8 @@ from cabinets.services.credentials import cabinet_credential_issue
 from cabinets.services.lifecycle import compartments_create
 from core.actors import Actor
 from courier.authentication import carrier_api_key_issue
-from courier.models import Carrier, CarrierApiKey, Courier, Parcel
+from courier.codes import pickup_code_generate, pickup_code_hash
+from courier.models import Carrier, CarrierApiKey, Courier, Parcel, ParcelStatus
 from courier.services.deposits import parcel_ready
 from courier.services.parcels import parcel_announce
 from identity.models import Identity
@@ -197,7 +198,12 @@ def demo_seed(*, admin_username: str = "admin") -> DemoSeedResult:
         ).update(phone_verified_at=timezone.now())
 
     for tracking, phone, size, serial, deposit in DEMO_PARCELS:
-        if Parcel.objects.filter(carrier=carrier, tracking_number=tracking).exists():
+        existing = Parcel.objects.filter(carrier=carrier, tracking_number=tracking).first()
+        if existing is not None:
+            if deposit:
+                code = demo_pickup_code_reissue(parcel=existing)
+                if code:
+                    result.pickup_codes[tracking] = code
             continue
         parcel = parcel_announce(
             carrier=carrier,
@@ -234,6 +240,18 @@ def demo_deposit(*, parcel: Parcel, actor: Actor) -> str:
         compartment=compartment,
     )
     return code
+
+
+def demo_pickup_code_reissue(*, parcel: Parcel) -> str:
+    """A new code for a demo parcel still waiting, so that every demo run can print one: only
+    keyed hashes are stored, the earlier code cannot be shown again. "" if it is not waiting.
+    Demo data only: a real parcel's code changes only through its deposit."""
+    code = pickup_code_generate()
+    # Compare-and-set: a parcel picked up meanwhile keeps its (used) code.
+    changed = Parcel.objects.filter(pk=parcel.pk, status=ParcelStatus.READY).update(
+        pickup_code_hash=pickup_code_hash(parcel_id=parcel.pk, code=code)
+    )
+    return code if changed == 1 else ""
 
 
 # --- The demo cabinet's agent ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
@@ -55,7 +56,7 @@ class CarrierAdmin(StaffScopedAdmin):
     def has_issue_api_key_permission(self, request: HttpRequest) -> bool:
         return self.has_staff_permission(request, "courier.issue_api_key")
 
-    @admin.action(description="Issue an API key (shown once)", permissions=["issue_api_key"])
+    @admin.action(description=_("Issue an API key (shown once)"), permissions=["issue_api_key"])
     @otp_required
     def issue_api_key(self, request: HttpRequest, queryset: QuerySet[Carrier]) -> HttpResponse:
         rows = [
@@ -118,7 +119,7 @@ class CourierAdmin(StaffScopedAdmin):
     def has_reset_pin_permission(self, request: HttpRequest) -> bool:
         return self.has_staff_permission(request, "courier.reset_courier_pin")
 
-    @admin.action(description="Set a new cabinet PIN (shown once)", permissions=["reset_pin"])
+    @admin.action(description=_("Set a new cabinet PIN (shown once)"), permissions=["reset_pin"])
     @otp_required
     def reset_pin(self, request: HttpRequest, queryset: QuerySet[Courier]) -> HttpResponse:
         rows = [
@@ -148,7 +149,7 @@ class CarrierApiKeyAdmin(StaffScopedAdmin):
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return self.has_staff_permission(request, "courier.revoke_api_key")
 
-    @admin.action(description="Revoke the selected keys", permissions=["revoke"])
+    @admin.action(description=_("Revoke the selected keys"), permissions=["revoke"])
     @otp_required
     def revoke(self, request: HttpRequest, queryset: QuerySet[CarrierApiKey]) -> None:
         for key in queryset:
@@ -245,7 +246,7 @@ class ParcelAdmin(StaffScopedAdmin):
         return False
 
     @admin.action(
-        description="Cancel (announced parcels not yet in a cabinet)", permissions=["change"]
+        description=_("Cancel (announced parcels not yet in a cabinet)"), permissions=["change"]
     )
     def cancel(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
@@ -255,7 +256,7 @@ class ParcelAdmin(StaffScopedAdmin):
             lambda p: parcel_cancel(parcel=p, actor=actor, reason="cancelled in the admin"),
         )
 
-    @admin.action(description="Extend the pickup deadline (once)", permissions=["change"])
+    @admin.action(description=_("Extend the pickup deadline (once)"), permissions=["change"])
     def extend(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         self._each(request, queryset, lambda p: parcel_extend(parcel=p, actor=actor))

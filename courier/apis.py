@@ -28,7 +28,7 @@ from courier.services.parcels import (
     parcel_announce,
     parcel_cancel,
 )
-from identity.models import phone_validator
+from identity.phones import PhoneField
 from identity.services import identity_for_phone
 
 
@@ -67,7 +67,7 @@ class PersonSerializer(serializers.Serializer):
     """A contact as this carrier knows it: stored on this parcel only, and used only for
     this parcel's notifications."""
 
-    phone = serializers.CharField(max_length=16, validators=[phone_validator])
+    phone = PhoneField(help_text="E.164, or a national number (then +86 is assumed)")
     name = serializers.CharField(max_length=120)
     email = serializers.EmailField(
         required=False,

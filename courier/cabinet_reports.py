@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils.translation import gettext, gettext_noop
 
 from cabinet_agent import protocol
 from cabinets.models import CabinetCommand, CommandAction, CommandStatus
@@ -41,7 +42,7 @@ from cabinets.reports import (
 )
 from cabinets.services.commands import commands_push_after_commit
 from core.actors import Actor, ActorKind
-from courier.access.attempts import answer_then_open
+from courier.access.attempts import answer_then_open, in_cabinet_language
 from courier.access.codes import code_entry_answer
 from courier.access.couriers import courier_request_answer
 from courier.access.face_bursts import (
@@ -57,7 +58,9 @@ from courier.tasks import face_scan_task
 
 logger = logging.getLogger(__name__)
 
-_UNAVAILABLE = "The cabinet cannot do this right now. Please try again or contact support."
+_UNAVAILABLE = gettext_noop(
+    "The cabinet cannot do this right now. Please try again or contact support."
+)
 
 
 class ParcelFlows:
@@ -99,7 +102,7 @@ class ParcelFlows:
                 protocol.make_code_result(
                     entry_id=report.entry_id,
                     outcome=protocol.CodeOutcome.UNAVAILABLE,
-                    message=_UNAVAILABLE,
+                    message=gettext(_UNAVAILABLE),
                 ),
             )
 
@@ -113,7 +116,7 @@ class ParcelFlows:
                     request_id=report.request_id,
                     outcome=protocol.CourierOutcome.REFUSED,
                     compartments=[],
-                    message=_UNAVAILABLE,
+                    message=gettext(_UNAVAILABLE),
                 ),
             )
 
@@ -169,10 +172,12 @@ def _face_unavailable(cabinet_id: int, event_id: str) -> None:
 
 def _answering(work: Callable[[], object], unavailable: Callable[[], None], event_id: str) -> None:
     """A person is waiting: whatever goes wrong, they get an answer. The work runs in a
-    savepoint, so a failure undoes it and leaves the stored message and the answer."""
-    try:
-        with transaction.atomic():
-            work()
-    except Exception:
-        logger.exception("answering cabinet event %s failed; answered unavailable", event_id)
-        unavailable()
+    savepoint, so a failure undoes it and leaves the stored message and the answer. The
+    answer is in the cabinet screens' language."""
+    with in_cabinet_language():
+        try:
+            with transaction.atomic():
+                work()
+        except Exception:
+            logger.exception("answering cabinet event %s failed; answered unavailable", event_id)
+            unavailable()

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from cabinets.models import CompartmentSize
 from core.actors import ActorFields
@@ -17,6 +18,8 @@ class Carrier(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = gettext_lazy("carrier")
+        verbose_name_plural = gettext_lazy("carriers")
         ordering = ["name"]
         # Admin actions beyond add/change/delete/view (docs/security-admin.md).
         permissions = [("issue_api_key", "Can issue carrier API keys")]
@@ -43,6 +46,8 @@ class Courier(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = gettext_lazy("courier")
+        verbose_name_plural = gettext_lazy("couriers")
         ordering = ["carrier_id", "name"]
         permissions = [("reset_courier_pin", "Can set a courier's cabinet PIN")]
         constraints = [
@@ -154,6 +159,8 @@ class Parcel(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = gettext_lazy("parcel")
+        verbose_name_plural = gettext_lazy("parcels")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -227,6 +234,8 @@ class ParcelEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("parcel event")
+        verbose_name_plural = gettext_lazy("parcel events")
         ordering = ["at", "id"]
 
 
@@ -240,7 +249,8 @@ class CarrierStaff(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        verbose_name_plural = "carrier staff"
+        verbose_name = gettext_lazy("carrier staff")
+        verbose_name_plural = gettext_lazy("carrier staff")
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.carrier.code}"
@@ -258,6 +268,8 @@ class CarrierApiKey(models.Model):
 
     class Meta:
         permissions = [("revoke_api_key", "Can revoke carrier API keys")]
+        verbose_name = gettext_lazy("carrier api key")
+        verbose_name_plural = gettext_lazy("carrier api keys")
 
     def __str__(self) -> str:
         return f"{self.carrier.code}:{self.prefix}"
@@ -282,6 +294,8 @@ class Notification(models.Model):
     error = models.CharField(max_length=255, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("notification")
+        verbose_name_plural = gettext_lazy("notifications")
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
@@ -327,6 +341,8 @@ class AccessAttempt(models.Model):
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = gettext_lazy("access attempt")
+        verbose_name_plural = gettext_lazy("access attempts")
         ordering = ["-at"]
         indexes = [
             models.Index(fields=["cabinet", "method", "success", "at"]),

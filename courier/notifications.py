@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from courier.models import Notification, NotificationKind, Parcel
 from identity.notify import send_sms
@@ -46,34 +47,61 @@ def _deadline_text(parcel: Parcel) -> str:
 
 
 def message_text(*, parcel: Parcel, kind: str, code: str = "", channel: str = "sms") -> str:
+    """In RECIPIENT_LANGUAGE_CODE: a text message has no browser to choose a language."""
+    with translation.override(settings.RECIPIENT_LANGUAGE_CODE):
+        return _message_text(parcel=parcel, kind=kind, code=code, channel=channel)
+
+
+def message_subject(*, parcel: Parcel) -> str:
+    with translation.override(settings.RECIPIENT_LANGUAGE_CODE):
+        return gettext("Your parcel %(tracking)s") % {"tracking": parcel.tracking_number}
+
+
+def _message_text(*, parcel: Parcel, kind: str, code: str, channel: str) -> str:
     from identity.selectors import identity_has_face
     from identity.services import enrollment_link
 
-    where = f"{parcel.cabinet.name}, {parcel.cabinet.address}"
-    extend = _absolute(reverse("parcel-extend", args=[extension_token(parcel)]))
+    values = {
+        "tracking": parcel.tracking_number,
+        "carrier": parcel.carrier.name,
+        "where": f"{parcel.cabinet.name}, {parcel.cabinet.address}",
+        "deadline": _deadline_text(parcel),
+        "extend": _absolute(reverse("parcel-extend", args=[extension_token(parcel)])),
+        "code": code,
+    }
     if kind == NotificationKind.READY:
         if identity_has_face(identity=parcel.recipient):
-            face = "You can also open it with a face scan at the cabinet."
+            face = gettext("You can also open it with a face scan at the cabinet.")
         elif channel == "sms":
-            face = "Skip the code next time: " + _absolute(
-                enrollment_link(identity=parcel.recipient)
-            )
+            face = gettext("Skip the code next time: %(link)s") % {
+                "link": _absolute(enrollment_link(identity=parcel.recipient))
+            }
         else:
-            face = "Skip the code next time: set up face pickup from the link in our text message."
+            face = gettext(
+                "Skip the code next time: set up face pickup from the link in our text message."
+            )
         return (
-            f"Parcel {parcel.tracking_number} from {parcel.carrier.name} is ready at {where}. "
-            f"Pickup code: {code}. Collect it by {_deadline_text(parcel)}. {face} "
-            f"Need more time? {extend}"
+            gettext(
+                "Parcel %(tracking)s from %(carrier)s is ready at %(where)s. "
+                "Pickup code: %(code)s. Collect it by %(deadline)s."
+            )
+            % values
+            + f" {face} "
+            + gettext("Need more time? %(extend)s") % values
         )
     if kind == NotificationKind.REMINDER:
         return (
-            f"Reminder: parcel {parcel.tracking_number} waits for you at {where} until "
-            f"{_deadline_text(parcel)}. Use the pickup code from our first message, or your face. "
-            f"Need more time? {extend}"
+            gettext(
+                "Reminder: parcel %(tracking)s waits for you at %(where)s until %(deadline)s. "
+                "Use the pickup code from our first message, or your face."
+            )
+            % values
+            + " "
+            + gettext("Need more time? %(extend)s") % values
         )
     return (
-        f"Parcel {parcel.tracking_number} was not collected in time and goes back to "
-        f"{parcel.carrier.name}."
+        gettext("Parcel %(tracking)s was not collected in time and goes back to %(carrier)s.")
+        % values
     )
 
 
@@ -96,7 +124,7 @@ def parcel_notify(*, parcel_id: int, kind: str, code: str = "") -> int:
             if channel == "sms":
                 send_sms(to, text)
             else:
-                send_mail(f"Your parcel {parcel.tracking_number}", text, None, [to])
+                send_mail(message_subject(parcel=parcel), text, None, [to])
         except Exception as exc:
             Notification.objects.filter(pk=notification.pk).update(error=str(exc)[:255])
             logger.warning("notification %s failed: %s", notification.pk, type(exc).__name__)

@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
@@ -56,7 +57,8 @@ class IdentityAdmin(FaceDataActions):
     actions = ["delete_face_data", "withdraw_consent"]
 
     @admin.action(
-        description="Delete face data (templates and photos) now", permissions=["delete_face_data"]
+        description=_("Delete face data (templates and photos) now"),
+        permissions=["delete_face_data"],
     )
     def delete_face_data(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
@@ -67,7 +69,7 @@ class IdentityAdmin(FaceDataActions):
         self.message_user(request, f"{deleted} face templates deleted.", messages.SUCCESS)
 
     @admin.action(
-        description="Withdraw biometric consent (deletes face data)",
+        description=_("Withdraw biometric consent (deletes face data)"),
         permissions=["withdraw_consent"],
     )
     def withdraw_consent(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
@@ -117,7 +119,9 @@ class FaceEnrollmentAdmin(FaceDataActions):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Delete the person's face data now", permissions=["delete_face_data"])
+    @admin.action(
+        description=_("Delete the person's face data now"), permissions=["delete_face_data"]
+    )
     def delete_face_data(self, request: HttpRequest, queryset: QuerySet[FaceEnrollment]) -> None:
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         people = Identity.objects.filter(enrollments__in=queryset).distinct().order_by("pk")

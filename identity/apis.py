@@ -23,19 +23,8 @@ from core.actors import Actor, ActorKind
 from core.ratelimit import client_address
 from identity import selectors, services
 from identity.authentication import EnrollmentTokenAuthentication, IsEnrollingPerson
-from identity.models import Identity, RealIdCheck, phone_validator
-
-_PHONE_REGEX = phone_validator.regex
-
-
-@extend_schema_field(
-    {
-        "type": "string",
-        "pattern": _PHONE_REGEX if isinstance(_PHONE_REGEX, str) else _PHONE_REGEX.pattern,
-    }
-)
-class PhoneField(serializers.CharField):
-    """A phone number in international form; the schema states the pattern the service checks."""
+from identity.models import Identity, RealIdCheck
+from identity.phones import PhoneField
 
 
 @extend_schema_field({"type": "boolean", "enum": [True]})

@@ -20,21 +20,32 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from identity.embeddings import Box, FaceEncoder
 
+
+def gettext_noop(text: str) -> str:
+    """Marks a text for translation (xgettext knows the name) without importing Django: the
+    page translates the stored English text (identity.selectors.photo_view)."""
+    return text
+
+
 REFUSALS: dict[str, str] = {
-    "empty": "The photo is empty: take the picture again.",
-    "too_large": "The photo file is too large: send a smaller photo.",
-    "unsupported_type": "Unsupported file: send a JPEG, PNG or WEBP photo.",
-    "too_many_pixels": "The photo has too many pixels: send a smaller photo.",
-    "corrupt_image": "The photo could not be read: take the picture again.",
-    "too_dark": "Too dark: move somewhere brighter or switch on the light.",
-    "too_bright": "Too bright: move out of direct light.",
-    "low_contrast": "The face is washed out: avoid light from behind and try again.",
-    "no_face": "No face found: look straight at the camera.",
-    "multiple_faces": "Two faces in the picture: only the person enrolling should be in the photo.",
-    "face_too_small": "Move closer to the camera.",
-    "too_blurry": "The photo is blurred: hold still and try again.",
-    "processing_error": "Something went wrong while reading this photo: please try again.",
-    "too_similar": (
+    "empty": gettext_noop("The photo is empty: take the picture again."),
+    "too_large": gettext_noop("The photo file is too large: send a smaller photo."),
+    "unsupported_type": gettext_noop("Unsupported file: send a JPEG, PNG or WEBP photo."),
+    "too_many_pixels": gettext_noop("The photo has too many pixels: send a smaller photo."),
+    "corrupt_image": gettext_noop("The photo could not be read: take the picture again."),
+    "too_dark": gettext_noop("Too dark: move somewhere brighter or switch on the light."),
+    "too_bright": gettext_noop("Too bright: move out of direct light."),
+    "low_contrast": gettext_noop("The face is washed out: avoid light from behind and try again."),
+    "no_face": gettext_noop("No face found: look straight at the camera."),
+    "multiple_faces": gettext_noop(
+        "Two faces in the picture: only the person enrolling should be in the photo."
+    ),
+    "face_too_small": gettext_noop("Move closer to the camera."),
+    "too_blurry": gettext_noop("The photo is blurred: hold still and try again."),
+    "processing_error": gettext_noop(
+        "Something went wrong while reading this photo: please try again."
+    ),
+    "too_similar": gettext_noop(
         "This photo is almost the same as one you already sent: take the next one at another "
         "moment (another day, other light), so that the locker knows you then too."
     ),

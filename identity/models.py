@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from core.actors import ActorFields
 
@@ -38,7 +39,8 @@ class Identity(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        verbose_name_plural = "identities"
+        verbose_name = gettext_lazy("identity")
+        verbose_name_plural = gettext_lazy("identities")
         ordering = ["id"]
         # Admin actions beyond add/change/delete/view (docs/security-admin.md).
         permissions = [
@@ -73,6 +75,8 @@ class BiometricConsent(models.Model):
     source = models.CharField(max_length=16, default="web")
 
     class Meta:
+        verbose_name = gettext_lazy("biometric consent")
+        verbose_name_plural = gettext_lazy("biometric consents")
         ordering = ["-given_at"]
         constraints = [
             models.CheckConstraint(
@@ -133,6 +137,8 @@ class FaceEnrollment(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = gettext_lazy("face enrollment")
+        verbose_name_plural = gettext_lazy("face enrollments")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -173,6 +179,8 @@ class FaceTemplate(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = gettext_lazy("face template")
+        verbose_name_plural = gettext_lazy("face templates")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -196,6 +204,8 @@ class EnrollmentEvent(ActorFields):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = gettext_lazy("enrollment event")
+        verbose_name_plural = gettext_lazy("enrollment events")
         ordering = ["at", "id"]
 
 
@@ -226,6 +236,8 @@ class EnrollmentPhoto(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("enrollment photo")
+        verbose_name_plural = gettext_lazy("enrollment photos")
         ordering = ["created_at", "id"]
         constraints = [
             models.CheckConstraint(
@@ -262,6 +274,8 @@ class OneTimeCode(models.Model):
     used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("one time code")
+        verbose_name_plural = gettext_lazy("one time codes")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["identity", "created_at"])]
 
@@ -295,6 +309,8 @@ class RealIdCheck(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("real id check")
+        verbose_name_plural = gettext_lazy("real id checks")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(

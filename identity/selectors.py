@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.errors import NotFound
 from identity.crypto import template_decrypt
@@ -84,7 +85,9 @@ def identity_from_api_token(*, token: str) -> Identity:
         .first()
     )
     if row is None:
-        raise InvalidEnrollmentToken("This token is not valid: log in with your phone again.")
+        raise InvalidEnrollmentToken(
+            gettext("This token is not valid: log in with your phone again.")
+        )
     return row.identity
 
 
@@ -133,7 +136,8 @@ def photo_view(photo: EnrollmentPhoto) -> PhotoView:
         id=photo.pk,
         status=photo.status,
         refusal_code=photo.refusal_code,
-        message=photo.refusal_message,
+        # Stored in English (the pipeline's text); shown in the reader's language.
+        message=gettext(photo.refusal_message) if photo.refusal_message else "",
         created_at=photo.created_at.isoformat(),
     )
 

@@ -18,6 +18,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.actors import Actor
 from core.errors import ApplicationError, Conflict, PermissionDenied, RateLimited
@@ -61,8 +62,8 @@ from identity.models import (
     PhotoStatus,
     RealIdCheck,
     RealIdDecision,
-    phone_validator,
 )
+from identity.phones import phone_normalize, phone_normalize_or_none
 from identity.selectors import consent_current, face_candidates, identity_has_face
 from identity.tasks import (
     enrollment_photo_process_task,
@@ -81,7 +82,7 @@ class PhotoRefused(ApplicationError):
 
     @classmethod
     def of(cls, refusal: FaceRefused) -> PhotoRefused:
-        return cls(refusal.message, code=refusal.code, details=refusal.details)
+        return cls(gettext(refusal.message), code=refusal.code, details=refusal.details)
 
 
 class ConsentRequired(PermissionDenied):
@@ -368,8 +369,10 @@ def _consent_required(identity: Identity) -> BiometricConsent:
     consent = consent_current(identity=identity)
     if consent is None:
         raise ConsentRequired(
-            "Give consent to biometric processing before sending photos; "
-            "your pickup code works either way."
+            gettext(
+                "Give consent to biometric processing before sending photos; "
+                "your pickup code works either way."
+            )
         )
     return consent
 
@@ -415,7 +418,9 @@ def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) ->
         photos = enrollment.photos.all()
         if photos.count() >= settings.FACE_PHOTOS_PER_ENROLLMENT:
             raise RateLimited(
-                "Too many photos for one enrollment: delete your face data and start again.",
+                gettext(
+                    "Too many photos for one enrollment: delete your face data and start again."
+                ),
                 code="too_many_photos",
             )
         if (
@@ -423,7 +428,8 @@ def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) ->
             >= MAX_TEMPLATES_PER_PERSON
         ):
             raise Conflict(
-                f"You already sent {MAX_TEMPLATES_PER_PERSON} good photos: that is enough.",
+                gettext("You already sent %(n)s good photos: that is enough.")
+                % {"n": MAX_TEMPLATES_PER_PERSON},
                 code="enough_photos",
             )
         photo = EnrollmentPhoto.objects.create(
@@ -613,12 +619,10 @@ def _code_hash(identity_id: int, code: str) -> str:
 
 
 def _phone_clean(phone: str) -> str:
-    phone = "".join(phone.split())
     try:
-        phone_validator(phone)
+        return phone_normalize(phone)
     except ValidationError as exc:
         raise ApplicationError(exc.messages[0], code="invalid_phone") from exc
-    return phone
 
 
 def _login_limits(kind: str) -> tuple[Limit, Limit, Limit]:
@@ -659,7 +663,12 @@ def login_code_send(*, phone: str, client_address: str) -> None:
             expires_at=timezone.now() + timedelta(seconds=settings.OTP_TTL_S),
         )
         minutes = max(1, settings.OTP_TTL_S // 60)
-        text = f"Your parcel locker code is {code}. It expires in {minutes} minutes."
+        # Not worded like a pickup code: this one logs in to the face-pickup page and opens
+        # no locker. In the language of the page that asked for it.
+        text = gettext(
+            "%(code)s is your login code for the face-pickup web page (valid %(minutes)s min)."
+            " It is not a pickup code and opens no locker. Never share it."
+        ) % {"code": code, "minutes": minutes}
         # After commit: a code that was rolled back must never reach the phone.
         sms_send_task.delay_on_commit(identity.phone, text)
 
@@ -667,8 +676,8 @@ def login_code_send(*, phone: str, client_address: str) -> None:
 def login_code_verify(*, phone: str, code: str, client_address: str) -> Identity:
     """The person whose newest unexpired code this is; each wrong guess uses up an attempt,
     and guesses are throttled like sends. Success proves the phone."""
-    invalid = ApplicationError("The code is wrong or has expired.", code="invalid_code")
-    phone = "".join(phone.split())
+    invalid = ApplicationError(gettext("The code is wrong or has expired."), code="invalid_code")
+    phone = phone_normalize_or_none(phone) or "".join(phone.split())
     _login_throttle(kind="verify", phone=phone, client_address=client_address)
     identity = Identity.objects.filter(phone=phone).first()
     code = code.strip()

@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -54,7 +55,11 @@ def enrolled_person(view: Callable[..., HttpResponse]) -> View:
         if identity is None:
             if _wants_json(request):
                 return JsonResponse(
-                    {"error": "not_authenticated", "message": "Log in again.", "details": {}},
+                    {
+                        "error": "not_authenticated",
+                        "message": gettext("Log in again."),
+                        "details": {},
+                    },
                     status=401,
                 )
             return redirect("identity:login")
@@ -176,10 +181,10 @@ def enroll_status(request: HttpRequest, identity: Identity) -> JsonResponse:
 @enrolled_person
 def consent_give(request: HttpRequest, identity: Identity) -> HttpResponse:
     if request.POST.get("agree") != "yes":
-        messages.error(request, "Tick the box to agree, or keep using your pickup code.")
+        messages.error(request, gettext("Tick the box to agree, or keep using your pickup code."))
         return redirect("identity:enroll")
     services.consent_give(identity=identity, source="web")
-    messages.success(request, "Thank you. Now take a selfie.")
+    messages.success(request, gettext("Thank you. Now take a selfie."))
     return redirect("identity:enroll")
 
 
@@ -189,8 +194,11 @@ def consent_withdraw(request: HttpRequest, identity: Identity) -> HttpResponse:
     deleted = services.consent_withdraw(identity=identity, actor=_actor(identity))
     messages.success(
         request,
-        f"Consent withdrawn. Your face data is deleted ({deleted} face templates). "
-        "Your pickup code still works.",
+        gettext(
+            "Consent withdrawn. Your face data is deleted (%(deleted)s face templates). "
+            "Your pickup code still works."
+        )
+        % {"deleted": deleted},
     )
     return redirect("identity:enroll")
 
@@ -201,7 +209,10 @@ def face_data_delete(request: HttpRequest, identity: Identity) -> HttpResponse:
     deleted = services.face_data_delete(
         identity=identity, actor=_actor(identity), reason="deleted by the person"
     )
-    messages.success(request, f"Your face data is deleted ({deleted} face templates).")
+    messages.success(
+        request,
+        gettext("Your face data is deleted (%(deleted)s face templates).") % {"deleted": deleted},
+    )
     return redirect("identity:enroll")
 
 
@@ -210,7 +221,7 @@ def face_data_delete(request: HttpRequest, identity: Identity) -> HttpResponse:
 def photo_submit(request: HttpRequest, identity: Identity) -> HttpResponse:
     upload = request.FILES.get("photo")
     if upload is None:
-        return _fail(request, ApplicationError("Choose a photo first.", code="no_photo"))
+        return _fail(request, ApplicationError(gettext("Choose a photo first."), code="no_photo"))
     try:
         photo = services.enrollment_photo_submit(
             identity=identity, data=services.photo_read(upload=upload), actor=_actor(identity)
@@ -219,5 +230,5 @@ def photo_submit(request: HttpRequest, identity: Identity) -> HttpResponse:
         return _fail(request, error)
     if _wants_json(request):
         return JsonResponse({"photo": selectors.photo_view(photo).__dict__}, status=202)
-    messages.info(request, "Photo received: checking it now.")
+    messages.info(request, gettext("Photo received: checking it now."))
     return redirect(reverse("identity:enroll") + "#progress")

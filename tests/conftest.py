@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -36,3 +37,14 @@ def _empty_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _language_of_the_test_settings() -> Iterator[None]:
+    """A request through LocaleMiddleware leaves its language active in the thread; the next
+    test starts in LANGUAGE_CODE again (English in the test settings)."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()

@@ -3,6 +3,9 @@ provisioned in bulk with four compartments each."""
 
 from __future__ import annotations
 
+import random
+from decimal import Decimal
+
 from django.db import transaction
 
 from cabinets.models import Cabinet, CabinetState, Compartment
@@ -15,6 +18,21 @@ SIMULATED_LAYOUT: tuple[tuple[str, str], ...] = (
     ("B01", "M"),
     ("C01", "L"),
 )
+
+# Simulated cabinets are placed around Shanghai (People's Square), within about 25 km, so the
+# fleet map shows a city rather than one dot at 0,0. Seeded by serial: the same cabinet lands
+# on the same spot on every run.
+SIMULATED_CENTRE = (31.2304, 121.4737)
+SIMULATED_RADIUS_DEG = 0.22
+
+
+def simulated_location(serial: str) -> tuple[Decimal, Decimal]:
+    rng = random.Random(f"simulated-cabinet:{serial}")
+    lat, lng = SIMULATED_CENTRE
+    return (
+        Decimal(f"{lat + rng.uniform(-1, 1) * SIMULATED_RADIUS_DEG:.6f}"),
+        Decimal(f"{lng + rng.uniform(-1, 1) * SIMULATED_RADIUS_DEG:.6f}"),
+    )
 
 
 def simulated_fleet_provision(
@@ -53,14 +71,15 @@ def simulated_fleet_provision(
 
 
 def _simulated_cabinet(serial: str) -> Cabinet:
+    latitude, longitude = simulated_location(serial)
     return Cabinet(
         serial=serial,
         name=f"Simulated {serial}",
         address="Fleet simulator",
-        city="Simulation",
+        city="Shanghai",
         region="Simulation",
-        latitude=0,
-        longitude=0,
+        latitude=latitude,
+        longitude=longitude,
         hardware_model="SIM",
         state=CabinetState.ACTIVE,
     )

@@ -10,7 +10,6 @@ from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-VAR_DIR = BASE_DIR / "var"
 
 
 def _tile_hosts(url_template: str) -> list[str]:
@@ -23,6 +22,8 @@ def _tile_hosts(url_template: str) -> list[str]:
 
 env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
+# Local state of the embedded default (SQLite file, demo secrets, agent configs).
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
@@ -61,6 +62,8 @@ MIDDLEWARE = [
     "core.middleware.ApiResponseMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions, before common: the language comes from the i18n cookie or the browser.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -109,10 +112,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True
+# LANGUAGE_CODE, LANGUAGES and the date formats: under "Languages and times" below.
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -308,8 +311,26 @@ COURIER_LOCKOUT_CABINET_ATTEMPTS = env.int("COURIER_LOCKOUT_CABINET_ATTEMPTS", d
 # A face scan or code older than this when it reaches the platform is refused: the person
 # may have left.
 ACCESS_REQUEST_MAX_AGE_S = env.int("ACCESS_REQUEST_MAX_AGE_S", default=60)
-# Public base URL used in notifications (enrollment and extension links).
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Public base URL used in notifications (enrollment and extension links) and by the demo
+# commands (core/servers.py); on the embedded default it follows PORT, where run.sh serves.
+PORT = env.int("PORT", default=8000)
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="") or f"http://127.0.0.1:{PORT}"
+
+# --- Languages and times (issue 13) ----------------------------------------------------------
+# Simplified Chinese first, English second: pages follow the visitor's choice (the switch on
+# the enrollment page, then the browser); texts to recipients and cabinet screens, which have
+# no browser, use the languages below. Translations: locale/ (compiled .mo files committed).
+LANGUAGE_CODE = env.str("DJANGO_LANGUAGE_CODE", default="zh-hans")
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+RECIPIENT_LANGUAGE_CODE = env.str("RECIPIENT_LANGUAGE_CODE", default="") or LANGUAGE_CODE
+CABINET_LANGUAGE_CODE = env.str("CABINET_LANGUAGE_CODE", default="") or LANGUAGE_CODE
+# National numbers (no leading +) are taken to be in this country: 13800000003 is +8613800000003.
+PHONE_DEFAULT_COUNTRY_CODE = env.str("PHONE_DEFAULT_COUNTRY_CODE", default="86")
+# Every time the admin shows is in TIME_ZONE, in one format with its offset, whatever the
+# language: config/formats/ ("2026-12-02 21:38:20 +0800"); core/timefmt.py applies it where
+# Django does not, and column headers name the zone ("(UTC+08:00)").
+FORMAT_MODULE_PATH = ["config.formats"]
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="parcels@cabinets.invalid")
 
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {

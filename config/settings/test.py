@@ -23,6 +23,12 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # flush the database the broker shares. core/ratelimit.py uses only add() and incr(),
 # which both backends make atomic.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Tests read English texts unless they ask for a language (the Chinese default is
+# config.settings.base's, checked by tests/core/test_i18n.py).
+LANGUAGE_CODE = "en"
+RECIPIENT_LANGUAGE_CODE = "en"
+CABINET_LANGUAGE_CODE = "en"
 # Unit tests run tasks in-process; the end-to-end tests switch this off and start a
 # real worker on Redis.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)

@@ -7,13 +7,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from cabinets.models import CabinetCommand
 from cabinets.push import push_after_commit
 from cabinets.services.commands import commands_push_after_commit
 from courier.models import AccessAttempt, AttemptMethod, Parcel
 from courier.selectors import failed_attempts
+
+
+def in_cabinet_language() -> translation.override:
+    """What a cabinet screen shows is in CABINET_LANGUAGE_CODE: cabinets have no browser to
+    say which language they want, and the answer comes from a task or the link."""
+    return translation.override(settings.CABINET_LANGUAGE_CODE)
 
 
 def answer_then_open(

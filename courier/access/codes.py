@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from cabinet_agent import protocol
 from cabinets.models import CabinetCommand
 from cabinets.reports import CodeEntry
@@ -42,12 +44,12 @@ def code_entry_answer(*, entry: CodeEntry) -> str:
 
     if locked_out(cabinet_id=cabinet_id, method=AttemptMethod.CODE):
         return refuse(
-            Outcome.LOCKED_OUT, "Too many wrong codes here. Try again later or contact support."
+            Outcome.LOCKED_OUT, _("Too many wrong codes here. Try again later or contact support.")
         )
     if stale(entry.entered_at):
         return refuse(
             Outcome.NO_MATCH,
-            "That took too long: please type the code again.",
+            _("That took too long: please type the code again."),
             recorded="stale",
             detail="entry arrived too late",
         )
@@ -62,7 +64,7 @@ def code_entry_answer(*, entry: CodeEntry) -> str:
         None,
     )
     if match is None:
-        return refuse(Outcome.NO_MATCH, "This code is not valid.")
+        return refuse(Outcome.NO_MATCH, _("This code is not valid."))
     released = parcels_release(
         parcels=[match], actor=Actor(kind=ActorKind.RECIPIENT, label="pickup code"), reason="pickup"
     )
@@ -76,9 +78,9 @@ def code_entry_answer(*, entry: CodeEntry) -> str:
         parcels=[match],
     )
     if not released.parcels:
-        return answer(Outcome.UNLOCKING, "Your compartment is already opening.")
+        return answer(Outcome.UNLOCKING, _("Your compartment is already opening."))
     return answer(
         Outcome.UNLOCKING,
-        f"Compartment {doors(released.parcels)} is opening.",
+        _("Compartment %(doors)s is opening.") % {"doors": doors(released.parcels)},
         released.commands,
     )

@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from cabinet_agent import protocol
 from cabinets.models import Cabinet, CabinetCommand
@@ -76,7 +78,7 @@ def courier_request_answer(*, request: CourierRequest) -> str:
         method=AttemptMethod.COURIER,
         attempts=settings.COURIER_LOCKOUT_CABINET_ATTEMPTS,
     ):
-        return refuse(Outcome.LOCKED_OUT, "Too many wrong PINs here. Try again later.")
+        return refuse(Outcome.LOCKED_OUT, _("Too many wrong PINs here. Try again later."))
     badge_holders = couriers_with_badge(badge=request.badge, carrier_code=request.carrier)
     subject = (
         lockout_subject_courier(courier_id=badge_holders[0].pk)
@@ -100,12 +102,12 @@ def courier_request_answer(*, request: CourierRequest) -> str:
     courier = badge_holders[0] if badge_holders else None
     if courier is None or not courier.pin_hash or not check_password(request.pin, courier.pin_hash):
         return refuse(
-            Outcome.NOT_AUTHORIZED, "Badge or PIN not recognised.", lockout_subject=subject
+            Outcome.NOT_AUTHORIZED, _("Badge or PIN not recognised."), lockout_subject=subject
         )
     if stale(request.at):
         return refuse(
             "stale",
-            "That took too long: please try again.",
+            _("That took too long: please try again."),
             answered=Outcome.REFUSED,
             courier=courier,
         )
@@ -121,14 +123,18 @@ def courier_request_answer(*, request: CourierRequest) -> str:
                 if not parcels:
                     outcome, message, opened = (
                         Outcome.NOTHING_TO_COLLECT,
-                        "Nothing to collect here.",
+                        _("Nothing to collect here."),
                         [],
                     )
                 else:
                     released = parcels_release(parcels=parcels, actor=actor, reason="collection")
                     opened, commands = released.parcels, released.commands
                     outcome = Outcome.UNLOCKING
-                    message = f"Opening {len(opened)} compartment(s): {doors(opened)}."
+                    message = ngettext(
+                        "Opening %(count)d compartment: %(doors)s.",
+                        "Opening %(count)d compartments: %(doors)s.",
+                        len(opened),
+                    ) % {"count": len(opened), "doors": doors(opened)}
             else:
                 start = (
                     parcel_deposit_bigger
@@ -143,10 +149,9 @@ def courier_request_answer(*, request: CourierRequest) -> str:
                 )
                 opened, commands = [opening.parcel], [opening.command]
                 outcome = Outcome.UNLOCKING
-                message = (
-                    f"Compartment {doors(opened)} is opening: put parcel "
-                    f"{opening.parcel.tracking_number} in and close the door."
-                )
+                message = _(
+                    "Compartment %(doors)s is opening: put parcel %(parcel)s in and close the door."
+                ) % {"doors": doors(opened), "parcel": opening.parcel.tracking_number}
     except ApplicationError as exc:
         outcome = {
             "unknown_parcel": Outcome.UNKNOWN_PARCEL,

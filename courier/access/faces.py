@@ -11,12 +11,21 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from cabinet_agent import protocol
 from cabinets.models import CabinetCommand
 from core.actors import Actor, ActorKind
 from core.errors import ApplicationError
-from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
+from courier.access.attempts import (
+    answer_then_open,
+    attempt_record,
+    doors,
+    in_cabinet_language,
+    locked_out,
+    stale,
+)
 from courier.models import AccessAttempt, AttemptMethod, Parcel, ParcelDirection, ParcelStatus
 from courier.selectors import (
     attempt_unlocks_never_sent,
@@ -37,12 +46,12 @@ SINGLE_FRAME_REFUSED = (
 
 # What to say when a scan's answer is repeated (its first message is not stored).
 _FACE_AGAIN: dict[str, str] = {
-    Outcome.UNLOCKING: "Your compartment is opening.",
-    Outcome.NO_MATCH: "Face not recognised: try again or use your pickup code.",
-    Outcome.USE_CODE: "Please use your pickup code.",
-    Outcome.LOCKED_OUT: "Face scan is paused here: use your pickup code.",
-    Outcome.RETAKE: "Please look at the camera again.",
-    Outcome.CONFIRM: "Enter the last four digits of your phone number.",
+    Outcome.UNLOCKING: gettext_noop("Your compartment is opening."),
+    Outcome.NO_MATCH: gettext_noop("Face not recognised: try again or use your pickup code."),
+    Outcome.USE_CODE: gettext_noop("Please use your pickup code."),
+    Outcome.LOCKED_OUT: gettext_noop("Face scan is paused here: use your pickup code."),
+    Outcome.RETAKE: gettext_noop("Please look at the camera again."),
+    Outcome.CONFIRM: gettext_noop("Enter the last four digits of your phone number."),
 }
 
 
@@ -65,7 +74,7 @@ def face_answered_again(*, cabinet_id: int, scan_id: str) -> bool:
         protocol.make_face_result(
             scan_id=scan_id,
             outcome=attempt.outcome,
-            message=_FACE_AGAIN.get(attempt.outcome, "Please try again."),
+            message=_(_FACE_AGAIN.get(attempt.outcome, gettext_noop("Please try again."))),
         ),
         attempt_unlocks_never_sent(attempt=attempt),
     )
@@ -105,9 +114,9 @@ def _finish(
             )
             opened, commands = released.parcels, released.commands
             message = (
-                f"Compartment {doors(opened)} is opening."
+                _("Compartment %(doors)s is opening.") % {"doors": doors(opened)}
                 if opened
-                else "Your compartment is already opening."
+                else _("Your compartment is already opening.")
             )
         if dropoff is not None:
             try:
@@ -115,10 +124,9 @@ def _finish(
                     parcel=dropoff, actor=Actor(kind=ActorKind.SENDER, label="face scan")
                 )
                 opened, commands = [opening.parcel], [opening.command]
-                message = (
-                    f"Compartment {doors(opened)} is opening: put parcel "
-                    f"{dropoff.tracking_number} in and close the door."
-                )
+                message = _(
+                    "Compartment %(doors)s is opening: put parcel %(parcel)s in and close the door."
+                ) % {"doors": doors(opened), "parcel": dropoff.tracking_number}
             except ApplicationError as exc:
                 outcome, message, success, detail = (
                     Outcome.UNAVAILABLE,
@@ -169,6 +177,26 @@ def face_scan_answer(
     light_on: bool,
     taken_at: str,
 ) -> str:
+    with in_cabinet_language():
+        return _face_scan_answer(
+            cabinet_id=cabinet_id,
+            scan_id=scan_id,
+            purpose=purpose,
+            image_b64=image_b64,
+            light_on=light_on,
+            taken_at=taken_at,
+        )
+
+
+def _face_scan_answer(
+    *,
+    cabinet_id: int,
+    scan_id: str,
+    purpose: str,
+    image_b64: str,
+    light_on: bool,
+    taken_at: str,
+) -> str:
     from identity.face_pipeline import FaceRefused
     from identity.models import Identity
     from identity.services import face_identify, face_probe, face_verify
@@ -191,12 +219,14 @@ def face_scan_answer(
         return finish(Outcome.USE_CODE, SINGLE_FRAME_REFUSED, detail="single_frame")
     if stale(parse_datetime(taken_at) if taken_at else None):
         return finish(
-            Outcome.RETAKE, "That took too long: please look at the camera again.", detail="stale"
+            Outcome.RETAKE,
+            _("That took too long: please look at the camera again."),
+            detail="stale",
         )
     if locked_out(cabinet_id=cabinet_id, method=AttemptMethod.FACE):
         return finish(
             Outcome.LOCKED_OUT,
-            "Face scan is paused here after several failures: use your pickup code.",
+            _("Face scan is paused here after several failures: use your pickup code."),
         )
 
     pickup = purpose == protocol.ScanPurpose.PICKUP
@@ -206,9 +236,9 @@ def face_scan_answer(
         else senders_expected_at(cabinet_id=cabinet_id)
     )
     no_candidates = (
-        "No parcel here can be opened by face: use your pickup code."
+        _("No parcel here can be opened by face: use your pickup code.")
         if pickup
-        else "No drop-off is expected here for you."
+        else _("No drop-off is expected here for you.")
     )
     if not candidate_ids:
         return finish(
@@ -221,15 +251,15 @@ def face_scan_answer(
         if refusal.code == "too_dark" and not light_on:
             return finish(
                 Outcome.RETAKE_LIGHT_ON,
-                "Too dark: the light is switching on, please look at the camera.",
+                _("Too dark: the light is switching on, please look at the camera."),
                 detail=refusal.code,
             )
-        return finish(Outcome.RETAKE, refusal.message, detail=refusal.code)
+        return finish(Outcome.RETAKE, _(refusal.message), detail=refusal.code)
 
     decision = face_identify(probe=probe, identity_ids=candidate_ids)
     if decision.decision == "no_candidates":
         # Waiting recipients exist, but none enrolled (or all withdrew consent).
-        message = no_candidates if pickup else "No enrolled sender is expected here."
+        message = no_candidates if pickup else _("No enrolled sender is expected here.")
         return finish(
             Outcome.USE_CODE if pickup else Outcome.NO_MATCH, message, detail="no_candidates"
         )
@@ -238,9 +268,9 @@ def face_scan_answer(
     )
     if not decision.is_match or decision.best_key is None:
         message = (
-            "Face not recognised: try again or use your pickup code."
+            _("Face not recognised: try again or use your pickup code.")
             if pickup
-            else "Face not recognised: a drop-off needs the sender's verified face."
+            else _("Face not recognised: a drop-off needs the sender's verified face.")
         )
         return finish(Outcome.NO_MATCH, message, detail=decision.decision, figures=figures)
     identity_id = int(str(decision.best_key))
@@ -260,7 +290,7 @@ def face_scan_answer(
     if identity.real_name_verified_at is None:
         return finish(
             Outcome.NO_MATCH,
-            "Drop-off needs a real-name verified identity: verify your ID first.",
+            _("Drop-off needs a real-name verified identity: verify your ID first."),
             detail="not_verified",
             identity_id=identity_id,
             figures=figures,
@@ -272,7 +302,7 @@ def face_scan_answer(
     if not verified.verified:
         return finish(
             Outcome.NO_MATCH,
-            "Face not confirmed against your verified ID.",
+            _("Face not confirmed against your verified ID."),
             detail="verify_failed",
             identity_id=identity_id,
             figures=figures,
@@ -291,7 +321,7 @@ def face_scan_answer(
     if parcel is None:
         return finish(
             Outcome.NO_MATCH,
-            "No drop-off is expected here for you.",
+            _("No drop-off is expected here for you."),
             detail="no_parcel",
             identity_id=identity_id,
             figures=figures,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.http import HttpRequest
 from django.test import Client
+from django.utils import timezone
 
 from cabinets.models import Cabinet, Compartment
 from courier.codes import pickup_code_matches
@@ -59,6 +61,39 @@ def test_seeded_ready_parcels_occupy_their_compartments_and_their_codes_work() -
             code="000000" if code != "000000" else "111111",
             code_hash=parcel.pickup_code_hash,
         )
+
+
+def test_every_seed_prints_a_working_code_for_each_waiting_parcel_and_the_old_one_stops() -> None:
+    def codes() -> dict[str, str]:
+        out = StringIO()
+        call_command("seed_demo", stdout=out)
+        found = re.findall(r"parcel (\w+): pickup code (\d{6})", out.getvalue())
+        return dict(found)
+
+    first = codes()
+    second = codes()
+    assert first and second.keys() == first.keys()
+    for tracking, code in second.items():
+        parcel = Parcel.objects.get(tracking_number=tracking)
+        assert parcel.status == ParcelStatus.READY
+        assert pickup_code_matches(
+            parcel_id=parcel.pk, code=code, code_hash=parcel.pickup_code_hash
+        )
+        if first[tracking] != code:
+            assert not pickup_code_matches(
+                parcel_id=parcel.pk, code=first[tracking], code_hash=parcel.pickup_code_hash
+            )
+
+
+def test_a_picked_up_parcel_gets_no_new_code() -> None:
+    call_command("seed_demo", stdout=StringIO())
+    Parcel.objects.filter(tracking_number="DX100000001").update(
+        status=ParcelStatus.PICKED_UP, picked_up_at=timezone.now()
+    )
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    assert "DX100000001" not in out.getvalue()
+    assert "parcel DX100000002: pickup code" in out.getvalue()
 
 
 def test_the_printed_staff_login_opens_the_admin_and_lists_the_seeded_data() -> None:

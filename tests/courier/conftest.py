@@ -5,17 +5,26 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.hashers import make_password
+from django.utils import timezone
 
 from cabinet_agent import protocol
 from cabinets import push
-from cabinets.models import Cabinet, CabinetCommand, CabinetState, CommandStatus
+from cabinets.models import Cabinet, CabinetCommand, CabinetState, CommandStatus, Compartment
 from cabinets.services.commands import command_result_record
 from cabinets.services.credentials import cabinet_credential_issue
 from cabinets.services.lifecycle import compartments_create
 from cabinets.services.messages import cabinet_message_handle
 from core.actors import Actor
-from courier.models import Carrier, Courier
-from tests.factories import CabinetFactory, CarrierFactory, CourierFactory
+from courier.codes import pickup_code_hash
+from courier.models import Carrier, Courier, ParcelStatus
+from courier.services.parcels import parcel_transition
+from tests.factories import (
+    CabinetFactory,
+    CarrierFactory,
+    CourierFactory,
+    IdentityFactory,
+    ParcelFactory,
+)
 
 COURIER_PIN = "4821"
 
@@ -110,3 +119,22 @@ def unlock_done(command_id: str, *, opened: bool = True) -> None:
         door="open" if opened else "closed",
         detail="" if opened else "lock jammed",
     )
+
+
+@pytest.fixture
+def ready_parcel(cabinet, carrier):  # type: ignore[no-untyped-def]
+    """A parcel in A01 of `cabinet`, pickup code 123456."""
+    compartment = Compartment.objects.get(cabinet=cabinet, label="A01")
+    parcel = ParcelFactory(carrier=carrier, cabinet=cabinet, recipient=IdentityFactory())
+    parcel_transition(
+        parcel_id=parcel.pk,
+        to_status=ParcelStatus.READY,
+        actor=Actor.system("test"),
+        changes={
+            "compartment": compartment,
+            "deposited_at": timezone.now(),
+            "pickup_deadline": timezone.now() + timezone.timedelta(days=3),
+            "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code="123456"),
+        },
+    )
+    return parcel

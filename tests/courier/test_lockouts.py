@@ -14,7 +14,7 @@ from cabinet_agent import protocol
 from courier.models import AccessAttempt, Parcel, ParcelStatus
 from tests.courier.conftest import COURIER_PIN, cabinet_says, results, unlocks
 from tests.courier.test_deposit import _announce
-from tests.courier.test_pickup_code import _type, ready_parcel  # noqa: F401  (fixture)
+from tests.courier.test_pickup_code import _type
 from tests.factories import CarrierFactory, CourierFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
 from cabinet_agent import protocol
 from cabinets.models import Compartment
 from core.actors import Actor
-from courier.codes import pickup_code_hash
 from courier.models import AccessAttempt, Parcel, ParcelEvent, ParcelStatus
 from courier.selectors import compartment_use
 from courier.services.parcels import parcel_transition
 from tests.courier.conftest import cabinet_says, door, results, unlocks
-from tests.factories import IdentityFactory, ParcelFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ready_parcel(cabinet, carrier):  # type: ignore[no-untyped-def]
-    compartment = Compartment.objects.get(cabinet=cabinet, label="A01")
-    parcel = ParcelFactory(carrier=carrier, cabinet=cabinet, recipient=IdentityFactory())
-    parcel_transition(
-        parcel_id=parcel.pk,
-        to_status=ParcelStatus.READY,
-        actor=Actor.system("test"),
-        changes={
-            "compartment": compartment,
-            "deposited_at": timezone.now(),
-            "pickup_deadline": timezone.now() + timezone.timedelta(days=3),
-            "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code="123456"),
-        },
-    )
-    return parcel
 
 
 def _type(cabinet, code: str) -> None:  # type: ignore[no-untyped-def]

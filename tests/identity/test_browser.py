@@ -7,7 +7,9 @@ import io
 import os
 import re
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from PIL import Image
 
 from identity import notify, services
 from identity.models import ConsentStatus, FaceTemplate, Identity
+from identity.notify import SentSms
 from tests.factories import IdentityFactory
 from tests.identity.conftest import OBAMA
 from tests.identity.faces import face_bytes, requires_faces
@@ -25,6 +28,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_faces]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# `DOCS_SCREENSHOTS=1 pytest tests/identity/test_browser.py` refreshes the enrollment page's
+# screenshots in docs/screenshots/ (linked from the README and docs/identity.md).
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
+    page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
+    if os.environ.get("DOCS_SCREENSHOTS"):
+        DOCS_SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(DOCS_SCREENSHOTS / name), full_page=full_page)
+
+
 WIDTH, HEIGHT = 640, 480
 
 
@@ -149,13 +164,22 @@ def test_a_person_enrolls_with_the_camera_then_withdraws_and_deletes(
             expect(page.locator("#status-text")).to_contain_text("You are enrolled", timeout=60_000)
             expect(page.locator("#progress")).to_have_attribute("data-state", "enrolled")
             expect(page.locator("#template-count")).to_have_text("You have 1 face template stored.")
-            expect(page.locator("#start-camera")).to_be_hidden()
-            page.screenshot(path=str(ARTIFACTS / "enroll-2-enrolled.png"), full_page=True)
+            # the camera is off once enrolled: no live track, no preview
+            expect(page.locator("#camera")).to_be_hidden()
+            expect(page.locator("#take-photo")).to_be_hidden()
+            assert page.evaluate("document.getElementById('video').srcObject === null")
+            expect(page.locator("#start-camera")).to_have_text("Take another photo")
+            expect(page.locator("#last-refusal")).to_be_hidden()
+            screenshot(page, "enroll-2-enrolled.png")
             assert templates_of(person) == 1
 
             page.reload()
             expect(page.get_by_text("Photo 1: accepted")).to_be_visible()
+            # after consent the privacy text is one collapsed line, not two screens
+            expect(page.locator("#what")).not_to_have_attribute("open", "")
             page.click("#withdraw")
+            expect(page.locator("#confirm-withdraw")).to_be_visible()
+            page.click("#confirm-withdraw-yes")
             expect(page.get_by_text("Consent withdrawn. Your face data is deleted")).to_be_visible()
             expect(page.locator("#agree")).not_to_be_checked()
             page.screenshot(path=str(ARTIFACTS / "enroll-3-withdrawn.png"), full_page=True)
@@ -164,3 +188,99 @@ def test_a_person_enrolls_with_the_camera_then_withdraws_and_deletes(
 
     assert not FaceTemplate.objects.filter(identity=person).exists()
     assert person.consents.get().status == ConsentStatus.WITHDRAWN
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_chinese_on_a_phone_a_national_number_logs_in_and_delete_asks_first(
+    chromium: str,
+    live_server: object,
+    sms_outbox: list[SentSms],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(exist_ok=True)
+    person: Identity = IdentityFactory(name="张敏", phone="+8613800000003")
+    base = live_server.url  # type: ignore[attr-defined]
+
+    def login_code() -> str:
+        deadline = time.monotonic() + 30
+        while not sms_outbox:
+            assert time.monotonic() < deadline, "no login text was sent"
+            time.sleep(0.1)
+        return sms_outbox[-1].text[:6]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=["--headless=new", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            context = browser.new_context(
+                viewport={"width": 390, "height": 844}, locale="zh-CN", is_mobile=True
+            )
+            page = context.new_page()
+            page.goto(f"{base}/enroll/login/")
+            expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+            expect(page.get_by_role("heading", name="用手机号登录")).to_be_visible()
+
+            page.fill("#phone", "138 0000 0003")  # national form, no +86
+            page.click("#send-code")
+            expect(page.get_by_role("heading", name="输入验证码")).to_be_visible()
+            page.fill("#code", login_code())
+            page.click("#log-in")
+            expect(page.get_by_role("heading", name="刷脸打开快递柜")).to_be_visible()
+            assert sms_outbox[-1].phone == "+8613800000003"
+            assert "不是取件码" in sms_outbox[-1].text
+
+            page.check("#agree")
+            page.click("#consent-submit")
+            expect(page.get_by_text("谢谢。现在请自拍一张。")).to_be_visible()
+            expect(page.locator("#what")).not_to_have_attribute("open", "")
+            # the camera controls are on the first screen of a phone
+            box = page.locator("#start-camera").bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 844
+            screenshot(page, "enroll-zh-consented.png")
+
+            # An upload without the camera: the result replaces "checking it now".
+            page.click("#capture summary")
+            page.set_input_files(
+                "#upload-input",
+                files=[{"name": "me.jpg", "mimeType": "image/jpeg", "buffer": face_bytes(OBAMA)}],
+            )
+            page.click("#upload-form button[type=submit]")
+            expect(page.locator("#status-text")).to_contain_text("登记成功", timeout=60_000)
+            expect(page.get_by_text("已收到照片")).to_have_count(0)
+            expect(page.locator("#template-count")).to_have_text("您已存储 1 个人脸模板。")
+            assert templates_of(person) == 1
+
+            # Delete asks first and says how it differs from withdrawing; Cancel keeps all.
+            page.click("#delete-face")
+            dialog = page.locator("#confirm-delete")
+            expect(dialog).to_be_visible()
+            expect(dialog).to_contain_text("您的同意仍然有效")
+            screenshot(page, "enroll-zh-confirm-delete.png", full_page=False)
+            page.click("#confirm-delete-no")
+            expect(dialog).to_be_hidden()
+            expect(page.get_by_text("您的人脸数据已删除")).to_have_count(0)
+            assert consent_given(person)
+
+            page.click("#delete-face")
+            page.click("#confirm-delete-yes")
+            expect(page.get_by_text("您的人脸数据已删除（1 个人脸模板）。")).to_be_visible()  # noqa: RUF001
+            assert consent_given(person)  # deleting face data keeps the consent
+            assert templates_of(person) == 0
+
+            page.click("#withdraw")
+            expect(page.locator("#confirm-withdraw")).to_contain_text("同意随之结束")
+            page.click("#confirm-withdraw-no")
+            assert consent_given(person)
+        finally:
+            browser.close()
+
+
+def consent_given(person: Identity) -> bool:
+    try:
+        return person.consents.filter(status=ConsentStatus.GIVEN).exists()
+    finally:
+        connections.close_all()

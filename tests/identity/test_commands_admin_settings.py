@@ -15,7 +15,7 @@ from identity import matching, services
 from identity.door_policy import DoorPolicy
 from identity.embeddings import DlibEncoder, get_default_encoder
 from identity.models import FaceTemplate, Identity
-from tests.factories import StaffUserFactory
+from tests.factories import IdentityFactory, StaffUserFactory
 from tests.identity.conftest import OBAMA, TWO_PEOPLE, Enroll
 from tests.identity.faces import FACES, face_bytes, requires_faces
 
@@ -144,3 +144,18 @@ def test_enrollment_link_prints_a_working_link(client: Client, recipient: Identi
     assert client.post(path, {"token": token})["Location"] == "/enroll/login/code/"
     with pytest.raises(CommandError):
         call_command("enrollment_link", "+8613899999999", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_enrollment_link_takes_a_national_number_and_defaults_to_the_platforms_base_url(
+    client: Client, settings
+) -> None:  # type: ignore[no-untyped-def]
+    person = IdentityFactory(phone="+8613800000003")
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:8765"
+    out = StringIO()
+    call_command("enrollment_link", "13800000003", stdout=out)
+    link = out.getvalue().strip()
+    assert link.startswith("http://127.0.0.1:8765/enroll/link/#")
+    assert client.get("/enroll/link/").status_code == 200
+    token = link.split("#", 1)[1]
+    assert services.enrollment_link_redeem(token=token) == person

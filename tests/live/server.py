@@ -90,8 +90,12 @@ class LiveServer:
             str(self.port),
             "--loop",
             "asyncio",
+            # The sans-I/O websockets implementation: `--ws websockets` is deprecated. No
+            # lifespan: Django's ASGI handler does not implement it.
             "--ws",
-            "websockets",
+            "websockets-sansio",
+            "--lifespan",
+            "off",
             "--ws-max-size",
             str(protocol.TRANSPORT_MAX_FRAME_BYTES),
             "--log-level",

@@ -15,11 +15,9 @@ from argparse import ArgumentParser
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from django.core.management.base import BaseCommand, CommandError
 
-from cabinet_agent import protocol
 from cabinet_agent.agent import CabinetAgent
 from cabinet_agent.config import AgentConfig, ConfigError
 from cabinet_agent.drivers import SimulatedLockDriver
@@ -28,17 +26,10 @@ from cabinets.models import Compartment
 from cabinets.services.credentials import IssuedCredential
 from cabinets.services.simulation import simulated_fleet_provision
 from core.actors import Actor
+from core.servers import SERVER_HELP, cabinet_websocket_url
 
 REFRESH_S = 1.0
 LOG_EVERY_S = 10.0  # when the output is not a terminal: one line every so often
-
-
-def websocket_url(server: str) -> str:
-    """`ws://host:port` (or http://) → the cabinet endpoint `ws://host:port/ws/cabinet/`."""
-    parts = urlsplit(server)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path if parts.path not in ("", "/") else protocol.WEBSOCKET_PATH
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
 class Command(BaseCommand):
@@ -46,7 +37,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--count", type=int, required=True, help="how many cabinets")
-        parser.add_argument("--server", default="ws://127.0.0.1:8000", help="platform URL")
+        parser.add_argument(
+            "--server",
+            default=None,
+            help=SERVER_HELP,
+        )
         parser.add_argument("--prefix", default="SIM-", help="serials are <prefix>00001…")
         parser.add_argument(
             "--create", action="store_true", help="create missing cabinets (4 compartments)"
@@ -71,7 +66,7 @@ class Command(BaseCommand):
         count: int = options["count"]
         if not 1 <= count <= 100_000:
             raise CommandError("--count must be between 1 and 100000")
-        url = websocket_url(options["server"])
+        url = cabinet_websocket_url(options["server"])
         try:
             issued = simulated_fleet_provision(
                 prefix=options["prefix"],
@@ -131,7 +126,10 @@ def _agent(
     state_dir: Path | None,
     auto_close: float,
 ) -> CabinetAgent:
-    directory = (state_dir / issued.serial) if state_dir else Path(tempfile.gettempdir())
+    # Each agent has its own state: a directory of its own under --state-dir, or else an
+    # in-memory queue (its directory, named after the serial too, is then never opened).
+    base = state_dir if state_dir is not None else Path(tempfile.gettempdir()) / "simulate_fleet"
+    directory = base / issued.serial
     config = AgentConfig(
         server_url=url,
         serial=issued.serial,
@@ -143,7 +141,7 @@ def _agent(
         reconnect_spread=spread,
         auto_close_after=auto_close,
     )
-    outbox = None if state_dir else Outbox(":memory:")
+    outbox = None if state_dir is not None else Outbox(":memory:")
     lock = SimulatedLockDriver(config.compartments, auto_close_after=auto_close)
     return CabinetAgent(config, lock=lock, outbox=outbox)
 

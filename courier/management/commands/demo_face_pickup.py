@@ -27,6 +27,7 @@ from cabinets.models import Cabinet, Compartment
 from cabinets.services.credentials import cabinet_credential_issue
 from core.actors import Actor
 from core.demo import demo_deposit
+from core.servers import SERVER_HELP, cabinet_websocket_url
 from courier.models import Carrier, Parcel, ParcelStatus
 from courier.services.parcels import parcel_announce
 from identity.models import Identity
@@ -58,7 +59,7 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--server", default="ws://127.0.0.1:8000/ws/cabinet/")
+        parser.add_argument("--server", default=None, help=SERVER_HELP)
         parser.add_argument(
             "--clip",
             default=DEFAULT_CLIP,
@@ -128,7 +129,7 @@ class Command(BaseCommand):
             scan.write_bytes(_clip_jpegs(clip, [options["clip_start"]])[0])
             config = config_from_mapping(
                 {
-                    "server": {"url": options["server"]},
+                    "server": {"url": cabinet_websocket_url(options["server"])},
                     "cabinet": {
                         "serial": SERIAL,
                         "credential": issued.credential,

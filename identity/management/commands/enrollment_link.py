@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.servers import platform_base_url
 from identity.models import Identity
+from identity.phones import phone_normalize_or_none
 from identity.services import enrollment_link
 
 
@@ -16,13 +17,20 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("phone", help="International form, e.g. +8613800000001")
         parser.add_argument(
-            "--base-url", default=getattr(settings, "PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+            "phone", help="e.g. +8613800000001, or a national number: 13800000001 (+86 assumed)"
+        )
+        parser.add_argument(
+            "--base-url",
+            default=None,
+            help="where the page is served (default: PUBLIC_BASE_URL, which is"
+            " http://127.0.0.1:$PORT unless set; PORT defaults to 8000)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        identity = Identity.objects.filter(phone=options["phone"]).first()
+        phone = phone_normalize_or_none(options["phone"])
+        identity = Identity.objects.filter(phone=phone).first() if phone else None
         if identity is None:
             raise CommandError(f"Nobody has the phone number {options['phone']}.")
-        self.stdout.write(options["base_url"].rstrip("/") + enrollment_link(identity=identity))
+        base_url = (options["base_url"] or platform_base_url()).rstrip("/")
+        self.stdout.write(base_url + enrollment_link(identity=identity))

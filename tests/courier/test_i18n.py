@@ -1,0 +1,47 @@
+# ruff: noqa: RUF001
+"""Cabinet screens and texts to recipients speak the configured language (Chinese by
+default): cabinets and phones have no browser to ask for one."""
+
+from __future__ import annotations
+
+import pytest
+
+from cabinet_agent import protocol
+from courier.models import NotificationKind
+from courier.notifications import message_subject, message_text
+from tests.courier.conftest import cabinet_says, results
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    ("language", "wrong", "right"),
+    [("zh-hans", "取件码无效。", "A01 号格口正在打开。"),
+     ("en", "This code is not valid.", "Compartment A01 is opening.")],
+)  # fmt: skip
+def test_the_cabinet_screen_answers_in_the_cabinet_language(
+    cabinet, ready_parcel, pushes, settings, django_capture_on_commit_callbacks,
+    language: str, wrong: str, right: str,
+) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    settings.CABINET_LANGUAGE_CODE = language
+    for code in ("654321", "123456"):
+        with django_capture_on_commit_callbacks(execute=True):
+            cabinet_says(cabinet, protocol.make_code_entry(code=code, entered_at=protocol.now_ms()))
+    answers = results(pushes, "code_result")
+    # the outcome stays a language-free code a screen may translate itself
+    assert [(a["outcome"], a["message"]) for a in answers] == [
+        ("no_match", wrong),
+        ("unlocking", right),
+    ]
+
+
+def test_texts_to_recipients_are_in_the_recipient_language(ready_parcel, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.RECIPIENT_LANGUAGE_CODE = "zh-hans"
+    text = message_text(parcel=ready_parcel, kind=NotificationKind.READY, code="123456")
+    assert "取件码：123456" in text and ready_parcel.tracking_number in text
+    assert "需要延期？" in text
+    assert message_subject(parcel=ready_parcel) == f"您的包裹 {ready_parcel.tracking_number}"
+    settings.RECIPIENT_LANGUAGE_CODE = "en"
+    assert "Pickup code: 123456" in message_text(
+        parcel=ready_parcel, kind=NotificationKind.READY, code="123456"
+    )
