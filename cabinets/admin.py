@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from cabinets.admin_doors import DoorGridAdmin
 from cabinets.dashboard import dashboard_get, map_points
 from cabinets.models import (
     Cabinet,
@@ -217,7 +218,7 @@ class CompartmentInline(admin.TabularInline):
 
 
 @admin.register(Cabinet)
-class CabinetAdmin(StaffScopedAdmin):
+class CabinetAdmin(DoorGridAdmin, StaffScopedAdmin):
     list_display = (
         "serial",
         "name",

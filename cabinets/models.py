@@ -172,6 +172,8 @@ class Compartment(models.Model):
     door_state = models.CharField(
         max_length=8, choices=DoorState.choices, default=DoorState.UNKNOWN
     )
+    # When the door last changed state (door event, unlock result or telemetry), for the grid.
+    door_changed_at = models.DateTimeField(null=True, blank=True)
     # Consecutive unlocks that did not open the door; reset by a successful open.
     failed_open_count = models.PositiveSmallIntegerField(default=0)
 

@@ -16,6 +16,7 @@ from cabinets.models import CabinetState, ConnectionState, Rollout, RolloutState
 from cabinets.rollouts.services import rollout_create
 from core.actors import Actor
 from tests.factories import CabinetFactory, CompartmentFactory, ParcelFactory, StaffUserFactory
+from tests.live.wait import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -209,3 +210,62 @@ def test_a_deposited_parcel_cannot_be_moved_from_its_change_form(
     assert str(compartment.label) in page.inner_text("#parcel_form")
     page.screenshot(path=str(ARTIFACTS / "parcel-read-only.png"), full_page=True)
     assert Parcel.objects.get(pk=parcel.pk).compartment_id == compartment.pk
+
+
+def test_the_door_grid_opens_a_door_and_shows_it_open_without_reload(
+    browser, live_server, fleet
+) -> None:  # type: ignore[no-untyped-def]
+    from django.db import transaction
+
+    from cabinets.models import CabinetCommand, CommandStatus, DoorState
+    from cabinets.services.commands import command_receipt_record, command_result_record
+    from cabinets.services.messages import door_event_apply
+
+    cabinet = CabinetFactory(serial="GRID-0001", connection_state=ConnectionState.ONLINE)
+    for label in ("A01", "A02", "A03"):
+        CompartmentFactory(cabinet=cabinet, label=label, door_state=DoorState.CLOSED)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, live_server)
+    page.goto(f"{live_server.url}/admin/cabinets/cabinet/{cabinet.pk}/change/")
+    page.wait_for_function("window.doorGrid && window.doorGrid.ready", timeout=15_000)
+    assert page.inner_text("#door-A02 .door-state") == "Closed"
+    page.evaluate("window.sameDocument = true")
+
+    page.click("#door-A02 button.door-open-button")
+    page.click("#door-open-confirm")  # no reason yet: refused on the page
+    assert page.inner_text("#door-open-error") == "Say why the door is opened."
+    assert not CabinetCommand.objects.exists()
+    page.fill("#door-open-reason", "recipient locked out, called support")
+    page.click("#door-open-confirm")
+    command = eventually(
+        lambda: CabinetCommand.objects.filter(compartment__label="A02").first(), "the unlock"
+    )
+    assert command.reason == "recipient locked out, called support"
+    page.wait_for_function(
+        "document.querySelector('#door-A02 .door-state').textContent === 'Opening…'",
+        timeout=15_000,
+    )
+
+    # The cabinet acknowledges, opens the door and reports it (the link's own services).
+    command_receipt_record(cabinet_id=cabinet.pk, command_id=str(command.pk))
+    command_result_record(
+        cabinet_id=cabinet.pk,
+        command_id=str(command.pk),
+        status="succeeded",
+        door="open",
+        detail="",
+    )
+    with transaction.atomic():
+        door_event_apply(cabinet_id=cabinet.pk, label="A02", event="opened", at=None)
+    assert CabinetCommand.objects.get().status == CommandStatus.SUCCEEDED
+
+    page.wait_for_function(
+        "document.querySelector('#door-A02').dataset.door === 'open'", timeout=15_000
+    )
+    assert page.inner_text("#door-A02 .door-state") == "Open"
+    assert page.inner_text("#door-A01 .door-state") == "Closed"
+    assert page.evaluate("window.sameDocument") is True  # no reload
+    page.screenshot(path=str(ARTIFACTS / "door-grid.png"), full_page=True)
+    assert errors == []
