@@ -29,6 +29,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from cabinets.admin_doors import DoorGridAdmin
+from cabinets.admin_rollouts import RolloutLiveAdmin
 from cabinets.dashboard import dashboard_get, map_points
 from cabinets.models import (
     Cabinet,
@@ -51,7 +52,6 @@ from cabinets.models import (
 )
 from cabinets.provisioning import REQUIRED_COLUMNS, cabinets_import, credentials_csv
 from cabinets.rollouts.plans import DEFAULT_WAVE_PLAN, wave_plan_parse
-from cabinets.rollouts.selectors import rollout_progress
 from cabinets.rollouts.services import (
     rollout_abort,
     rollout_create,
@@ -984,7 +984,7 @@ ROLLOUT_OPERATIONS_BY_STATE: dict[str, tuple[str, ...]] = {
 
 
 @admin.register(Rollout)
-class RolloutAdmin(StaffScopedAdmin):
+class RolloutAdmin(RolloutLiveAdmin, StaffScopedAdmin):
     list_display = (
         "name",
         "kind",
@@ -1092,7 +1092,7 @@ class RolloutAdmin(StaffScopedAdmin):
         extra: dict[str, Any] = dict(extra_context or {})
         if rollout is not None:
             extra.update(
-                progress=rollout_progress(rollout),
+                **self.rollout_live_context(rollout),
                 events=RolloutEvent.objects.filter(rollout=rollout).order_by("-at", "-id")[:50],
                 operations=[
                     (op, ROLLOUT_OPERATIONS[op][0])
@@ -1123,6 +1123,8 @@ class RolloutAdmin(StaffScopedAdmin):
             or not self.has_change_permission(request, rollout)
         ):
             raise PermissionDenied
+        if operation == "abort" and request.POST.get("confirm") != "yes":
+            return self.abort_confirmation(request, rollout)
         label, service = ROLLOUT_OPERATIONS[operation]
         kwargs: dict[str, Any] = {"rollout_id": rollout.pk, "actor": self._actor(request)}
         if operation in ("pause", "abort"):
@@ -1157,9 +1159,21 @@ class RolloutAdmin(StaffScopedAdmin):
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "resume")
 
-    @admin.action(description="Abort", permissions=["change"])
-    def abort_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
+    @admin.action(description="Abort (asks to confirm)", permissions=["change"])
+    def abort_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> Any:
+        if not ConfirmForm(request.POST).is_valid():
+            return _selection_page(
+                request,
+                self,
+                queryset,
+                action="abort_selected",
+                title=f"Abort {queryset.count()} rollout(s)?",
+                form=ConfirmForm(),
+                warning="Cabinets not yet sent the version are cancelled; an aborted "
+                "rollout cannot be resumed.",
+            )
         self._bulk(request, queryset, "abort")
+        return None
 
 
 @admin.register(RolloutEvent)

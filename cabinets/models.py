@@ -569,6 +569,15 @@ ROLLOUT_TARGET_TRANSITIONS: dict[str, frozenset[str]] = {
     RolloutTargetState.SKIPPED: frozenset(),
     RolloutTargetState.CANCELLED: frozenset(),
 }
+# A delivered target's state follows from its command's status: folded into the target on the
+# driver's tick (cabinets.rollouts.results), derived for the admin's live progress (selectors).
+COMMAND_TO_TARGET: dict[str, str] = {
+    CommandStatus.RECEIVED: RolloutTargetState.RECEIVED,
+    CommandStatus.SUCCEEDED: RolloutTargetState.SUCCEEDED,
+    CommandStatus.FAILED: RolloutTargetState.FAILED,
+    CommandStatus.REJECTED: RolloutTargetState.FAILED,
+    CommandStatus.EXPIRED: RolloutTargetState.TIMED_OUT,
+}
 ROLLOUT_TARGET_OPEN = (
     RolloutTargetState.SCHEDULED,
     RolloutTargetState.SENT,

@@ -269,3 +269,99 @@ def test_the_door_grid_opens_a_door_and_shows_it_open_without_reload(
     assert page.evaluate("window.sameDocument") is True  # no reload
     page.screenshot(path=str(ARTIFACTS / "door-grid.png"), full_page=True)
     assert errors == []
+
+
+def test_the_rollout_page_shows_the_real_counts_while_a_simulated_fleet_runs_it(
+    browser, asgi_server_process
+) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from cabinets.models import RolloutTarget
+    from cabinets.rollouts.driver import rollout_advance
+    from cabinets.services.simulation import simulated_fleet_provision
+    from tests.live.fleet import AgentFleet, fleet_labels
+
+    StaffUserFactory(username="ops", password=PASSWORD)
+    issued = simulated_fleet_provision(
+        prefix="ROLL-", count=12, create=True, actor=Actor.system("test")
+    )
+    fleet = AgentFleet(
+        issued=issued,
+        url=asgi_server_process.ws_url,
+        labels=fleet_labels(i.cabinet_id for i in issued),
+    )
+    fleet.start()
+    try:
+        eventually(lambda: fleet.connected() == 12, "12 simulated cabinets connected")
+        rollout = rollout_create(
+            name="firmware 3.0",
+            kind="firmware",
+            version="3.0.0",
+            wave_plan="4,100%",
+            min_sample=4,
+            actor=Actor.system("test"),
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        login(page, asgi_server_process)
+        page.goto(f"{asgi_server_process.url}/admin/cabinets/rollout/{rollout.pk}/change/")
+        assert page.inner_text("#rollout-target-count") == "12"  # known before Start
+
+        page.click("#rollout-start")  # the server plans and sends wave 1 (eager worker)
+        page.wait_for_selector("#rollout-pause")
+        page.evaluate("window.sameDocument = true")
+
+        def wave_cells(wave: int) -> dict[str, str]:
+            return page.evaluate(
+                """n => Object.fromEntries([...document.querySelectorAll(
+                    `#rollout-waves tr[data-wave="${n}"] [data-state]`)]
+                    .map(td => [td.dataset.state, td.textContent.trim()]))""",
+                wave,
+            )
+
+        # The four cabinets of wave 1 install the version and report; the page follows.
+        eventually(
+            lambda: RolloutTarget.objects.filter(rollout=rollout, state="succeeded").count() == 4,
+            "wave 1 to succeed",
+            within_s=60,
+        )
+        page.wait_for_function(
+            """() => document.querySelector('#rollout-waves tr[data-wave="1"] '
+                + '[data-state="succeeded"]').textContent === '4'""",
+            timeout=20_000,
+        )
+        first, second = wave_cells(1), wave_cells(2)
+        assert (first["succeeded"], first["total"], first["done"]) == ("4", "4", "100%")
+        assert (second["scheduled"], second["total"], second["done"]) == ("8", "8", "0%")
+        page.screenshot(path=str(ARTIFACTS / "rollout-live.png"), full_page=True)
+
+        # Ticks, as beat would, until the rollout completes; the page shows it without reload.
+        # In a thread of its own: Playwright's loop runs in this one, and pushing to the
+        # cabinets (async_to_sync) refuses a thread with a running loop.
+        def tick() -> None:
+            try:
+                rollout_advance(rollout_id=rollout.pk)
+            finally:
+                connection.close()
+
+        def completed() -> bool:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pool.submit(tick).result()
+            rollout.refresh_from_db()
+            return rollout.state == RolloutState.COMPLETED
+
+        eventually(completed, "the rollout to complete", within_s=90, interval_s=0.5)
+        page.wait_for_function(
+            "document.getElementById('rollout-state').textContent === 'Completed'",
+            timeout=20_000,
+        )
+        assert page.inner_text('#rollout-totals [data-state="succeeded"]') == "12"
+        assert wave_cells(2)["succeeded"] == "8" and wave_cells(2)["done"] == "100%"
+        assert page.is_visible("#rollout-state-changed")
+        assert page.evaluate("window.sameDocument") is True
+        assert errors == []
+    finally:
+        fleet.stop()
