@@ -30,7 +30,7 @@ from django.utils.safestring import SafeString
 
 from cabinets.admin_doors import DoorGridAdmin
 from cabinets.admin_rollouts import RolloutLiveAdmin
-from cabinets.dashboard import dashboard_get, map_points
+from cabinets.dashboard import FLEET_STATUSES, dashboard_get, map_query_parse, map_view_get
 from cabinets.models import (
     Cabinet,
     CabinetCommand,
@@ -75,6 +75,14 @@ from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_refused, otp_required
 
 COMMAND_LOG_ROWS = 20
+# The fleet dashboard redraws itself this often (seconds).
+DASHBOARD_REFRESH_S = 30
+
+
+def _refresh_s(request: HttpRequest) -> int:
+    """The dashboard's refresh period: DASHBOARD_REFRESH_S, or `?refresh=N` (2 to 600 s)."""
+    given = request.GET.get("refresh", "")
+    return min(max(int(given), 2), 600) if given.isdigit() else DASHBOARD_REFRESH_S
 
 
 def _pretty_json(value: Any) -> SafeString:
@@ -546,9 +554,10 @@ class CabinetAdmin(DoorGridAdmin, StaffScopedAdmin):
         charts = {
             "regions": {
                 "labels": [r.region for r in dashboard.regions],
-                "online": [r.online for r in dashboard.regions],
-                "offline": [r.offline + r.never for r in dashboard.regions],
-                "maintenance": [r.maintenance for r in dashboard.regions],
+                **{
+                    status: [getattr(r, status) for r in dashboard.regions]
+                    for status in FLEET_STATUSES
+                },
             },
             "occupancy": {
                 "labels": list(Occupancy.LABELS.values()),
@@ -559,6 +568,7 @@ class CabinetAdmin(DoorGridAdmin, StaffScopedAdmin):
                 "announced": dashboard.parcels.announced,
                 "picked_up": dashboard.parcels.picked_up,
             },
+            "refresh_ms": _refresh_s(request) * 1000,
             "map": {
                 "url": reverse("admin:cabinets_fleet_map"),
                 "change_url": reverse("admin:cabinets_cabinet_change", args=[0]),
@@ -576,6 +586,7 @@ class CabinetAdmin(DoorGridAdmin, StaffScopedAdmin):
                 "charts": charts,
                 "alert_settings": {
                     "offline_min": settings.FLEET_ALERT_OFFLINE_AFTER_S // 60,
+                    "refresh_s": _refresh_s(request),
                     "door_min": settings.FLEET_ALERT_DOOR_OPEN_AFTER_S // 60,
                     "expiry_h": settings.FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S // 3600,
                 },
@@ -586,7 +597,11 @@ class CabinetAdmin(DoorGridAdmin, StaffScopedAdmin):
     def map_view(self, request: HttpRequest) -> JsonResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return JsonResponse({"cabinets": map_points()})
+        try:
+            zoom, bbox = map_query_parse(request.GET)
+        except ApplicationError as exc:
+            return JsonResponse(exc.as_dict(), status=exc.status_code)
+        return JsonResponse(asdict(map_view_get(zoom=zoom, bbox=bbox)))
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
         if not (

@@ -82,6 +82,21 @@ def login(page: Any, live_server: Any) -> None:
     page.wait_for_url(f"{live_server.url}/admin/")
 
 
+def logged_in_page(
+    browser: Any, server: Any, path: str, *, ready: str, height: int = 900
+) -> tuple[Any, list[str]]:
+    """A staff page open after login, its script ready (`ready` is a JS condition), marked so
+    that a reload would show (`window.sameDocument`); and the page's script errors."""
+    page = browser.new_page(viewport={"width": 1440, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, server)
+    page.goto(f"{server.url}{path}")
+    page.wait_for_function(ready, timeout=15_000)
+    page.evaluate("window.sameDocument = true")
+    return page, errors
+
+
 def test_the_dashboard_draws_its_map_and_charts(live_server, fleet, browser) -> None:  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
     errors: list[str] = []
@@ -224,14 +239,13 @@ def test_the_door_grid_opens_a_door_and_shows_it_open_without_reload(
     cabinet = CabinetFactory(serial="GRID-0001", connection_state=ConnectionState.ONLINE)
     for label in ("A01", "A02", "A03"):
         CompartmentFactory(cabinet=cabinet, label=label, door_state=DoorState.CLOSED)
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    login(page, live_server)
-    page.goto(f"{live_server.url}/admin/cabinets/cabinet/{cabinet.pk}/change/")
-    page.wait_for_function("window.doorGrid && window.doorGrid.ready", timeout=15_000)
+    page, errors = logged_in_page(
+        browser,
+        live_server,
+        f"/admin/cabinets/cabinet/{cabinet.pk}/change/",
+        ready="window.doorGrid && window.doorGrid.ready",
+    )
     assert page.inner_text("#door-A02 .door-state") == "Closed"
-    page.evaluate("window.sameDocument = true")
 
     page.click("#door-A02 button.door-open-button")
     page.click("#door-open-confirm")  # no reason yet: refused on the page
@@ -365,3 +379,40 @@ def test_the_rollout_page_shows_the_real_counts_while_a_simulated_fleet_runs_it(
         assert errors == []
     finally:
         fleet.stop()
+
+
+def test_the_dashboard_refreshes_itself_and_clusters_the_map_at_fleet_scale(
+    live_server, fleet, browser, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from cabinets import dashboard as dashboard_module
+
+    # The live server runs in this process: four cabinets stand for a fleet.
+    monkeypatch.setattr(dashboard_module, "MAP_POINTS_MAX", 2)
+    page, errors = logged_in_page(
+        browser,
+        live_server,
+        "/admin/cabinets/cabinet/dashboard/?refresh=2",
+        ready="window.fleetDashboard && window.fleetDashboard.ready",
+        height=1800,
+    )
+
+    assert page.evaluate("window.fleetDashboard.mapMode") == "clusters"
+    numbers = [int(n) for n in page.locator(".fleet-cluster").all_inner_texts()]
+    assert sum(numbers) == 4 and page.evaluate("window.fleetDashboard.markerCount") == 4
+    ticks = page.evaluate(
+        """() => ['chart-regions', 'chart-parcels'].flatMap(id =>
+            window.fleetDashboard.charts[id].scales.y.ticks.map(t => t.value))"""
+    )
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert page.inner_text("#kpi-never") == "0"
+
+    CabinetFactory(serial="NEVER-0001", connection_state=ConnectionState.NEVER)
+    page.wait_for_function(
+        "document.getElementById('kpi-never').textContent === '1'", timeout=20_000
+    )
+    assert "NEVER-0001" in page.inner_text("#alert-never-connected")
+    assert page.inner_text("#kpi-total") == "5"
+    assert "As of" in page.inner_text("#fleet-as-of")
+    assert page.evaluate("window.sameDocument") is True
+    page.screenshot(path=str(ARTIFACTS / "fleet-dashboard-clusters.png"), full_page=True)
+    assert errors == []
