@@ -50,7 +50,12 @@ from cabinets.models import (
     RolloutWave,
     ServiceState,
 )
-from cabinets.provisioning import REQUIRED_COLUMNS, cabinets_import, credentials_csv
+from cabinets.provisioning import (
+    REQUIRED_COLUMNS,
+    cabinets_import,
+    credentials_csv,
+    import_errors_csv,
+)
 from cabinets.rollouts.plans import DEFAULT_WAVE_PLAN, wave_plan_parse
 from cabinets.rollouts.services import (
     rollout_abort,
@@ -628,16 +633,14 @@ class CabinetAdmin(DoorGridAdmin, StaffScopedAdmin):
                     text=upload.read().decode("utf-8-sig"),
                     actor=self._actor(request),
                     filename=upload.name,
+                    dry_run=form.cleaned_data["dry_run"],
                 )
             except UnicodeDecodeError:
                 form.add_error("file", "The file is not UTF-8 text.")
             except ApplicationError as exc:
                 form.add_error("file", exc.message)
             else:
-                errors_csv = "row,field,message\n" + "".join(
-                    f'{e.row},{e.field},"{e.message.replace(chr(34), chr(39))}"\n'
-                    for e in result.errors
-                )
+                errors_csv = import_errors_csv(result.errors)
                 context.update(
                     result=result,
                     errors_shown=result.errors[:500],
@@ -653,6 +656,11 @@ class CabinetAdmin(DoorGridAdmin, StaffScopedAdmin):
 
 class CabinetImportForm(forms.Form):
     file = forms.FileField(help_text="UTF-8 CSV with a header row.")
+    dry_run = forms.BooleanField(
+        required=False,
+        label="Dry run",
+        help_text="Check the file and count what it would change; store nothing.",
+    )
 
 
 # --- Compartments ----------------------------------------------------------------------------
