@@ -9,7 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from core.actors import ActorFields
+from core.actors import ActorFields, event_row_str
 
 
 def validate_time_zone(value: str) -> None:
@@ -109,6 +109,15 @@ class CabinetEvent(ActorFields):
 
     class Meta:
         ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return event_row_str(
+            f"cabinet {self.cabinet_id}",
+            from_label=self.get_from_state_display(),
+            to_label=self.get_to_state_display(),
+            at=self.at,
+            by=self.actor_label,
+        )
 
 
 class CompartmentSize(models.TextChoices):
@@ -222,6 +231,15 @@ class CompartmentEvent(ActorFields):
 
     class Meta:
         ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return event_row_str(
+            f"compartment {self.compartment_id}",
+            from_label=self.get_from_state_display(),
+            to_label=self.get_to_state_display(),
+            at=self.at,
+            by=self.actor_label,
+        )
 
 
 class CabinetCredential(ActorFields):

@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from cabinets.models import CompartmentSize
-from core.actors import ActorFields
+from core.actors import ActorFields, event_row_str
 
 
 class Carrier(models.Model):
@@ -221,6 +221,15 @@ class ParcelEvent(ActorFields):
 
     class Meta:
         ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return event_row_str(
+            f"parcel {self.parcel_id}",
+            from_label=self.get_from_status_display() if self.from_status else "",
+            to_label=self.get_to_status_display(),
+            at=self.at,
+            by=self.actor_label,
+        )
 
 
 class CarrierStaff(models.Model):
