@@ -203,6 +203,9 @@ class Parcel(models.Model):
             # The fleet dashboard counts parcels announced and picked up per day.
             models.Index(fields=["created_at"]),
             models.Index(fields=["picked_up_at"]),
+            # The admin lists parcels newest first (-id) filtered by status: without it, the
+            # ready parcels among a million are found by walking the primary key.
+            models.Index(fields=["status", "id"], name="parcel_status_id_idx"),
         ]
 
     def __str__(self) -> str:
