@@ -24,8 +24,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-DESKTOP = {"width": 1440, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: Any = {"width": 1440, "height": 900}
+PHONE: Any = {"width": 390, "height": 844}
 
 
 def enrollment_url(base: str, phone: str) -> str:
