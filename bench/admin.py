@@ -167,7 +167,11 @@ def main() -> None:
             reverse("admin:courier_parcel_changelist"),
         ),
         ("fleet dashboard", admin, reverse("admin:cabinets_fleet_dashboard")),
-        ("dashboard map data (all cabinets)", admin, reverse("admin:cabinets_fleet_map")),
+        (
+            "dashboard map data (whole fleet at zoom 4: clustered)",
+            admin,
+            reverse("admin:cabinets_fleet_map"),
+        ),
         ("rollout changelist", admin, reverse("admin:cabinets_rollout_changelist")),
         (
             "door grid JSON (20 compartments, polled every 3 s)",
@@ -183,11 +187,6 @@ def main() -> None:
             "rollout progress JSON (polled every 3 s)",
             admin,
             reverse("admin:cabinets_rollout_progress", args=[rollout.pk]),
-        ),
-        (
-            "dashboard map, zoom 4 (whole fleet, clustered)",
-            admin,
-            reverse("admin:cabinets_fleet_map") + "?zoom=4",
         ),
         (
             "dashboard map, zoom 11 over one city",
