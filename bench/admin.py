@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,6 +63,32 @@ def machine() -> str:
         f"{os.cpu_count()} CPUs ({cpu}), {mem} GB RAM, Python {platform.python_version()}, "
         f"PostgreSQL {pg}, Django settings {os.environ['DJANGO_SETTINGS_MODULE']}"
     )
+
+
+def bench_rollout() -> Any:
+    """A firmware rollout over the whole fleet, planned and with its first wave sent (as the
+    worker leaves it after Start), created once."""
+    from cabinets.models import Rollout
+    from cabinets.rollouts.driver import rollout_advance
+    from cabinets.rollouts.services import rollout_create, rollout_start
+    from core.actors import Actor
+
+    existing = Rollout.objects.filter(name="bench rollout").first()
+    if existing is not None:
+        return existing
+    actor = Actor.system("bench")
+    rollout = rollout_create(
+        name="bench rollout", kind="firmware", version="9.9.9", wave_plan="5,1%,10%,100%",
+        actor=actor,
+    )  # fmt: skip
+    rollout_start(rollout_id=rollout.pk, actor=actor)
+    rollout_advance(rollout_id=rollout.pk)
+    return rollout
+
+
+def city_bbox(cabinet: Any) -> str:
+    lat, lng = float(cabinet.latitude), float(cabinet.longitude)
+    return f"{lat - 0.15:.5f},{lng - 0.2:.5f},{lat + 0.15:.5f},{lng + 0.2:.5f}"
 
 
 def main() -> None:
@@ -108,6 +135,7 @@ def main() -> None:
 
     cabinet = Cabinet.objects.filter(serial__startswith="SEED-").order_by("serial").first()
     assert cabinet is not None
+    rollout = bench_rollout()
     pages = [
         ("cabinet changelist", admin, reverse("admin:cabinets_cabinet_changelist")),
         (
@@ -139,8 +167,32 @@ def main() -> None:
             reverse("admin:courier_parcel_changelist"),
         ),
         ("fleet dashboard", admin, reverse("admin:cabinets_fleet_dashboard")),
-        ("dashboard map data (all cabinets)", admin, reverse("admin:cabinets_fleet_map")),
+        (
+            "dashboard map data (whole fleet at zoom 4: clustered)",
+            admin,
+            reverse("admin:cabinets_fleet_map"),
+        ),
         ("rollout changelist", admin, reverse("admin:cabinets_rollout_changelist")),
+        (
+            "door grid JSON (20 compartments, polled every 3 s)",
+            admin,
+            reverse("admin:cabinets_cabinet_doors", args=[cabinet.pk]),
+        ),
+        (
+            f"rollout page ({rollout.targets.count():,} targets, live)",
+            admin,
+            reverse("admin:cabinets_rollout_change", args=[rollout.pk]),
+        ),
+        (
+            "rollout progress JSON (polled every 3 s)",
+            admin,
+            reverse("admin:cabinets_rollout_progress", args=[rollout.pk]),
+        ),
+        (
+            "dashboard map, zoom 11 over one city",
+            admin,
+            reverse("admin:cabinets_fleet_map") + f"?zoom=11&bbox={city_bbox(cabinet)}",
+        ),
     ]
     print(f"Machine: {machine()}\n")
     print(

@@ -29,7 +29,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from cabinets.dashboard import dashboard_get, map_points
+from cabinets.admin_doors import DoorGridAdmin
+from cabinets.admin_rollouts import RolloutLiveAdmin
+from cabinets.dashboard import FLEET_STATUSES, dashboard_get, map_query_parse, map_view_get
 from cabinets.models import (
     Cabinet,
     CabinetCommand,
@@ -49,9 +51,13 @@ from cabinets.models import (
     RolloutWave,
     ServiceState,
 )
-from cabinets.provisioning import REQUIRED_COLUMNS, cabinets_import, credentials_csv
+from cabinets.provisioning import (
+    REQUIRED_COLUMNS,
+    cabinets_import,
+    credentials_csv,
+    import_errors_csv,
+)
 from cabinets.rollouts.plans import DEFAULT_WAVE_PLAN, wave_plan_parse
-from cabinets.rollouts.selectors import rollout_progress
 from cabinets.rollouts.services import (
     rollout_abort,
     rollout_create,
@@ -78,6 +84,14 @@ from core.staff_otp import otp_refused, otp_required
 from core.timefmt import admin_time, time_column, with_zone
 
 COMMAND_LOG_ROWS = 20
+# The fleet dashboard redraws itself this often (seconds).
+DASHBOARD_REFRESH_S = 30
+
+
+def _refresh_s(request: HttpRequest) -> int:
+    """The dashboard's refresh period: DASHBOARD_REFRESH_S, or `?refresh=N` (2 to 600 s)."""
+    given = request.GET.get("refresh", "")
+    return min(max(int(given), 2), 600) if given.isdigit() else DASHBOARD_REFRESH_S
 
 
 def _pretty_json(value: Any) -> SafeString:
@@ -241,7 +255,7 @@ class CompartmentInline(admin.TabularInline):
 
 
 @admin.register(Cabinet)
-class CabinetAdmin(StaffScopedAdmin):
+class CabinetAdmin(DoorGridAdmin, StaffScopedAdmin):
     list_display = (
         "serial",
         "name",
@@ -595,9 +609,10 @@ class CabinetAdmin(StaffScopedAdmin):
         charts = {
             "regions": {
                 "labels": [r.region for r in dashboard.regions],
-                "online": [r.online for r in dashboard.regions],
-                "offline": [r.offline + r.never for r in dashboard.regions],
-                "maintenance": [r.maintenance for r in dashboard.regions],
+                **{
+                    status: [getattr(r, status) for r in dashboard.regions]
+                    for status in FLEET_STATUSES
+                },
             },
             "occupancy": {
                 "labels": list(Occupancy.LABELS.values()),
@@ -608,6 +623,7 @@ class CabinetAdmin(StaffScopedAdmin):
                 "announced": dashboard.parcels.announced,
                 "picked_up": dashboard.parcels.picked_up,
             },
+            "refresh_ms": _refresh_s(request) * 1000,
             "map": {
                 "url": reverse("admin:cabinets_fleet_map"),
                 "change_url": reverse("admin:cabinets_cabinet_change", args=[0]),
@@ -625,6 +641,7 @@ class CabinetAdmin(StaffScopedAdmin):
                 "charts": charts,
                 "alert_settings": {
                     "offline_min": settings.FLEET_ALERT_OFFLINE_AFTER_S // 60,
+                    "refresh_s": _refresh_s(request),
                     "door_min": settings.FLEET_ALERT_DOOR_OPEN_AFTER_S // 60,
                     "expiry_h": settings.FLEET_ALERT_PARCEL_EXPIRY_WITHIN_S // 3600,
                 },
@@ -635,7 +652,11 @@ class CabinetAdmin(StaffScopedAdmin):
     def map_view(self, request: HttpRequest) -> JsonResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return JsonResponse({"cabinets": map_points()})
+        try:
+            zoom, bbox = map_query_parse(request.GET)
+        except ApplicationError as exc:
+            return JsonResponse(exc.as_dict(), status=exc.status_code)
+        return JsonResponse(asdict(map_view_get(zoom=zoom, bbox=bbox)))
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
         if not (
@@ -662,16 +683,14 @@ class CabinetAdmin(StaffScopedAdmin):
                     text=upload.read().decode("utf-8-sig"),
                     actor=self._actor(request),
                     filename=upload.name,
+                    dry_run=form.cleaned_data["dry_run"],
                 )
             except UnicodeDecodeError:
                 form.add_error("file", "The file is not UTF-8 text.")
             except ApplicationError as exc:
                 form.add_error("file", exc.message)
             else:
-                errors_csv = "row,field,message\n" + "".join(
-                    f'{e.row},{e.field},"{e.message.replace(chr(34), chr(39))}"\n'
-                    for e in result.errors
-                )
+                errors_csv = import_errors_csv(result.errors)
                 context.update(
                     result=result,
                     errors_shown=result.errors[:500],
@@ -687,6 +706,11 @@ class CabinetAdmin(StaffScopedAdmin):
 
 class CabinetImportForm(forms.Form):
     file = forms.FileField(help_text="UTF-8 CSV with a header row.")
+    dry_run = forms.BooleanField(
+        required=False,
+        label="Dry run",
+        help_text="Check the file and count what it would change; store nothing.",
+    )
 
 
 # --- Compartments ----------------------------------------------------------------------------
@@ -1040,7 +1064,7 @@ ROLLOUT_OPERATIONS_BY_STATE: dict[str, tuple[str, ...]] = {
 
 
 @admin.register(Rollout)
-class RolloutAdmin(StaffScopedAdmin):
+class RolloutAdmin(RolloutLiveAdmin, StaffScopedAdmin):
     list_display = (
         "name",
         "kind",
@@ -1148,7 +1172,7 @@ class RolloutAdmin(StaffScopedAdmin):
         extra: dict[str, Any] = dict(extra_context or {})
         if rollout is not None:
             extra.update(
-                progress=rollout_progress(rollout),
+                **self.rollout_live_context(rollout),
                 events=RolloutEvent.objects.filter(rollout=rollout).order_by("-at", "-id")[:50],
                 operations=[
                     (op, ROLLOUT_OPERATIONS[op][0])
@@ -1179,6 +1203,8 @@ class RolloutAdmin(StaffScopedAdmin):
             or not self.has_change_permission(request, rollout)
         ):
             raise PermissionDenied
+        if operation == "abort" and request.POST.get("confirm") != "yes":
+            return self.abort_confirmation(request, rollout)
         label, service = ROLLOUT_OPERATIONS[operation]
         kwargs: dict[str, Any] = {"rollout_id": rollout.pk, "actor": self._actor(request)}
         if operation in ("pause", "abort"):
@@ -1213,9 +1239,21 @@ class RolloutAdmin(StaffScopedAdmin):
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
         self._bulk(request, queryset, "resume")
 
-    @admin.action(description=_("Abort"), permissions=["change"])
-    def abort_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
+    @admin.action(description=_("Abort (asks to confirm)"), permissions=["change"])
+    def abort_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> Any:
+        if not ConfirmForm(request.POST).is_valid():
+            return _selection_page(
+                request,
+                self,
+                queryset,
+                action="abort_selected",
+                title=f"Abort {queryset.count()} rollout(s)?",
+                form=ConfirmForm(),
+                warning="Cabinets not yet sent the version are cancelled; an aborted "
+                "rollout cannot be resumed.",
+            )
         self._bulk(request, queryset, "abort")
+        return None
 
 
 @admin.register(RolloutEvent)

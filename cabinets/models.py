@@ -10,7 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
-from core.actors import ActorFields
+from core.actors import ActorFields, event_row_str
 
 
 def validate_time_zone(value: str) -> None:
@@ -115,6 +115,15 @@ class CabinetEvent(ActorFields):
         verbose_name_plural = gettext_lazy("cabinet events")
         ordering = ["-at", "-id"]
 
+    def __str__(self) -> str:
+        return event_row_str(
+            f"cabinet {self.cabinet_id}",
+            from_label=self.get_from_state_display(),
+            to_label=self.get_to_state_display(),
+            at=self.at,
+            by=self.actor_label,
+        )
+
 
 class CompartmentSize(models.TextChoices):
     S = "S", "Small"
@@ -177,6 +186,8 @@ class Compartment(models.Model):
     door_state = models.CharField(
         max_length=8, choices=DoorState.choices, default=DoorState.UNKNOWN
     )
+    # When the door last changed state (door event, unlock result or telemetry), for the grid.
+    door_changed_at = models.DateTimeField(null=True, blank=True)
     # Consecutive unlocks that did not open the door; reset by a successful open.
     failed_open_count = models.PositiveSmallIntegerField(default=0)
 
@@ -229,6 +240,15 @@ class CompartmentEvent(ActorFields):
         verbose_name = gettext_lazy("compartment event")
         verbose_name_plural = gettext_lazy("compartment events")
         ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return event_row_str(
+            f"compartment {self.compartment_id}",
+            from_label=self.get_from_state_display(),
+            to_label=self.get_to_state_display(),
+            at=self.at,
+            by=self.actor_label,
+        )
 
 
 class CabinetCredential(ActorFields):
@@ -598,6 +618,15 @@ ROLLOUT_TARGET_TRANSITIONS: dict[str, frozenset[str]] = {
     RolloutTargetState.SUCCEEDED: frozenset(),
     RolloutTargetState.SKIPPED: frozenset(),
     RolloutTargetState.CANCELLED: frozenset(),
+}
+# A delivered target's state follows from its command's status: folded into the target on the
+# driver's tick (cabinets.rollouts.results), derived for the admin's live progress (selectors).
+COMMAND_TO_TARGET: dict[str, str] = {
+    CommandStatus.RECEIVED: RolloutTargetState.RECEIVED,
+    CommandStatus.SUCCEEDED: RolloutTargetState.SUCCEEDED,
+    CommandStatus.FAILED: RolloutTargetState.FAILED,
+    CommandStatus.REJECTED: RolloutTargetState.FAILED,
+    CommandStatus.EXPIRED: RolloutTargetState.TIMED_OUT,
 }
 ROLLOUT_TARGET_OPEN = (
     RolloutTargetState.SCHEDULED,

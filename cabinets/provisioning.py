@@ -61,6 +61,7 @@ class RowError:
     row: int  # line in the file, the header being line 1
     field: str
     message: str
+    serial: str = ""  # as written on the line (empty when the line has none)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class ImportResult:
     # Shown once to the operator; never stored.
     credentials: list[IssuedCredential] = field(default_factory=list)
     audit_id: int | None = None
+    dry_run: bool = False
 
     @property
     def error_rows(self) -> int:
@@ -116,14 +118,24 @@ def credentials_csv(credentials: Iterable[IssuedCredential]) -> str:
     return out.getvalue()
 
 
+def import_errors_csv(errors: Iterable[RowError]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["line", "serial", "field", "message"])
+    for error in errors:
+        writer.writerow([error.row, error.serial, error.field, error.message])
+    return out.getvalue()
+
+
 def _validate(
     line: int, raw: dict[str, str], zones: set[str]
 ) -> tuple[_Row | None, list[RowError]]:
     errors: list[RowError] = []
     values: dict[str, Any] = {}
+    written_serial = (raw.get("serial") or "").strip()[:64]
 
     def fail(name: str, message: str) -> None:
-        errors.append(RowError(line, name, message))
+        errors.append(RowError(line, name, message, serial=written_serial))
 
     for name in REQUIRED_COLUMNS:
         value = (raw.get(name) or "").strip()
@@ -200,8 +212,12 @@ def cabinets_import(
     actor: Actor,
     filename: str = "",
     progress: Progress | None = None,
+    dry_run: bool = False,
 ) -> ImportResult:
-    result = ImportResult()
+    """Upsert the file's cabinets. A dry run does all of it, counts and errors included, in
+    a transaction it then rolls back: nothing is stored, no credential issued or shown, no
+    audit row."""
+    result = ImportResult(dry_run=dry_run)
     zones = zoneinfo.available_timezones()
     rows: dict[str, _Row] = {}
     for line, raw in _read(text):
@@ -218,7 +234,7 @@ def cabinets_import(
         serial = row.values["serial"]
         if serial in rows:
             result.errors.append(
-                RowError(line, "serial", f"{serial} is already on line {rows[serial].line}")
+                RowError(line, "serial", f"{serial} is already on line {rows[serial].line}", serial)
             )
             continue
         rows[serial] = row
@@ -240,6 +256,9 @@ def cabinets_import(
             **actor.event_fields(),
         )
         result.audit_id = audit.pk
+        if dry_run:
+            transaction.set_rollback(True)
+            result.credentials, result.audit_id = [], None
     if progress and not good:
         progress(0, 0)
     return result
@@ -285,6 +304,7 @@ def _apply_chunk(chunk: list[_Row], *, result: ImportResult, actor: Actor) -> No
                         "would remove or resize existing compartments "
                         f"{', '.join(conflicts[:5])}{'…' if len(conflicts) > 5 else ''}; "
                         "change them in the admin",
+                        serial,
                     )
                 )
                 continue

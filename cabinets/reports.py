@@ -148,6 +148,11 @@ class CabinetReportHandler(Protocol):
         compartment."""
         ...
 
+    def tracking_numbers_in(self, compartment_ids: list[int]) -> dict[int, str]:
+        """The tracking number of the parcel in (or reserved for) each of these compartments
+        that holds one: what the admin's door grid shows."""
+        ...
+
 
 _handler: CabinetReportHandler | None = None
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -16,6 +17,7 @@ from cabinets.models import (
     CabinetState,
     CommandAction,
     Compartment,
+    DoorState,
     ServiceState,
 )
 from cabinets.reports import report_handler
@@ -190,3 +192,67 @@ def link_backlog(session: CabinetSession) -> LinkBacklog:
     and no write, in one thread hop after the authentication's."""
     state = Cabinet.objects.filter(pk=session.cabinet_id).values_list("state", flat=True).first()
     return LinkBacklog(state=state or "", pending=commands_to_deliver(session))
+
+
+@dataclass(frozen=True)
+class DoorRow:
+    """One door of the admin's door grid, as the JSON endpoint sends it."""
+
+    id: int
+    label: str
+    size: str
+    service_state: str
+    service_label: str
+    door_state: str
+    door_label: str
+    tracking_number: str | None
+    last_event_at: str | None
+    # An unlock sent and not finished yet: the grid says "opening".
+    opening: bool
+
+
+def cabinet_doors(*, cabinet_id: int) -> list[DoorRow]:
+    """Every compartment of a cabinet with its live state: three queries whatever its size.
+    The last event is the later of the last door change and the last service change."""
+    compartments = list(
+        Compartment.objects.filter(cabinet_id=cabinet_id)
+        .order_by("label")
+        .values(
+            "id",
+            "label",
+            "size",
+            "service_state",
+            "door_state",
+            "door_changed_at",
+            "service_changed_at",
+        )
+    )
+    held = report_handler().tracking_numbers_in([c["id"] for c in compartments])
+    opening = set(
+        CabinetCommand.objects.filter(
+            cabinet_id=cabinet_id,
+            action=CommandAction.UNLOCK,
+            status__in=COMMAND_OPEN_STATUSES,
+            expires_at__gt=timezone.now(),
+        ).values_list("compartment_id", flat=True)
+    )
+    return [
+        DoorRow(
+            id=c["id"],
+            label=c["label"],
+            size=c["size"],
+            service_state=c["service_state"],
+            service_label=ServiceState(c["service_state"]).label,
+            door_state=c["door_state"],
+            door_label=DoorState(c["door_state"]).label,
+            tracking_number=held.get(c["id"]),
+            last_event_at=_latest_iso(c["door_changed_at"], c["service_changed_at"]),
+            opening=c["id"] in opening,
+        )
+        for c in compartments
+    ]
+
+
+def _latest_iso(*moments: datetime | None) -> str | None:
+    known = [m for m in moments if m is not None]
+    return max(known).isoformat() if known else None

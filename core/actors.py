@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db import models
+from django.utils import timezone
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -50,3 +52,18 @@ class ActorFields(models.Model):
 
     class Meta:
         abstract = True
+
+
+def shown_time(at: datetime | None) -> str:
+    """An audit time as the admin shows it: local time with its zone, to the second."""
+    return f"{timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}" if at else "—"
+
+
+def event_row_str(
+    subject: str, *, from_label: str, to_label: str, at: datetime | None, by: str
+) -> str:
+    """How an audit row reads in the admin (history, deletes, links): what moved, from
+    where to where, when and by whom; never "ParcelEvent object (7)"."""
+    when = f", {shown_time(at)}" if at else ""
+    moved = f"{from_label} → {to_label}" if from_label else to_label
+    return f"{subject}: {moved}{when}{f', by {by}' if by else ''}"

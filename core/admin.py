@@ -23,6 +23,11 @@ SECRET_NAME_PARTS = ("hash", "secret", "password", "embedding", "encrypted", "to
 SECRET_NAMES = frozenset({"key", "data", "portrait", "session_data"})
 
 
+def figure(value: float | None, places: int = 3) -> str:
+    """A face distance, threshold or margin as people read it: 0.373, not 0.37310608403807977."""
+    return "—" if value is None else f"{value:.{places}f}"
+
+
 def lookup_is_secret(lookup: str) -> bool:
     return any(
         part in SECRET_NAMES or any(word in part for word in SECRET_NAME_PARTS)

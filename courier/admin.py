@@ -11,11 +11,13 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from core.actors import Actor
-from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
+from core.actors import Actor, shown_time
+from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin, figure
 from core.errors import ApplicationError
 from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_required
@@ -30,6 +32,7 @@ from courier.models import (
     Parcel,
     ParcelEvent,
 )
+from courier.selectors import parcel_attempts, parcel_release
 from courier.services.parcels import parcel_cancel, parcel_extend
 from courier.services.people import carrier_api_key_revoke, courier_pin_reset
 
@@ -168,14 +171,50 @@ class AccessAttemptAdmin(ReadOnlyEventAdmin):
         "purpose",
         "success",
         "outcome",
-        "distance",
-        "margin",
+        "distance_shown",
+        "margin_shown",
     )
     list_filter = ("method", "success", "outcome")
-    search_fields = ("=cabinet__serial",)
+    search_fields = ("=cabinet__serial", "=parcels__tracking_number")
     list_select_related = ("cabinet",)
+    # The face figures are shown rounded (core.admin.figure), never as raw floats.
+    exclude = ("distance", "second_distance", "threshold", "margin")
+    readonly_fields = (
+        "distance_shown",
+        "second_distance_shown",
+        "threshold_shown",
+        "margin_shown",
+        "parcels_shown",
+    )
     raw_id_fields = ("identity", "courier", "parcels")
     show_full_result_count = False
+
+    @admin.display(description="distance", ordering="distance")
+    def distance_shown(self, obj: AccessAttempt) -> str:
+        return figure(obj.distance)
+
+    @admin.display(description="second distance")
+    def second_distance_shown(self, obj: AccessAttempt) -> str:
+        return figure(obj.second_distance)
+
+    @admin.display(description="threshold")
+    def threshold_shown(self, obj: AccessAttempt) -> str:
+        return figure(obj.threshold)
+
+    @admin.display(description="margin", ordering="margin")
+    def margin_shown(self, obj: AccessAttempt) -> str:
+        return figure(obj.margin)
+
+    @admin.display(description="parcels")
+    def parcels_shown(self, obj: AccessAttempt) -> SafeString:
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:courier_parcel_change", args=[p.pk]), str(p))
+                for p in obj.parcels.select_related("carrier")
+            ),
+        ) or format_html("{}", "—")
 
 
 @admin.register(Notification)
@@ -229,8 +268,51 @@ class ParcelAdmin(StaffScopedAdmin):
         # Where a parcel is, whose it is and until when are the services' to change (deposit,
         # release, extension, expiry: each with its event row), so every field is shown and
         # none edited, fields added later included.
-        return tuple(
-            f.name for f in Parcel._meta.concrete_fields if f.name not in ("id", "pickup_code_hash")
+        return (
+            *(
+                f.name
+                for f in Parcel._meta.concrete_fields
+                if f.name not in ("id", "pickup_code_hash")
+            ),
+            "release_shown",
+            "attempts_shown",
+        )
+
+    @admin.display(description="taken out")
+    def release_shown(self, obj: Parcel) -> str:
+        release = parcel_release(parcel=obj)
+        if release is None:
+            return "—"
+        return (
+            f"{release.status_label} at {shown_time(release.at)}: compartment "
+            f"{release.compartment}, opened by {release.opened_by}"
+        )
+
+    @admin.display(description="access attempts")
+    def attempts_shown(self, obj: Parcel) -> SafeString:
+        attempts = parcel_attempts(parcel=obj)
+        if not attempts:
+            return format_html("{}", "none")
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td>' + "<td>{}</td>" * 5 + "</tr>",
+            (
+                (
+                    reverse("admin:courier_accessattempt_change", args=[a.pk]),
+                    shown_time(a.at),
+                    a.cabinet.serial,
+                    a.get_method_display(),
+                    "yes" if a.success else "no",
+                    a.outcome,
+                    figure(a.distance),
+                )
+                for a in attempts
+            ),
+        )
+        return format_html(
+            '<table id="parcel-attempts"><thead><tr><th>when</th><th>cabinet</th><th>method</th>'
+            "<th>opened</th><th>outcome</th><th>distance</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
         )
 
     def change_view(

@@ -160,6 +160,12 @@ class ParcelFlows:
             "compartment_id"
         )
 
+    def tracking_numbers_in(self, compartment_ids: list[int]) -> dict[int, str]:
+        rows = Parcel.objects.filter(
+            PARCEL_HOLDS_COMPARTMENT, compartment_id__in=compartment_ids
+        ).values_list("compartment_id", "tracking_number")
+        return {compartment_id: number for compartment_id, number in rows}
+
 
 def _face_unavailable(cabinet_id: int, event_id: str) -> None:
     answer_then_open(

@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
 from cabinets.models import CompartmentSize
-from core.actors import ActorFields
+from core.actors import ActorFields, event_row_str
 
 
 class Carrier(models.Model):
@@ -217,6 +217,9 @@ class Parcel(models.Model):
             # The fleet dashboard counts parcels announced and picked up per day.
             models.Index(fields=["created_at"]),
             models.Index(fields=["picked_up_at"]),
+            # The admin lists parcels newest first (-id) filtered by status: without it, the
+            # ready parcels among a million are found by walking the primary key.
+            models.Index(fields=["status", "id"], name="parcel_status_id_idx"),
         ]
 
     def __str__(self) -> str:
@@ -237,6 +240,15 @@ class ParcelEvent(ActorFields):
         verbose_name = gettext_lazy("parcel event")
         verbose_name_plural = gettext_lazy("parcel events")
         ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return event_row_str(
+            f"parcel {self.parcel_id}",
+            from_label=self.get_from_status_display() if self.from_status else "",
+            to_label=self.get_to_status_display(),
+            at=self.at,
+            by=self.actor_label,
+        )
 
 
 class CarrierStaff(models.Model):

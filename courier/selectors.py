@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, F, Max, Q, QuerySet
@@ -178,3 +179,48 @@ def compartment_use(*, compartment_id: int) -> str:
     if status is None:
         return "free"
     return "reserved" if status == ParcelStatus.ANNOUNCED else "occupied"
+
+
+# The statuses a parcel reaches when its door closed after an authorised opening.
+RELEASED_STATUSES = (ParcelStatus.PICKED_UP, ParcelStatus.RETURNED, ParcelStatus.COLLECTED)
+
+
+@dataclass(frozen=True)
+class ParcelRelease:
+    """How a parcel left its compartment, derived from what was recorded then (the release's
+    event row and the access attempt that opened the door), never stored a second time."""
+
+    status_label: str
+    at: datetime | None
+    compartment: str  # "SH-XH-0001/A03"
+    opened_by: str  # the attempt's method ("Face scan", "Pickup code", "Courier login")
+    attempt: AccessAttempt | None
+
+
+def parcel_release(*, parcel: Parcel) -> ParcelRelease | None:
+    if parcel.status not in RELEASED_STATUSES:
+        return None
+    event = parcel.events.filter(to_status=parcel.status).order_by("-at", "-id").first()
+    label = str((event.data or {}).get("compartment", "")) if event else ""
+    if not label and parcel.compartment is not None:
+        label = parcel.compartment.label
+    attempt = (
+        parcel.access_attempts.filter(success=True)
+        .select_related("cabinet")
+        .order_by("-at", "-id")
+        .first()
+    )
+    return ParcelRelease(
+        status_label=parcel.get_status_display(),
+        at=event.at if event else None,
+        compartment=f"{parcel.cabinet.serial}/{label or '?'}",
+        opened_by=attempt.get_method_display()
+        if attempt
+        else "no access attempt recorded (a remote open?)",
+        attempt=attempt,
+    )
+
+
+def parcel_attempts(*, parcel: Parcel, limit: int = 20) -> list[AccessAttempt]:
+    """The attempts at a cabinet that concerned this parcel, newest first."""
+    return list(parcel.access_attempts.select_related("cabinet").order_by("-at", "-id")[:limit])

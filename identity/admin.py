@@ -12,19 +12,22 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from core.actors import Actor
-from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
+from core.actors import Actor, shown_time
+from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin, figure
 from identity import services
 from identity.models import (
     BiometricConsent,
+    ConsentStatus,
     EnrollmentEvent,
     EnrollmentPhoto,
+    EnrollmentStatus,
     FaceEnrollment,
     FaceTemplate,
     Identity,
     OneTimeCode,
     RealIdCheck,
 )
+from identity.selectors import consent_latest, enrollment_overview
 
 
 class ReadOnlyAdmin(StaffScopedAdmin):
@@ -53,8 +56,33 @@ class IdentityAdmin(FaceDataActions):
     raw_id_fields = ("user",)
     # The ID-number hash is a secret-derived value; it is never shown.
     exclude = ("id_number_hash",)
-    readonly_fields = ("real_name_verified_at", "created_at")
+    readonly_fields = ("consent_shown", "enrollment_shown", "real_name_verified_at", "created_at")
     actions = ["delete_face_data", "withdraw_consent"]
+
+    @admin.display(description="biometric consent")
+    def consent_shown(self, obj: Identity) -> str:
+        if obj.pk is None:
+            return "—"
+        consent = consent_latest(identity=obj)
+        if consent is None:
+            return "never given (face pickup off; the pickup code works)"
+        if consent.status == ConsentStatus.GIVEN:
+            given = shown_time(consent.given_at)
+            return f"given {given} (policy {consent.policy_version}, {consent.source})"
+        return (
+            f"withdrawn {shown_time(consent.withdrawn_at)} (given {shown_time(consent.given_at)})"
+        )
+
+    @admin.display(description="face enrollment")
+    def enrollment_shown(self, obj: Identity) -> str:
+        if obj.pk is None:
+            return "—"
+        overview = enrollment_overview(identity=obj)
+        if overview.status == "none":
+            return "not enrolled"
+        label = EnrollmentStatus(overview.status).label
+        pending = f", {overview.pending} photo(s) being checked" if overview.pending else ""
+        return f"{label}: {overview.templates} usable face template(s){pending}"
 
     @admin.action(
         description=_("Delete face data (templates and photos) now"),
@@ -188,14 +216,21 @@ class OneTimeCodeAdmin(ReadOnlyAdmin):
 
 @admin.register(RealIdCheck)
 class RealIdCheckAdmin(ReadOnlyAdmin):
-    list_display = ("identity", "decision", "distance", "threshold", "created_at", "decided_at")
+    list_display = (
+        "identity",
+        "decision",
+        "distance_shown",
+        "threshold_shown",
+        "created_at",
+        "decided_at",
+    )
     list_filter = ("decision",)
     search_fields = ("identity__phone", "identity__name")
     fields = (
         "identity",
         "decision",
-        "distance",
-        "threshold",
+        "distance_shown",
+        "threshold_shown",
         "refusal_code",
         "refusal_message",
         "created_at",
@@ -205,3 +240,11 @@ class RealIdCheckAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RealIdCheck]:
         return super().get_queryset(request).defer("portrait")
+
+    @admin.display(description="distance", ordering="distance")
+    def distance_shown(self, obj: RealIdCheck) -> str:
+        return figure(obj.distance)
+
+    @admin.display(description="threshold")
+    def threshold_shown(self, obj: RealIdCheck) -> str:
+        return figure(obj.threshold)

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
-from core.actors import ActorFields
+from core.actors import ActorFields, event_row_str
 
 phone_validator = RegexValidator(
     r"^\+[1-9]\d{6,14}$", "Enter the phone number in international form, e.g. +8613800138000."
@@ -207,6 +207,15 @@ class EnrollmentEvent(ActorFields):
         verbose_name = gettext_lazy("enrollment event")
         verbose_name_plural = gettext_lazy("enrollment events")
         ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return event_row_str(
+            f"enrollment {self.enrollment_id}",
+            from_label=self.get_from_status_display() if self.from_status else "",
+            to_label=self.get_to_status_display(),
+            at=self.at,
+            by=self.actor_label,
+        )
 
 
 class PhotoStatus(models.TextChoices):

@@ -68,6 +68,11 @@ def consent_current(*, identity: Identity) -> BiometricConsent | None:
     return identity.consents.filter(status=ConsentStatus.GIVEN).first()
 
 
+def consent_latest(*, identity: Identity) -> BiometricConsent | None:
+    """The person's latest consent, given or withdrawn: what their admin page says."""
+    return identity.consents.order_by("-given_at", "-pk").first()
+
+
 def enrollment_current(*, identity: Identity) -> FaceEnrollment | None:
     return identity.enrollments.filter(status__in=ENROLLMENT_OPEN_STATUSES).first()
 

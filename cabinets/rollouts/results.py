@@ -9,23 +9,15 @@ from django.utils import timezone
 
 from cabinets.models import (
     COMMAND_OPEN_STATUSES,
+    COMMAND_TO_TARGET,
     ROLLOUT_KIND_VERSION_FIELD,
     Cabinet,
     CabinetCommand,
-    CommandStatus,
     Rollout,
     RolloutTarget,
     RolloutTargetState,
 )
 from cabinets.rollouts.transitions import target_sources
-
-COMMAND_TO_TARGET: dict[str, str] = {
-    CommandStatus.RECEIVED: RolloutTargetState.RECEIVED,
-    CommandStatus.SUCCEEDED: RolloutTargetState.SUCCEEDED,
-    CommandStatus.FAILED: RolloutTargetState.FAILED,
-    CommandStatus.REJECTED: RolloutTargetState.FAILED,
-    CommandStatus.EXPIRED: RolloutTargetState.TIMED_OUT,
-}
 
 
 def rollout_command_finished(*, command: CabinetCommand) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Case, CharField, Count, F, Value, When
+from django.utils import timezone
 
 from cabinets.models import (
+    COMMAND_OPEN_STATUSES,
+    COMMAND_TO_TARGET,
     ROLLOUT_TARGET_OPEN,
     Cabinet,
     CabinetState,
@@ -19,6 +22,7 @@ from cabinets.models import (
     RolloutWave,
     RolloutWaveState,
 )
+from cabinets.rollouts.plans import wave_sizes
 
 # Cabinets in these states receive rollouts; provisioning and retired ones do not.
 TARGETABLE_STATES = (CabinetState.ACTIVE, CabinetState.MAINTENANCE)
@@ -40,6 +44,10 @@ class WaveCounts:
     by_state: dict[str, int] = field(default_factory=dict)
 
     def __getitem__(self, state: str) -> int:
+        # Only target states are keys: Django templates try `counts[name]` before
+        # `counts.name`, and answering 0 for every name hid `counts.by_state` and `counts.total`.
+        if state not in RolloutTargetState.values:
+            raise KeyError(state)
         return self.by_state.get(state, 0)
 
     @property
@@ -58,6 +66,12 @@ class WaveCounts:
     def finished(self) -> int:
         """Deliveries with an outcome; skipped and cancelled cabinets are not a sample."""
         return self[RolloutTargetState.SUCCEEDED] + self.errors
+
+    @property
+    def delivered(self) -> int:
+        """Cabinets this wave is done with: an outcome, or already at the version. Cancelled
+        ones (an abort) never got it and are not done."""
+        return self.finished + self[RolloutTargetState.SKIPPED]
 
     @property
     def attempted(self) -> int:
@@ -119,20 +133,78 @@ class WaveProgress:
 
     @property
     def done_pct(self) -> float:
+        """Share of the wave's cabinets delivered; cancelled ones count against it, so an
+        aborted wave never reads 100%."""
         total = self.counts.total
-        return 100.0 * (total - self.counts.open) / total if total else 0.0
+        return 100.0 * self.counts.delivered / total if total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.wave.number,
+            "spec": self.wave.spec,
+            "size": self.wave.size,
+            "state": self.wave.state,
+            "state_label": self.wave.get_state_display(),
+            "counts": {state: self.counts[state] for state in RolloutTargetState.values},
+            "total": self.counts.total,
+            "done_pct": round(self.done_pct, 1),
+        }
+
+
+# Where a target with a command stands follows from its command's status: the target's own
+# state is folded from the command on the driver's tick and may lag (receipts are folded in
+# bulk). States the rollout itself decides (scheduled, skipped, cancelled) stand as stored.
+_ROLLOUT_DECIDES = (
+    RolloutTargetState.SCHEDULED,
+    RolloutTargetState.SKIPPED,
+    RolloutTargetState.CANCELLED,
+)
+
+
+def _target_state_from_command() -> Case:
+    now = timezone.now()
+    return Case(
+        When(state__in=_ROLLOUT_DECIDES, then=F("state")),
+        When(command__isnull=True, then=F("state")),
+        When(
+            command__status__in=COMMAND_OPEN_STATUSES,
+            command__expires_at__lte=now,
+            then=Value(RolloutTargetState.TIMED_OUT),
+        ),
+        *(
+            When(command__status=command_status, then=Value(target_state))
+            for command_status, target_state in COMMAND_TO_TARGET.items()
+        ),
+        default=Value(RolloutTargetState.SENT),
+        output_field=CharField(),
+    )
 
 
 def rollout_progress(rollout: Rollout) -> list[WaveProgress]:
-    """Per-wave counts of target states: two queries, whatever the size of the rollout."""
+    """Per-wave counts of target states, derived from the commands' states: two queries,
+    whatever the size of the rollout. The counts of a wave add up to its size."""
     waves = list(RolloutWave.objects.filter(rollout=rollout).order_by("number"))
     rows = (
         RolloutTarget.objects.filter(rollout=rollout)
-        .values("wave_id", "state")
+        .annotate(shown=_target_state_from_command())
+        .values("wave_id", "shown")
         .annotate(n=Count("id"))
         .order_by()
     )
     by_wave: dict[int, dict[str, int]] = {}
     for row in rows:
-        by_wave.setdefault(row["wave_id"], {})[row["state"]] = row["n"]
+        by_wave.setdefault(row["wave_id"], {})[row["shown"]] = row["n"]
     return [WaveProgress(wave=w, counts=WaveCounts(by_wave.get(w.pk, {}))) for w in waves]
+
+
+@dataclass(frozen=True)
+class TargetPreview:
+    """What Start would reach, before the worker plans the waves."""
+
+    total: int
+    wave_sizes: list[int]
+
+
+def rollout_target_preview(rollout: Rollout) -> TargetPreview:
+    total = rollout_target_queryset(rollout).count()
+    return TargetPreview(total=total, wave_sizes=wave_sizes(list(rollout.wave_plan), total))

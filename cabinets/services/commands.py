@@ -237,14 +237,16 @@ def command_result_record(
 def _unlock_outcome(command: CabinetCommand, *, opened: bool, door: str | None) -> None:
     assert command.compartment_id is not None
     compartment = compartment_lock(compartment_id=command.compartment_id)
-    if door in DoorState.values:
+    if door in DoorState.values and door != compartment.door_state:
         compartment.door_state = door
+        compartment.door_changed_at = timezone.now()
+    fields = ["door_state", "door_changed_at", "failed_open_count"]
     if opened:
         compartment.failed_open_count = 0
-        compartment.save(update_fields=["door_state", "failed_open_count"])
+        compartment.save(update_fields=fields)
         return
     compartment.failed_open_count += 1
-    compartment.save(update_fields=["door_state", "failed_open_count"])
+    compartment.save(update_fields=fields)
     if (
         compartment.failed_open_count >= settings.CABINET_MAX_FAILED_OPENS
         and compartment.service_state == ServiceState.IN_SERVICE

@@ -35,7 +35,7 @@ def cabinet_telemetry_record(*, cabinet_id: int, telemetry: dict[str, Any]) -> N
             if labels:
                 Compartment.objects.filter(cabinet_id=cabinet_id, label__in=labels).exclude(
                     door_state=door_state
-                ).update(door_state=door_state)
+                ).update(door_state=door_state, door_changed_at=now)
 
 
 def _stale(stored_at: datetime | None, state: str, *, seen_at: float, resolution: float) -> bool:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from cabinet_agent import protocol
 from cabinets.locks import compartment_lock_by_label
@@ -113,7 +114,8 @@ def door_event_apply(*, cabinet_id: int, label: str, event: str, at: datetime | 
     if compartment is None:
         raise ApplicationError(f"no compartment {label!r} here", code="unknown_compartment")
     compartment.door_state = DOOR_EVENT_STATE[event]
-    compartment.save(update_fields=["door_state"])
+    compartment.door_changed_at = timezone.now()
+    compartment.save(update_fields=["door_state", "door_changed_at"])
     if event == "forced":
         logger.warning("door forced open: cabinet %s compartment %s", cabinet_id, label)
     report_handler().door_event(

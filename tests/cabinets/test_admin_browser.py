@@ -16,6 +16,7 @@ from cabinets.models import CabinetState, ConnectionState, Rollout, RolloutState
 from cabinets.rollouts.services import rollout_create
 from core.actors import Actor
 from tests.factories import CabinetFactory, CompartmentFactory, ParcelFactory, StaffUserFactory
+from tests.live.wait import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -79,6 +80,21 @@ def login(page: Any, live_server: Any) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_url(f"{live_server.url}/admin/")
+
+
+def logged_in_page(
+    browser: Any, server: Any, path: str, *, ready: str, height: int = 900
+) -> tuple[Any, list[str]]:
+    """A staff page open after login, its script ready (`ready` is a JS condition), marked so
+    that a reload would show (`window.sameDocument`); and the page's script errors."""
+    page = browser.new_page(viewport={"width": 1440, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, server)
+    page.goto(f"{server.url}{path}")
+    page.wait_for_function(ready, timeout=15_000)
+    page.evaluate("window.sameDocument = true")
+    return page, errors
 
 
 def test_the_dashboard_draws_its_map_and_charts(live_server, fleet, browser) -> None:  # type: ignore[no-untyped-def]
@@ -236,3 +252,194 @@ def test_a_deposited_parcel_cannot_be_moved_from_its_change_form(
     assert str(compartment.label) in page.inner_text("#parcel_form")
     page.screenshot(path=str(ARTIFACTS / "parcel-read-only.png"), full_page=True)
     assert Parcel.objects.get(pk=parcel.pk).compartment_id == compartment.pk
+
+
+def test_the_door_grid_opens_a_door_and_shows_it_open_without_reload(
+    browser, live_server, fleet
+) -> None:  # type: ignore[no-untyped-def]
+    from django.db import transaction
+
+    from cabinets.models import CabinetCommand, CommandStatus, DoorState
+    from cabinets.services.commands import command_receipt_record, command_result_record
+    from cabinets.services.messages import door_event_apply
+
+    cabinet = CabinetFactory(serial="GRID-0001", connection_state=ConnectionState.ONLINE)
+    for label in ("A01", "A02", "A03"):
+        CompartmentFactory(cabinet=cabinet, label=label, door_state=DoorState.CLOSED)
+    page, errors = logged_in_page(
+        browser,
+        live_server,
+        f"/admin/cabinets/cabinet/{cabinet.pk}/change/",
+        ready="window.doorGrid && window.doorGrid.ready",
+    )
+    assert page.inner_text("#door-A02 .door-state") == "Closed"
+
+    page.click("#door-A02 button.door-open-button")
+    page.click("#door-open-confirm")  # no reason yet: refused on the page
+    assert page.inner_text("#door-open-error") == "Say why the door is opened."
+    assert not CabinetCommand.objects.exists()
+    page.fill("#door-open-reason", "recipient locked out, called support")
+    page.click("#door-open-confirm")
+    command = eventually(
+        lambda: CabinetCommand.objects.filter(compartment__label="A02").first(), "the unlock"
+    )
+    assert command.reason == "recipient locked out, called support"
+    page.wait_for_function(
+        "document.querySelector('#door-A02 .door-state').textContent === 'Opening…'",
+        timeout=15_000,
+    )
+
+    # The cabinet acknowledges, opens the door and reports it (the link's own services).
+    command_receipt_record(cabinet_id=cabinet.pk, command_id=str(command.pk))
+    command_result_record(
+        cabinet_id=cabinet.pk,
+        command_id=str(command.pk),
+        status="succeeded",
+        door="open",
+        detail="",
+    )
+    with transaction.atomic():
+        door_event_apply(cabinet_id=cabinet.pk, label="A02", event="opened", at=None)
+    assert CabinetCommand.objects.get().status == CommandStatus.SUCCEEDED
+
+    page.wait_for_function(
+        "document.querySelector('#door-A02').dataset.door === 'open'", timeout=15_000
+    )
+    assert page.inner_text("#door-A02 .door-state") == "Open"
+    assert page.inner_text("#door-A01 .door-state") == "Closed"
+    assert page.evaluate("window.sameDocument") is True  # no reload
+    page.screenshot(path=str(ARTIFACTS / "door-grid.png"), full_page=True)
+    assert errors == []
+
+
+def test_the_rollout_page_shows_the_real_counts_while_a_simulated_fleet_runs_it(
+    browser, asgi_server_process
+) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from cabinets.models import RolloutTarget
+    from cabinets.rollouts.driver import rollout_advance
+    from cabinets.services.simulation import simulated_fleet_provision
+    from tests.live.fleet import AgentFleet, fleet_labels
+
+    StaffUserFactory(username="ops", password=PASSWORD)
+    issued = simulated_fleet_provision(
+        prefix="ROLL-", count=12, create=True, actor=Actor.system("test")
+    )
+    fleet = AgentFleet(
+        issued=issued,
+        url=asgi_server_process.ws_url,
+        labels=fleet_labels(i.cabinet_id for i in issued),
+    )
+    fleet.start()
+    try:
+        eventually(lambda: fleet.connected() == 12, "12 simulated cabinets connected")
+        rollout = rollout_create(
+            name="firmware 3.0",
+            kind="firmware",
+            version="3.0.0",
+            wave_plan="4,100%",
+            min_sample=4,
+            actor=Actor.system("test"),
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        login(page, asgi_server_process)
+        page.goto(f"{asgi_server_process.url}/admin/cabinets/rollout/{rollout.pk}/change/")
+        assert page.inner_text("#rollout-target-count") == "12"  # known before Start
+
+        page.click("#rollout-start")  # the server plans and sends wave 1 (eager worker)
+        page.wait_for_selector("#rollout-pause")
+        page.evaluate("window.sameDocument = true")
+
+        def wave_cells(wave: int) -> dict[str, str]:
+            return page.evaluate(
+                """n => Object.fromEntries([...document.querySelectorAll(
+                    `#rollout-waves tr[data-wave="${n}"] [data-state]`)]
+                    .map(td => [td.dataset.state, td.textContent.trim()]))""",
+                wave,
+            )
+
+        # The four cabinets of wave 1 install the version and report; the page follows.
+        eventually(
+            lambda: RolloutTarget.objects.filter(rollout=rollout, state="succeeded").count() == 4,
+            "wave 1 to succeed",
+            within_s=60,
+        )
+        page.wait_for_function(
+            """() => document.querySelector('#rollout-waves tr[data-wave="1"] '
+                + '[data-state="succeeded"]').textContent === '4'""",
+            timeout=20_000,
+        )
+        first, second = wave_cells(1), wave_cells(2)
+        assert (first["succeeded"], first["total"], first["done"]) == ("4", "4", "100%")
+        assert (second["scheduled"], second["total"], second["done"]) == ("8", "8", "0%")
+        page.screenshot(path=str(ARTIFACTS / "rollout-live.png"), full_page=True)
+
+        # Ticks, as beat would, until the rollout completes; the page shows it without reload.
+        # In a thread of its own: Playwright's loop runs in this one, and pushing to the
+        # cabinets (async_to_sync) refuses a thread with a running loop.
+        def tick() -> None:
+            try:
+                rollout_advance(rollout_id=rollout.pk)
+            finally:
+                connection.close()
+
+        def completed() -> bool:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pool.submit(tick).result()
+            rollout.refresh_from_db()
+            return rollout.state == RolloutState.COMPLETED
+
+        eventually(completed, "the rollout to complete", within_s=90, interval_s=0.5)
+        page.wait_for_function(
+            "document.getElementById('rollout-state').textContent === 'Completed'",
+            timeout=20_000,
+        )
+        assert page.inner_text('#rollout-totals [data-state="succeeded"]') == "12"
+        assert wave_cells(2)["succeeded"] == "8" and wave_cells(2)["done"] == "100%"
+        assert page.is_visible("#rollout-state-changed")
+        assert page.evaluate("window.sameDocument") is True
+        assert errors == []
+    finally:
+        fleet.stop()
+
+
+def test_the_dashboard_refreshes_itself_and_clusters_the_map_at_fleet_scale(
+    live_server, fleet, browser, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from cabinets import dashboard as dashboard_module
+
+    # The live server runs in this process: four cabinets stand for a fleet.
+    monkeypatch.setattr(dashboard_module, "MAP_POINTS_MAX", 2)
+    page, errors = logged_in_page(
+        browser,
+        live_server,
+        "/admin/cabinets/cabinet/dashboard/?refresh=2",
+        ready="window.fleetDashboard && window.fleetDashboard.ready",
+        height=1800,
+    )
+
+    assert page.evaluate("window.fleetDashboard.mapMode") == "clusters"
+    numbers = [int(n) for n in page.locator(".fleet-cluster").all_inner_texts()]
+    assert sum(numbers) == 4 and page.evaluate("window.fleetDashboard.markerCount") == 4
+    ticks = page.evaluate(
+        """() => ['chart-regions', 'chart-parcels'].flatMap(id =>
+            window.fleetDashboard.charts[id].scales.y.ticks.map(t => t.value))"""
+    )
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert page.inner_text("#kpi-never") == "0"
+
+    CabinetFactory(serial="NEVER-0001", connection_state=ConnectionState.NEVER)
+    page.wait_for_function(
+        "document.getElementById('kpi-never').textContent === '1'", timeout=20_000
+    )
+    assert "NEVER-0001" in page.inner_text("#alert-never-connected")
+    assert page.inner_text("#kpi-total") == "5"
+    assert "As of" in page.inner_text("#fleet-as-of")
+    assert page.evaluate("window.sameDocument") is True
+    page.screenshot(path=str(ARTIFACTS / "fleet-dashboard-clusters.png"), full_page=True)
+    assert errors == []

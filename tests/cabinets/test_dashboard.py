@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -11,8 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from cabinets import dashboard as dashboard_module
 from cabinets.dashboard import dashboard_get, map_points
 from cabinets.models import (
+    Cabinet,
     CabinetMessage,
     CabinetState,
     ConnectionState,
@@ -146,3 +150,86 @@ def test_the_dashboard_is_linked_from_the_admin_index(admin_client) -> None:  # 
     page = admin_client.get(reverse("admin:cabinets_fleet_dashboard")).content.decode()
     assert "vendor/leaflet/leaflet.js" in page and "vendor/chartjs/chart.umd.min.js" in page
     assert "cdn" not in page.lower() and 'id="fleet-map"' in page
+
+
+def test_every_cabinet_is_counted_once_and_never_connected_ones_apart(admin_client) -> None:  # type: ignore[no-untyped-def]
+    CabinetFactory(region="Zhejiang", connection_state=ConnectionState.ONLINE)
+    CabinetFactory(region="Zhejiang", connection_state=ConnectionState.OFFLINE)
+    CabinetFactory(region="Zhejiang", connection_state=ConnectionState.NEVER)
+    CabinetFactory(region="Zhejiang", state=CabinetState.MAINTENANCE)
+    CabinetFactory(
+        region="Zhejiang", state=CabinetState.PROVISIONING, connection_state=ConnectionState.NEVER
+    )
+    CabinetFactory(region="Zhejiang", state=CabinetState.RETIRED)
+
+    dashboard = dashboard_get()
+
+    (row,) = dashboard.regions
+    assert (row.online, row.offline, row.never, row.maintenance, row.provisioning) == (
+        1,
+        1,
+        1,
+        1,
+        1,
+    )
+    parts = ("online", "offline", "never", "maintenance", "provisioning")
+    assert sum(dashboard.totals[k] for k in parts) == dashboard.totals["total"] == 5
+    page = admin_client.get(reverse("admin:cabinets_fleet_dashboard")).content.decode()
+    assert 'id="kpi-offline">1<' in page and 'id="kpi-never">1<' in page
+    assert 'id="kpi-provisioning">1<' in page and 'id="kpi-total">5<' in page
+    charts = json.loads(re.search(r'id="fleet-data"[^>]*>(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
+    assert {k: charts["regions"][k] for k in parts} == {k: [1] for k in parts}
+
+
+def test_active_cabinets_that_never_connected_raise_an_alert() -> None:
+    never = CabinetFactory(connection_state=ConnectionState.NEVER)
+    CabinetFactory(state=CabinetState.PROVISIONING, connection_state=ConnectionState.NEVER)
+    CabinetFactory(connection_state=ConnectionState.ONLINE)
+    alert = dashboard_get().never_connected
+    assert (alert.count, [c.pk for c in alert.rows]) == (1, [never.pk])
+
+
+def test_the_page_says_as_of_when_and_refreshes_itself(admin_client) -> None:  # type: ignore[no-untyped-def]
+    page = admin_client.get(reverse("admin:cabinets_fleet_dashboard") + "?refresh=abc")
+    text = page.content.decode()
+    assert page.status_code == 200 and 'id="fleet-as-of"' in text
+    assert "refreshes itself every 30 s" in text
+    fast = admin_client.get(reverse("admin:cabinets_fleet_dashboard") + "?refresh=1")
+    assert "refreshes itself every 2 s" in fast.content.decode()  # clamped
+
+
+def map_of(client, **query: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    response = client.get(reverse("admin:cabinets_fleet_map"), query)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_the_map_sends_points_when_few_and_grid_clusters_at_fleet_scale(
+    admin_client, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    bulk_fleet(300, compartments=0, prefix="M")  # lat 30-32, lng 120-126
+    few = map_of(admin_client, zoom="5")
+    assert few["mode"] == "points" and len(few["points"]) == few["total"] == 300
+
+    monkeypatch.setattr(dashboard_module, "MAP_POINTS_MAX", 50)
+    coarse = map_of(admin_client, zoom="4")
+    fine = map_of(admin_client, zoom="9")
+    assert coarse["mode"] == fine["mode"] == "clusters"
+    for view in (coarse, fine):
+        assert sum(c[2] for c in view["clusters"]) == 300
+        assert all(sum(c[3].values()) == c[2] for c in view["clusters"])
+    assert len(coarse["clusters"]) < len(fine["clusters"]) <= 300
+
+    inside = map_of(admin_client, zoom="9", bbox="29.9,119.9,31.0,121.0")
+    expected = Cabinet.objects.filter(
+        latitude__gte=29.9, latitude__lte=31.0, longitude__gte=119.9, longitude__lte=121.0
+    ).count()
+    assert 0 < inside["total"] == expected < 300
+
+
+def test_a_bad_map_query_is_a_clear_400(admin_client) -> None:  # type: ignore[no-untyped-def]
+    for query in ({"zoom": "x"}, {"bbox": "1,2,3"}, {"bbox": "5,0,1,1"}, {"bbox": "a,b,c,d"}):
+        response = admin_client.get(reverse("admin:cabinets_fleet_map"), query)
+        assert response.status_code == 400, query
+        assert response.json()["error"] == "invalid_map_query"
+        assert set(response.json()) == {"error", "message", "details"}

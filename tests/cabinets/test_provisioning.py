@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -65,11 +66,11 @@ def test_good_rows_are_applied_and_bad_rows_reported_per_row() -> None:
 
     assert (result.rows, result.created, result.error_rows) == (6, 2, 4)
     assert result.errors == [
-        RowError(3, "latitude", "is not a number"),
-        RowError(4, "time_zone", "'Mars/Base' is not a known IANA time zone"),
-        RowError(4, "compartments", "'Q:1' is not SIZE:COUNT with SIZE one of S, M, L"),
-        RowError(5, "name", "is required"),
-        RowError(6, "serial", "ZJ-0001 is already on line 2"),
+        RowError(3, "latitude", "is not a number", "ZJ-0002"),
+        RowError(4, "time_zone", "'Mars/Base' is not a known IANA time zone", "ZJ-0003"),
+        RowError(4, "compartments", "'Q:1' is not SIZE:COUNT with SIZE one of S, M, L", "ZJ-0003"),
+        RowError(5, "name", "is required", "ZJ-0004"),
+        RowError(6, "serial", "ZJ-0001 is already on line 2", "ZJ-0001"),
     ]
     assert set(Cabinet.objects.values_list("serial", flat=True)) == {"ZJ-0001", "ZJ-0005"}
     cabinet = Cabinet.objects.get(serial="ZJ-0005")
@@ -143,7 +144,7 @@ def test_the_command_writes_credentials_once_with_a_progress_bar(tmp_path: Path,
     call_command("import_cabinets", str(source), "--credentials-out", str(out))
     captured = capsys.readouterr()
     assert "100% 1/1" in captured.err
-    assert "line 3: latitude: is not a number" in captured.err
+    assert "line 3 (ZJ-0002): latitude: is not a number" in captured.err
     assert out.stat().st_mode & 0o777 == 0o600
     lines = out.read_text().splitlines()
     assert lines[0] == "serial,credential,signing_key_hex" and lines[1].startswith("ZJ-0001,")
@@ -173,4 +174,43 @@ def test_a_file_without_the_required_columns_is_refused(admin_client) -> None:  
     upload = SimpleUploadedFile("x.csv", b"serial,name\nA,B\n")
     response = admin_client.post(reverse("admin:cabinets_cabinet_import"), {"file": upload})
     assert "has no column address" in response.content.decode()
+    assert not Cabinet.objects.exists()
+
+
+def test_a_dry_run_counts_and_reports_but_stores_nothing() -> None:
+    cabinets_import(text=HEADER + row("ZJ-0001"), actor=ACTOR)
+    text = HEADER + row("ZJ-0001", name="Renamed") + row("ZJ-0002") + row("ZJ-0003", latitude="x")
+    credentials, audits = CabinetCredential.objects.count(), CabinetImport.objects.count()
+
+    trial = cabinets_import(text=text, actor=ACTOR, dry_run=True)
+
+    assert (trial.dry_run, trial.created, trial.updated, trial.error_rows) == (True, 1, 1, 1)
+    assert trial.errors == [RowError(4, "latitude", "is not a number", "ZJ-0003")]
+    assert trial.credentials == [] and trial.audit_id is None
+    assert set(Cabinet.objects.values_list("serial", "name")) == {("ZJ-0001", "Cabinet ZJ-0001")}
+    assert CabinetCredential.objects.count() == credentials
+    assert CabinetImport.objects.count() == audits
+
+
+def test_the_admin_dry_run_and_errors_name_the_serial(admin_client) -> None:  # type: ignore[no-untyped-def]
+    upload = SimpleUploadedFile(
+        "fleet.csv", (HEADER + row("ZJ-0001") + row("ZJ-0002", longitude="999")).encode()
+    )
+    response = admin_client.post(
+        reverse("admin:cabinets_cabinet_import"), {"file": upload, "dry_run": "on"}
+    )
+    body = response.content.decode()
+    assert "Dry run: nothing was stored" in body
+    assert re.search(r"<td>3</td><td>ZJ-0002</td><td>longitude</td>", body)
+    assert "line%2Cserial%2Cfield%2Cmessage" in body  # the errors CSV names the serial too
+    assert not Cabinet.objects.exists() and not CabinetCredential.objects.exists()
+    assert 'download="cabinet-credentials.csv"' not in body
+
+
+def test_the_command_has_a_dry_run(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "fleet.csv"
+    source.write_text(HEADER + row("ZJ-0001"))
+    call_command("import_cabinets", str(source), "--dry-run")
+    captured = capsys.readouterr()
+    assert "Dry run: nothing was stored." in captured.err and captured.out == ""
     assert not Cabinet.objects.exists()

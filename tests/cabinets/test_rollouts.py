@@ -37,12 +37,11 @@ from cabinets.rollouts.services import (
 )
 from cabinets.rollouts.tasks import rollouts_advance_task
 from cabinets.services.commands import (
-    command_receipt_record,
-    command_result_record,
     commands_expire,
 )
 from core.actors import Actor
 from core.errors import ApplicationError, InvalidTransition
+from tests.cabinets.answers import command_answer
 from tests.factories import CabinetFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -85,14 +84,7 @@ def cabinets_answer(behaviour: Behaviour) -> int:
         status = behaviour(command.cabinet)
         if status is None:
             continue
-        command_receipt_record(cabinet_id=command.cabinet_id, command_id=str(command.pk))
-        command_result_record(
-            cabinet_id=command.cabinet_id,
-            command_id=str(command.pk),
-            status=status,
-            door=None,
-            detail="" if status == "succeeded" else "flash write error",
-        )
+        command_answer(command, status, detail="" if status == "succeeded" else "flash write error")
         answered += 1
     return answered
 

@@ -42,6 +42,11 @@ class Command(BaseCommand):
             "must not exist). Default: standard output.",
         )
         parser.add_argument("--actor", default="import_cabinets", help="Name in the audit row.")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Check the file and count what it would change; store nothing.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
@@ -59,16 +64,21 @@ class Command(BaseCommand):
                 actor=Actor.system(options["actor"]),
                 filename=path.name,
                 progress=progress_bar(sys.stderr),
+                dry_run=options["dry_run"],
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         for error in result.errors:
-            self.stderr.write(f"line {error.row}: {error.field}: {error.message}")
+            serial = f" ({error.serial})" if error.serial else ""
+            self.stderr.write(f"line {error.row}{serial}: {error.field}: {error.message}")
         self.stderr.write(
             f"{result.rows} rows: {result.created} created, {result.updated} updated, "
             f"{result.unchanged} unchanged, {result.error_rows} with errors; "
             f"{result.compartments_created} compartments created."
         )
+        if result.dry_run:
+            self.stderr.write("Dry run: nothing was stored.")
+            return
         if not result.credentials:
             return
         csv_text = credentials_csv(result.credentials)
