@@ -7,7 +7,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-ORDER = ["fleet", "face-pickup", "face-burst", "face-templates", "admin", "photo-limits"]
+ORDER = [
+    "fleet",
+    "rollout",
+    "face-pickup",
+    "face-burst",
+    "face-templates",
+    "admin",
+    "faults",
+    "photo-limits",
+]
 
 INTRO = """# Benchmarks
 
@@ -30,6 +39,8 @@ time.
 | [Face pickup by liveness burst](#face-pickup-by-liveness-burst) | `bench/face_pickup.py --burst` | burst sent by a cabinet -> unlock received by it, next to bare dlib on the same frames |
 | [Face templates](#face-templates) | `bench/face_templates.py` | templates per second per worker process, next to the `face_recognition` CLI |
 | [Admin](#admin) | `bench/admin.py` | changelist and dashboard response times with 10,000 cabinets, 200,000 compartments, 1,000,000 parcels |
+| [Rollout over a simulated fleet](#rollout-over-a-simulated-fleet) | `simulate_fleet --count 200` | a staged rollout driven to every cabinet of a simulated fleet |
+| [Command path under faults](#command-path-under-faults) | `bench/faults.py`, `tests/faults/` | randomized faults on the command path (double, late, lost opens), an ASGI restart under 1,000 cabinets |
 | [Photo limits](#photo-limits) | `bench/photo_limits.py` | memory and time to decode a 12 MP JPEG and a 6300x6300 PNG, before and with the pixel limit and reduced decoding |
 """
 
@@ -40,6 +51,8 @@ ANCHORS = {
     "face-templates": "Face templates",
     "admin": "Admin",
     "photo-limits": "Photo limits",
+    "rollout": "Rollout over a simulated fleet",
+    "faults": "Command path under faults",
 }
 
 
