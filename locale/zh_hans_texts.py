@@ -16,6 +16,7 @@ PO = Path(__file__).resolve().parent / "zh_Hans" / "LC_MESSAGES" / "django.po"
 ZH: dict[str, str | list[str]] = {
     # --- merged later: admin operations, face at the door, enrollment
     "Put into maintenance (asks for a reason)": "进入维护（需填写原因）",
+    "Abort (asks to confirm)": "中止（需确认）",
     "Rotate credentials (delivered over the link; asks to confirm)": "轮换凭据（经连接下发；需确认）",
     "Revoke now (a stolen key: the cabinet goes offline)": "立即吊销（密钥被盗：柜机将离线）",
     "Please look at the camera again.": "请再看一次摄像头。",
