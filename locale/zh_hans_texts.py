@@ -45,7 +45,6 @@ ZH: dict[str, str | list[str]] = {
     "Start": "开始",
     "Pause": "暂停",
     "Resume": "继续",
-    "Abort": "中止",
     "Issue an API key (shown once)": "签发 API 密钥（仅显示一次）",
     "Set a new cabinet PIN (shown once)": "设置新的柜机 PIN（仅显示一次）",
     "Revoke the selected keys": "吊销所选密钥",
