@@ -285,7 +285,7 @@ def test_the_door_grid_opens_a_door_and_shows_it_open_without_reload(
     )
     assert command.reason == "recipient locked out, called support"
     page.wait_for_function(
-        "document.querySelector('#door-A02 .door-state').textContent === 'Opening…'",
+        "() => document.querySelector('#door-A02 .door-state').textContent === 'Opening…'",
         timeout=15_000,
     )
 
@@ -303,7 +303,7 @@ def test_the_door_grid_opens_a_door_and_shows_it_open_without_reload(
     assert CabinetCommand.objects.get().status == CommandStatus.SUCCEEDED
 
     page.wait_for_function(
-        "document.querySelector('#door-A02').dataset.door === 'open'", timeout=15_000
+        "() => document.querySelector('#door-A02').dataset.door === 'open'", timeout=15_000
     )
     assert page.inner_text("#door-A02 .door-state") == "Open"
     assert page.inner_text("#door-A01 .door-state") == "Closed"
@@ -396,7 +396,7 @@ def test_the_rollout_page_shows_the_real_counts_while_a_simulated_fleet_runs_it(
 
         eventually(completed, "the rollout to complete", within_s=90, interval_s=0.5)
         page.wait_for_function(
-            "document.getElementById('rollout-state').textContent === 'Completed'",
+            "() => document.getElementById('rollout-state').textContent === 'Completed'",
             timeout=20_000,
         )
         assert page.inner_text('#rollout-totals [data-state="succeeded"]') == "12"
@@ -435,7 +435,7 @@ def test_the_dashboard_refreshes_itself_and_clusters_the_map_at_fleet_scale(
 
     CabinetFactory(serial="NEVER-0001", connection_state=ConnectionState.NEVER)
     page.wait_for_function(
-        "document.getElementById('kpi-never').textContent === '1'", timeout=20_000
+        "() => document.getElementById('kpi-never').textContent === '1'", timeout=20_000
     )
     assert "NEVER-0001" in page.inner_text("#alert-never-connected")
     assert page.inner_text("#kpi-total") == "5"

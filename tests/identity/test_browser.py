@@ -159,7 +159,7 @@ def test_a_person_enrolls_with_the_camera_then_withdraws_and_deletes(
 
             page.click("#start-camera")
             expect(page.locator("#take-photo")).to_be_visible()
-            page.wait_for_function("document.getElementById('video').videoWidth > 0")
+            page.wait_for_function("() => document.getElementById('video').videoWidth > 0")
             page.click("#take-photo")
             expect(page.locator("#status-text")).to_contain_text("You are enrolled", timeout=60_000)
             expect(page.locator("#progress")).to_have_attribute("data-state", "enrolled")
