@@ -247,7 +247,8 @@ class ChangesApi(CarrierApi):
         ),
     )
     def get(self, request: Request) -> Response:
-        params = self.Params(data=request.query_params)
+        # A plain dict: from a QueryDict, DRF reads `?limit=` as "not given" (the default).
+        params = self.Params(data=request.query_params.dict())
         params.is_valid(raise_exception=True)
         carrier_id = self.carrier.pk
         after = change_cursor_decode(carrier_id=carrier_id, cursor=params.validated_data["after"])

@@ -138,3 +138,12 @@ def test_api_responses_are_never_stored(api: APIClient) -> None:
     assert api.get(PARCELS)["Cache-Control"] == "no-store"
     assert Client().get("/api/v1/nope/")["Cache-Control"] == "no-store"
     assert APIClient().get(PARCELS)["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("query", ["limit=", "limit=0", "limit=501", "limit=ten"])
+def test_a_changes_feed_limit_that_is_not_a_number_in_range_is_a_400(
+    api: APIClient, query: str
+) -> None:
+    # `?limit=` (empty) once read as "not given" and answered 200 (schemathesis found it).
+    body = _shape(api.get(f"/api/v1/carrier/changes/?{query}"), 400, "validation_error")
+    assert set(body["details"]) == {"limit"}
