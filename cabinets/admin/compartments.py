@@ -1,0 +1,188 @@
+"""Compartments: they come with their cabinet and change state through the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.translation import gettext_lazy as _
+
+from cabinets.admin.forms import OperationForm
+from cabinets.admin.operations import StaffOperationsAdmin, run_each
+from cabinets.models import (
+    Compartment,
+    CompartmentEvent,
+    ServiceState,
+)
+from cabinets.services.commands import compartment_unlock
+from cabinets.services.lifecycle import compartment_service_set
+from core.admin import ReadOnlyEventAdmin
+from core.errors import ApplicationError
+from core.timefmt import time_column
+
+
+class CompartmentInline(admin.TabularInline):
+    model = Compartment
+    extra = 0
+    can_delete = False
+    fields = (
+        "label",
+        "size",
+        "service_state",
+        "service_reason",
+        "door_state",
+        "failed_open_count",
+        "service_changed_at",
+    )
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Compartment)
+class CompartmentAdmin(StaffOperationsAdmin):
+    """Compartments come with their cabinet (provisioning) and change state through the
+    services: none is added, moved, resized or deleted here."""
+
+    list_display = (
+        "__str__",
+        "size",
+        "service_state",
+        "door_state",
+        "failed_open_count",
+        "service_changed_at",
+    )
+    list_filter = ("service_state", "size", "door_state")
+    search_fields = ("=cabinet__serial", "label")
+    list_select_related = ("cabinet",)
+    readonly_fields = (
+        "service_state",
+        "service_reason",
+        "door_state",
+        "failed_open_count",
+        "service_changed_at",
+    )
+    show_full_result_count = False
+    actions = ["out_of_service", "back_in_service"]
+    change_form_template = "admin/cabinets/compartment/change_form.html"
+
+    COMPARTMENT_OPERATIONS: dict[str, str] = {
+        "remote_open": "Open remotely",
+        "out_of_service": "Take out of service",
+        "back_in_service": "Return to service",
+    }
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("cabinet", "label", "size", *self.readonly_fields)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _move(
+        self, request: HttpRequest, queryset: QuerySet[Compartment], to: str, done: str
+    ) -> None:
+        actor = self._actor(request)
+        run_each(
+            request,
+            queryset.order_by("pk"),
+            lambda c: compartment_service_set(
+                compartment_id=c.pk, to_state=to, actor=actor, reason="admin action"
+            ),
+            done,
+        )
+
+    @admin.action(description=_("Take out of service"), permissions=["change"])
+    def out_of_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
+        self._move(request, queryset, ServiceState.OUT_OF_SERVICE, "Out of service")
+
+    @admin.action(description=_("Return to service"), permissions=["change"])
+    def back_in_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
+        self._move(request, queryset, ServiceState.IN_SERVICE, "Back in service")
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:object_id>/operation/<str:operation>/",
+                self.admin_site.admin_view(self.operation_view),
+                name="cabinets_compartment_operation",
+            ),
+            *super().get_urls(),
+        ]
+
+    def operation_view(self, request: HttpRequest, object_id: int, operation: str) -> Any:
+        compartment = get_object_or_404(
+            self.get_queryset(request).select_related("cabinet"), pk=object_id
+        )
+        if operation not in self.COMPARTMENT_OPERATIONS or not self.has_change_permission(
+            request, compartment
+        ):
+            raise PermissionDenied
+        form = OperationForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            actor, reason = self._actor(request), form.cleaned_data["reason"]
+            try:
+                if operation == "remote_open":
+                    command = compartment_unlock(
+                        compartment=compartment,
+                        actor=actor,
+                        reason=reason,
+                        payload={"reason": "remote open", "by": actor.label},
+                    )
+                    done = f"unlock command {command.pk} issued"
+                else:
+                    to = (
+                        ServiceState.OUT_OF_SERVICE
+                        if operation == "out_of_service"
+                        else ServiceState.IN_SERVICE
+                    )
+                    compartment_service_set(
+                        compartment_id=compartment.pk, to_state=to, actor=actor, reason=reason
+                    )
+                    done = f"now {ServiceState(to).label.lower()}"
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"{compartment}: {done}.")
+            return HttpResponseRedirect(
+                reverse("admin:cabinets_compartment_change", args=[compartment.pk])
+            )
+        return TemplateResponse(
+            request,
+            "admin/cabinets/operation_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{self.COMPARTMENT_OPERATIONS[operation]}: {compartment}",
+                "object": compartment,
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
+
+
+@admin.register(CompartmentEvent)
+class CompartmentEventAdmin(ReadOnlyEventAdmin):
+    at_shown = time_column("at", _("at"))
+    list_display = (
+        "at_shown",
+        "compartment",
+        "from_state",
+        "to_state",
+        "actor_kind",
+        "actor_label",
+        "reason",
+    )
+    list_filter = ("to_state", "actor_kind")
+    search_fields = ("=compartment__cabinet__serial", "compartment__label")
+    list_select_related = ("compartment__cabinet",)
+    show_full_result_count = False
