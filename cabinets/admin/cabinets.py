@@ -22,7 +22,7 @@ from cabinets.admin.dashboard import FleetDashboardAdmin
 from cabinets.admin.display import pretty_json
 from cabinets.admin.doors import DoorGridAdmin
 from cabinets.admin.forms import OperationForm
-from cabinets.admin.operations import run_each, selection_page
+from cabinets.admin.operations import CABINET_LIFECYCLE
 from cabinets.admin.provisioning import (
     CabinetProvisioningAdmin,
     credentials_redirect,
@@ -31,7 +31,6 @@ from cabinets.admin.provisioning import (
 from cabinets.models import (
     Cabinet,
     CabinetEvent,
-    CabinetState,
     CabinetTag,
     Compartment,
     RolloutWave,
@@ -42,7 +41,6 @@ from cabinets.services.credentials import (
     cabinet_credential_revoke,
     cabinet_credentials_rotate,
 )
-from cabinets.services.lifecycle import cabinet_transition
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
 from core.errors import ApplicationError
 from core.staff_otp import otp_refused
@@ -147,13 +145,9 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
         "updated_at",
     )
     inlines = [CompartmentInline]
-    actions = [
-        "activate",
-        "maintenance_on",
-        "maintenance_off",
-        "rotate_credentials",
-        "revoke_credentials",
-    ]
+    # The lifecycle actions come from the one table over CABINET_TRANSITIONS.
+    actions = [*CABINET_LIFECYCLE.actions(), "rotate_credentials", "revoke_credentials"]
+    operation_buttons = (CABINET_LIFECYCLE, "lifecycle_operations")
     change_form_template = "admin/cabinets/cabinet/change_form.html"
     change_list_template = "admin/cabinets/cabinet/change_list.html"
     last_seen_shown = time_column("last_seen_at", _("last seen"))
@@ -248,41 +242,6 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
             url,
         )
 
-    def _move(
-        self, request: HttpRequest, queryset: QuerySet[Cabinet], to: CabinetState, reason: str
-    ) -> None:
-        actor = self._actor(request)
-        run_each(
-            request,
-            queryset.order_by("pk"),
-            lambda c: cabinet_transition(cabinet_id=c.pk, to_state=to, actor=actor, reason=reason),
-            f"Cabinets now {to.label.lower()}",
-        )
-
-    @admin.action(description=_("Activate (provisioned cabinets go live)"), permissions=["change"])
-    def activate(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
-        self._move(request, queryset, CabinetState.ACTIVE, "activated in the admin")
-
-    @admin.action(description=_("Put into maintenance (asks for a reason)"), permissions=["change"])
-    def maintenance_on(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
-        form = OperationForm(request.POST if "reason" in request.POST else None)
-        if form.is_valid():
-            self._move(request, queryset, CabinetState.MAINTENANCE, form.cleaned_data["reason"])
-            return None
-        return selection_page(
-            request,
-            self,
-            queryset,
-            action="maintenance_on",
-            title="Put these cabinets into maintenance",
-            form=form,
-            warning="Cabinets in maintenance take no new parcels; parcels inside stay collectable.",
-        )
-
-    @admin.action(description=_("Back from maintenance"), permissions=["change"])
-    def maintenance_off(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> None:
-        self._move(request, queryset, CabinetState.ACTIVE, "maintenance ended in the admin")
-
     # -- per-cabinet operations (change page buttons), the dashboard and the import --
 
     def get_urls(self) -> list[URLPattern]:
@@ -304,24 +263,21 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
             *super().get_urls(),
         ]
 
-    CABINET_OPERATIONS: dict[str, str] = {
-        "maintenance_on": "Put into maintenance",
-        "maintenance_off": "Back from maintenance",
-        "activate": "Activate",
+    CREDENTIAL_OPERATIONS: dict[str, str] = {
         "rotate_credential": "Rotate the credential (over the link)",
         "reissue_credential": "Issue a new credential to install by hand",
         "revoke_credential": "Revoke now",
     }
 
-    CREDENTIAL_OPERATIONS = frozenset(
-        {"rotate_credential", "reissue_credential", "revoke_credential"}
-    )
+    def _operation_label(self, operation: str) -> str:
+        if operation in CABINET_LIFECYCLE:
+            return str(CABINET_LIFECYCLE[operation].label)
+        return self.CREDENTIAL_OPERATIONS[operation]
 
     def operation_view(self, request: HttpRequest, object_id: int, operation: str) -> Any:
         cabinet = get_object_or_404(self.get_queryset(request), pk=object_id)
-        if operation not in self.CABINET_OPERATIONS or not self.has_change_permission(
-            request, cabinet
-        ):
+        known = operation in CABINET_LIFECYCLE or operation in self.CREDENTIAL_OPERATIONS
+        if not known or not self.has_change_permission(request, cabinet):
             raise PermissionDenied
         change_page = reverse("admin:cabinets_cabinet_change", args=[cabinet.pk])
         if operation in self.CREDENTIAL_OPERATIONS:
@@ -343,19 +299,13 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
                 if operation == "revoke_credential":
                     cabinet_credential_revoke(cabinet=cabinet, actor=actor, reason=reason)
                 else:
-                    to = {
-                        "maintenance_on": CabinetState.MAINTENANCE,
-                        "maintenance_off": CabinetState.ACTIVE,
-                        "activate": CabinetState.ACTIVE,
-                    }[operation]
-                    cabinet_transition(
-                        cabinet_id=cabinet.pk, to_state=to, actor=actor, reason=reason
-                    )
+                    op = CABINET_LIFECYCLE[operation]
+                    CABINET_LIFECYCLE.run(op, cabinet, actor, reason)
             except ApplicationError as exc:
                 messages.error(request, exc.message)
             else:
                 messages.success(
-                    request, f"{cabinet.serial}: {self.CABINET_OPERATIONS[operation]}: done."
+                    request, f"{cabinet.serial}: {self._operation_label(operation)}: done."
                 )
             return HttpResponseRedirect(change_page)
         return TemplateResponse(
@@ -363,7 +313,10 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
             "admin/cabinets/operation_form.html",
             {
                 **self.admin_site.each_context(request),
-                "title": f"{self.CABINET_OPERATIONS[operation]}: {cabinet}",
+                "title": f"{self._operation_label(operation)}: {cabinet}",
+                "warning": CABINET_LIFECYCLE[operation].warning
+                if operation in CABINET_LIFECYCLE
+                else "",
                 "object": cabinet,
                 "form": form,
                 "opts": self.model._meta,

@@ -6,7 +6,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -14,14 +13,13 @@ from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext_lazy as _
 
 from cabinets.admin.forms import OperationForm
-from cabinets.admin.operations import StaffOperationsAdmin, run_each
+from cabinets.admin.operations import COMPARTMENT_SERVICE, StaffOperationsAdmin
 from cabinets.models import (
     Compartment,
     CompartmentEvent,
     ServiceState,
 )
 from cabinets.services.commands import compartment_unlock
-from cabinets.services.lifecycle import compartment_service_set
 from core.admin import ReadOnlyEventAdmin
 from core.errors import ApplicationError
 from core.timefmt import time_column
@@ -71,13 +69,14 @@ class CompartmentAdmin(StaffOperationsAdmin):
         "service_changed_at",
     )
     show_full_result_count = False
-    actions = ["out_of_service", "back_in_service"]
+    # Generated from the one table over SERVICE_TRANSITIONS.
+    actions = COMPARTMENT_SERVICE.actions()
+    operation_buttons = (COMPARTMENT_SERVICE, "service_operations")
     change_form_template = "admin/cabinets/compartment/change_form.html"
 
     COMPARTMENT_OPERATIONS: dict[str, str] = {
         "remote_open": "Open remotely",
-        "out_of_service": "Take out of service",
-        "back_in_service": "Return to service",
+        **{op.name: str(op.label) for op in COMPARTMENT_SERVICE.operations},
     }
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -88,27 +87,6 @@ class CompartmentAdmin(StaffOperationsAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    def _move(
-        self, request: HttpRequest, queryset: QuerySet[Compartment], to: str, done: str
-    ) -> None:
-        actor = self._actor(request)
-        run_each(
-            request,
-            queryset.order_by("pk"),
-            lambda c: compartment_service_set(
-                compartment_id=c.pk, to_state=to, actor=actor, reason="admin action"
-            ),
-            done,
-        )
-
-    @admin.action(description=_("Take out of service"), permissions=["change"])
-    def out_of_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
-        self._move(request, queryset, ServiceState.OUT_OF_SERVICE, "Out of service")
-
-    @admin.action(description=_("Return to service"), permissions=["change"])
-    def back_in_service(self, request: HttpRequest, queryset: QuerySet[Compartment]) -> None:
-        self._move(request, queryset, ServiceState.IN_SERVICE, "Back in service")
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -141,15 +119,9 @@ class CompartmentAdmin(StaffOperationsAdmin):
                     )
                     done = f"unlock command {command.pk} issued"
                 else:
-                    to = (
-                        ServiceState.OUT_OF_SERVICE
-                        if operation == "out_of_service"
-                        else ServiceState.IN_SERVICE
-                    )
-                    compartment_service_set(
-                        compartment_id=compartment.pk, to_state=to, actor=actor, reason=reason
-                    )
-                    done = f"now {ServiceState(to).label.lower()}"
+                    op = COMPARTMENT_SERVICE[operation]
+                    COMPARTMENT_SERVICE.run(op, compartment, actor, reason)
+                    done = f"now {ServiceState(op.to_state).label.lower()}"
             except ApplicationError as exc:
                 messages.error(request, exc.message)
             else:

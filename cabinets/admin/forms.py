@@ -1,4 +1,5 @@
-"""The admin's forms: a reason, a confirmation, the CSV import, a new rollout."""
+"""The admin's forms: a reason, a confirmation (with an optional reason), the CSV import,
+a new rollout."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ class OperationForm(forms.Form):
 
 class ConfirmForm(forms.Form):
     confirm = forms.BooleanField(widget=forms.HiddenInput, initial=True)
+
+
+class ConfirmReasonForm(ConfirmForm):
+    """A confirmation with an optional reason (the service records it when given)."""
+
+    reason = forms.CharField(
+        max_length=255, required=False, widget=forms.TextInput(attrs={"size": 60})
+    )
 
 
 class CabinetImportForm(forms.Form):

@@ -8,7 +8,6 @@ rollouts: a 404 in the one error shape)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -24,8 +23,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from cabinets.admin.doors import json_error
-from cabinets.admin.forms import ConfirmForm, RolloutCreateForm
-from cabinets.admin.operations import StaffOperationsAdmin, run_each, selection_page
+from cabinets.admin.forms import RolloutCreateForm
+from cabinets.admin.operations import (
+    ROLLOUT_CONTROL,
+    StaffOperationsAdmin,
+)
 from cabinets.models import (
     Rollout,
     RolloutEvent,
@@ -35,12 +37,7 @@ from cabinets.models import (
 )
 from cabinets.rollouts.selectors import WaveProgress, rollout_progress, rollout_target_preview
 from cabinets.rollouts.services import (
-    rollout_abort,
     rollout_create,
-    rollout_pause,
-    rollout_resume,
-    rollout_retry_failed,
-    rollout_start,
 )
 from core.admin import ReadOnlyEventAdmin
 from core.errors import ApplicationError
@@ -124,22 +121,6 @@ class RolloutLiveAdmin(admin.ModelAdmin):
         )
 
 
-ROLLOUT_OPERATIONS: dict[str, tuple[str, Callable[..., Any]]] = {
-    "start": ("Start", rollout_start),
-    "pause": ("Pause", rollout_pause),
-    "resume": ("Resume", rollout_resume),
-    "abort": ("Abort", rollout_abort),
-    "retry_failed": ("Retry failed", rollout_retry_failed),
-}
-ROLLOUT_OPERATIONS_BY_STATE: dict[str, tuple[str, ...]] = {
-    RolloutState.DRAFT: ("start", "abort"),
-    RolloutState.RUNNING: ("pause", "abort", "retry_failed"),
-    RolloutState.PAUSED: ("resume", "abort", "retry_failed"),
-    RolloutState.COMPLETED: ("retry_failed",),
-    RolloutState.ABORTED: (),
-}
-
-
 @admin.register(Rollout)
 class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
     list_display = (
@@ -156,7 +137,8 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
     search_fields = ("name", "version")
     list_select_related = ("target_tag",)
     show_full_result_count = False
-    actions = ["start_selected", "pause_selected", "resume_selected", "abort_selected"]
+    # Generated from the one table over ROLLOUT_TRANSITIONS.
+    actions = ROLLOUT_CONTROL.actions()
     change_form_template = "admin/cabinets/rollout/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Rollout]:
@@ -249,8 +231,8 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
                 **self.rollout_live_context(rollout),
                 events=RolloutEvent.objects.filter(rollout=rollout).order_by("-at", "-id")[:50],
                 operations=[
-                    (op, ROLLOUT_OPERATIONS[op][0])
-                    for op in ROLLOUT_OPERATIONS_BY_STATE.get(rollout.state, ())
+                    (op.name, op.button or op.label, op.records_reason, bool(op.warning))
+                    for op in ROLLOUT_CONTROL.available(rollout.state)
                 ],
                 show_save=False,
                 show_save_and_continue=False,
@@ -273,61 +255,23 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
         rollout = get_object_or_404(self.get_queryset(request), pk=object_id)
         if (
             request.method != "POST"
-            or operation not in ROLLOUT_OPERATIONS
+            or operation not in ROLLOUT_CONTROL
             or not self.has_change_permission(request, rollout)
         ):
             raise PermissionDenied
         if operation == "abort" and request.POST.get("confirm") != "yes":
             return self.abort_confirmation(request, rollout)
-        label, service = ROLLOUT_OPERATIONS[operation]
-        kwargs: dict[str, Any] = {"rollout_id": rollout.pk, "actor": self._actor(request)}
-        if operation in ("pause", "abort"):
-            kwargs["reason"] = request.POST.get("reason", "")[:255]
+        op = ROLLOUT_CONTROL[operation]
+        label = op.button or op.label
         try:
-            service(**kwargs)
+            ROLLOUT_CONTROL.run(
+                op, rollout, self._actor(request), request.POST.get("reason", "")[:255]
+            )
         except ApplicationError as exc:
             messages.error(request, f"{label}: {exc.message}")
         else:
             messages.success(request, f"{label}: done.")
         return HttpResponseRedirect(reverse("admin:cabinets_rollout_change", args=[rollout.pk]))
-
-    def _bulk(self, request: HttpRequest, queryset: QuerySet[Rollout], operation: str) -> None:
-        label, service = ROLLOUT_OPERATIONS[operation]
-        actor = self._actor(request)
-        run_each(
-            request,
-            queryset.order_by("pk"),
-            lambda r: service(rollout_id=r.pk, actor=actor),
-            label,
-        )
-
-    @admin.action(description=_("Start"), permissions=["change"])
-    def start_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
-        self._bulk(request, queryset, "start")
-
-    @admin.action(description=_("Pause"), permissions=["change"])
-    def pause_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
-        self._bulk(request, queryset, "pause")
-
-    @admin.action(description=_("Resume"), permissions=["change"])
-    def resume_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> None:
-        self._bulk(request, queryset, "resume")
-
-    @admin.action(description=_("Abort (asks to confirm)"), permissions=["change"])
-    def abort_selected(self, request: HttpRequest, queryset: QuerySet[Rollout]) -> Any:
-        if not ConfirmForm(request.POST).is_valid():
-            return selection_page(
-                request,
-                self,
-                queryset,
-                action="abort_selected",
-                title=f"Abort {queryset.count()} rollout(s)?",
-                form=ConfirmForm(),
-                warning="Cabinets not yet sent the version are cancelled; an aborted "
-                "rollout cannot be resumed.",
-            )
-        self._bulk(request, queryset, "abort")
-        return None
 
 
 @admin.register(RolloutEvent)
