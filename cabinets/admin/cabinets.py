@@ -153,6 +153,11 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
     last_seen_shown = time_column("last_seen_at", _("last seen"))
     telemetry_at_shown = time_column("telemetry_at", _("telemetry at"))
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The serial is the cabinet's identity for provisioning (the CSV import upserts by it)
+        # and for its credential: set when the cabinet is created, never edited here.
+        return self.readonly_fields if obj is None else ("serial", *self.readonly_fields)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Cabinet]:
         # Correlated subqueries run for the rows of the page only, unlike a GROUP BY.
         free = (

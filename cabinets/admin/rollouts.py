@@ -31,7 +31,6 @@ from cabinets.admin.operations import (
 from cabinets.models import (
     Rollout,
     RolloutEvent,
-    RolloutState,
     RolloutTarget,
     RolloutTargetState,
 )
@@ -74,7 +73,7 @@ class RolloutLiveAdmin(admin.ModelAdmin):
             "progress": progress,
             "totals": progress_totals(progress),
             "preview": rollout_target_preview(rollout)
-            if rollout.state == RolloutState.DRAFT
+            if rollout.state in ROLLOUT_CONTROL.offered_in(ROLLOUT_CONTROL["start"])
             else None,
             "live": {
                 "url": reverse("admin:cabinets_rollout_progress", args=[rollout.pk]),
@@ -259,9 +258,9 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
             or not self.has_change_permission(request, rollout)
         ):
             raise PermissionDenied
-        if operation == "abort" and request.POST.get("confirm") != "yes":
-            return self.abort_confirmation(request, rollout)
         op = ROLLOUT_CONTROL[operation]
+        if op.warning and request.POST.get("confirm") != "yes":
+            return self.abort_confirmation(request, rollout)
         label = op.button or op.label
         try:
             ROLLOUT_CONTROL.run(

@@ -163,3 +163,16 @@ def test_the_bulk_abort_records_the_reason_given_on_its_confirmation(admin_clien
     admin_client.post(changelist, {**chosen, "confirm": "True", "reason": "wrong build"})
     rollout.refresh_from_db()
     assert (rollout.state, rollout.state_reason) == (RolloutState.ABORTED, "wrong build")
+
+
+@pytest.mark.django_db
+def test_a_cabinets_serial_and_states_are_not_editable_in_its_change_form(admin_client) -> None:  # type: ignore[no-untyped-def]
+    cabinet = CabinetFactory(serial="SH-RO-0001", state=CabinetState.ACTIVE)
+    change = admin_client.get(reverse("admin:cabinets_cabinet_change", args=[cabinet.pk]))
+    fields = set(
+        re.findall(r'<(?:input|select|textarea)[^>]* name="(\w+)"', change.content.decode())
+    )
+    assert "name" in fields  # the form is there
+    assert not {"serial", "state", "connection_state", "firmware_version"} & fields
+    added = admin_client.get(reverse("admin:cabinets_cabinet_add")).content.decode()
+    assert 'name="serial"' in added
