@@ -147,7 +147,7 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
     inlines = [CompartmentInline]
     # The lifecycle actions come from the one table over CABINET_TRANSITIONS.
     actions = [*CABINET_LIFECYCLE.actions(), "rotate_credentials", "revoke_credentials"]
-    operation_buttons = (CABINET_LIFECYCLE, "lifecycle_operations")
+    operation_table, operation_context = CABINET_LIFECYCLE, "lifecycle_operations"
     change_form_template = "admin/cabinets/cabinet/change_form.html"
     change_list_template = "admin/cabinets/cabinet/change_list.html"
     last_seen_shown = time_column("last_seen_at", _("last seen"))

@@ -71,7 +71,7 @@ class CompartmentAdmin(StaffOperationsAdmin):
     show_full_result_count = False
     # Generated from the one table over SERVICE_TRANSITIONS.
     actions = COMPARTMENT_SERVICE.actions()
-    operation_buttons = (COMPARTMENT_SERVICE, "service_operations")
+    operation_table, operation_context = COMPARTMENT_SERVICE, "service_operations"
     change_form_template = "admin/cabinets/compartment/change_form.html"
 
     COMPARTMENT_OPERATIONS: dict[str, str] = {

@@ -47,11 +47,13 @@ from core.transitions import check_transition
 
 
 class StaffOperationsAdmin(StaffScopedAdmin):
-    """The acting staff user, for every service call an admin page makes, and the change
-    page's operation buttons: `operation_buttons = (table, context name)` puts the operations
-    the table's map offers in the object's state into the page's context."""
+    """The acting staff user, for every service call an admin page makes. With an
+    `operation_table`, the changelist filtered on one state offers only the table's actions
+    the map allows from it, and `operation_context` names the change page's list of the
+    operations offered in the object's state."""
 
-    operation_buttons: tuple[OperationTable, str] | None = None
+    operation_table: OperationTable | None = None
+    operation_context = ""
 
     def _actor(self, request: HttpRequest) -> Actor:
         return Actor.staff(request.user)  # type: ignore[arg-type]
@@ -65,10 +67,21 @@ class StaffOperationsAdmin(StaffScopedAdmin):
         form_url: str = "",
         obj: Any = None,
     ) -> Any:
-        if obj is not None and self.operation_buttons is not None:
-            table, name = self.operation_buttons
-            context[name] = table.available(getattr(obj, table.state_field))
+        table = self.operation_table
+        if obj is not None and table is not None and self.operation_context:
+            context[self.operation_context] = table.available(getattr(obj, table.state_field))
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        table = self.operation_table
+        state = request.GET.get(f"{table.state_field}__exact", "") if table else ""
+        if table is None or state not in table.transitions:
+            return actions
+        refused = {op.name + table.suffix for op in table.operations} - {
+            op.name + table.suffix for op in table.available(state)
+        }
+        return {name: action for name, action in actions.items() if name not in refused}
 
 
 def run_each(request: HttpRequest, objects: Any, operation: Callable[[Any], Any], done: str) -> int:

@@ -138,6 +138,7 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
     show_full_result_count = False
     # Generated from the one table over ROLLOUT_TRANSITIONS.
     actions = ROLLOUT_CONTROL.actions()
+    operation_table = ROLLOUT_CONTROL
     change_form_template = "admin/cabinets/rollout/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Rollout]:

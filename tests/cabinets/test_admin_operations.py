@@ -176,3 +176,18 @@ def test_a_cabinets_serial_and_states_are_not_editable_in_its_change_form(admin_
     assert not {"serial", "state", "connection_state", "firmware_version"} & fields
     added = admin_client.get(reverse("admin:cabinets_cabinet_add")).content.decode()
     assert 'name="serial"' in added
+
+
+@pytest.mark.django_db
+def test_a_changelist_filtered_on_a_state_offers_only_the_moves_from_it(admin_client) -> None:  # type: ignore[no-untyped-def]
+    def offered(query: str) -> set[str]:
+        page = admin_client.get(reverse("admin:cabinets_cabinet_changelist") + query)
+        return set(re.findall(r'<option value="(\w+)"', page.content.decode()))
+
+    CabinetFactory(state=CabinetState.MAINTENANCE)
+    lifecycle = {op.name for op in CABINET_LIFECYCLE.operations}
+    assert offered("?state__exact=maintenance") & lifecycle == {"maintenance_off", "retire"}
+    assert offered("?state__exact=retired") & lifecycle == set()
+    assert offered("") & lifecycle == lifecycle  # unfiltered: the selection decides
+    # Credential actions are not lifecycle moves: still offered.
+    assert "revoke_credentials" in offered("?state__exact=retired")
