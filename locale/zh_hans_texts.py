@@ -17,6 +17,8 @@ ZH: dict[str, str | list[str]] = {
     # --- merged later: admin operations, face at the door, enrollment
     "Put into maintenance (asks for a reason)": "进入维护（需填写原因）",
     "Abort (asks to confirm)": "中止（需确认）",
+    "Retire (asks for a reason; cannot be undone)": "停用（需填写原因；不可撤销）",
+    "Retry failed": "重试失败项",
     "Rotate credentials (delivered over the link; asks to confirm)": "轮换凭据（经连接下发；需确认）",
     "Revoke now (a stolen key: the cabinet goes offline)": "立即吊销（密钥被盗：柜机将离线）",
     "Please look at the camera again.": "请再看一次摄像头。",

@@ -16,7 +16,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cabinets.models import Cabinet, Compartment
+from cabinets.models import (
+    Cabinet,
+    Compartment,
+)
 from cabinets.selectors import cabinet_doors
 from cabinets.services.commands import compartment_unlock
 from core.actors import Actor

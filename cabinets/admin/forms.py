@@ -1,0 +1,76 @@
+"""The admin's forms: a reason, a confirmation (with an optional reason), the CSV import,
+a new rollout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from cabinets.models import (
+    CabinetTag,
+    RolloutKind,
+)
+from cabinets.rollouts.plans import DEFAULT_WAVE_PLAN, wave_plan_parse
+from core.errors import ApplicationError
+
+
+class OperationForm(forms.Form):
+    reason = forms.CharField(max_length=255, widget=forms.TextInput(attrs={"size": 60}))
+
+
+class ConfirmForm(forms.Form):
+    confirm = forms.BooleanField(widget=forms.HiddenInput, initial=True)
+
+
+class ConfirmReasonForm(ConfirmForm):
+    """A confirmation with an optional reason (the service records it when given)."""
+
+    reason = forms.CharField(
+        max_length=255, required=False, widget=forms.TextInput(attrs={"size": 60})
+    )
+
+
+class CabinetImportForm(forms.Form):
+    file = forms.FileField(help_text="UTF-8 CSV with a header row.")
+    dry_run = forms.BooleanField(
+        required=False,
+        label="Dry run",
+        help_text="Check the file and count what it would change; store nothing.",
+    )
+
+
+class RolloutCreateForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    kind = forms.ChoiceField(choices=RolloutKind.choices)
+    version = forms.CharField(
+        max_length=32, help_text="Firmware version (1.4.2) or config version (an integer)."
+    )
+    payload = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text='Extra payload keys, e.g. {"url": "https://…", "sha256": "…"} for firmware.',
+    )
+    target_region = forms.CharField(max_length=80, required=False, help_text="Empty: all regions.")
+    target_tag = forms.ModelChoiceField(CabinetTag.objects.all(), required=False)
+    target_hardware_model = forms.CharField(max_length=64, required=False)
+    wave_plan = forms.CharField(
+        initial=", ".join(DEFAULT_WAVE_PLAN),
+        help_text="Cumulative: a count (5 pilots) or a share of the targets (10%).",
+    )
+    success_threshold_pct = forms.IntegerField(min_value=0, max_value=100, initial=95)
+    error_threshold_pct = forms.IntegerField(min_value=0, max_value=100, initial=20)
+    min_sample = forms.IntegerField(min_value=1, initial=5)
+    command_ttl_s = forms.IntegerField(min_value=60, max_value=86_400, initial=3600)
+
+    def clean_wave_plan(self) -> list[str]:
+        try:
+            return wave_plan_parse(self.cleaned_data["wave_plan"])
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+    def clean_payload(self) -> dict[str, Any]:
+        payload = self.cleaned_data["payload"] or {}
+        if not isinstance(payload, dict):
+            raise forms.ValidationError("The payload is a JSON object.")
+        return payload
