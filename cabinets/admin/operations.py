@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,7 +18,10 @@ from django.db.models import Choices, Count, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
-from django_stubs_ext import StrOrPromise
+
+if TYPE_CHECKING:
+    # django-stubs is a development dependency: for the type checker only.
+    from django_stubs_ext import StrOrPromise
 
 from cabinets.admin.forms import ConfirmForm, ConfirmReasonForm, OperationForm
 from cabinets.models import (

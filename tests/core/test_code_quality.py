@@ -65,3 +65,35 @@ def test_tasks_import_services_inside_their_bodies_and_services_import_tasks_at_
                     ):
                         lazy_task_imports.append(f"{path.relative_to(ROOT)}:{inner.lineno}")
     assert not lazy_task_imports, lazy_task_imports
+
+
+# Installed by requirements-dev.txt only: `./scripts/run.sh` (requirements.txt) has none of them.
+DEV_ONLY_MODULES = {"django_stubs_ext", "rest_framework_stubs", "pytest", "factory", "playwright"}
+
+
+def _runtime_imports(tree: ast.Module) -> set[str]:
+    """Top-level modules imported when the module runs (not under `if TYPE_CHECKING:`)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_platform_imports_no_development_only_package_at_run_time() -> None:
+    offenders = []
+    for path in ROOT.glob("*/**/*.py"):
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] in {"tests", ".venv", "bench", "node_modules"}:
+            continue
+        if relative == Path("scripts/screenshots.py"):  # a developer's tool (Playwright)
+            continue
+        used = _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))) & DEV_ONLY_MODULES
+        if used:
+            offenders.append(f"{relative}: {sorted(used)}")
+    assert not offenders, offenders
