@@ -92,7 +92,9 @@ def logged_in_page(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     login(page, server)
     page.goto(f"{server.url}{path}")
-    page.wait_for_function(ready, timeout=15_000)
+    # A function, not an expression: Playwright polls an expression with eval(), which the
+    # CSP forbids (it only shows when the condition is not already true at the first check).
+    page.wait_for_function(f"() => {ready}", timeout=15_000)
     page.evaluate("window.sameDocument = true")
     return page, errors
 
