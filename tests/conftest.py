@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.live.worker", "tests.live.server"]
+pytest_plugins = ["tests.live.worker", "tests.live.server", "tests.live.fixtures"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

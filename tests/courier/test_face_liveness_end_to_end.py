@@ -6,64 +6,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
 from cabinet_agent.camera import FramesBurstCamera, VideoBurstCamera
 from cabinet_agent.config import config_from_mapping
-from cabinets.models import CabinetCommand, Compartment
+from cabinets.models import CabinetCommand
 from cabinets.services.credentials import cabinet_credential_issue
 from cabinets.services.lifecycle import compartments_create
 from core.actors import Actor
-from courier.codes import pickup_code_hash
 from courier.models import AccessAttempt, Parcel, ParcelStatus
-from courier.services.parcels import parcel_transition
 from identity.services import consent_give, enrollment_photo_submit
-from tests.factories import CabinetFactory, CarrierFactory, IdentityFactory, ParcelFactory
+from tests.factories import CabinetFactory, IdentityFactory
 from tests.identity.clips import clip_frames, grid_path, held_print, jpeg
 from tests.identity.faces import requires_faces
 from tests.live.agent import AgentThread
+from tests.live.fixtures import parcel_ready_in
 from tests.live.server import LiveServer, live_env
 from tests.live.wait import eventually
-from tests.live.worker import WorkerProcess, services_required, worker_database_url, worker_start
+from tests.live.worker import WorkerProcess, worker_database_url, worker_start
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), requires_faces]
 TEST = Actor.system("test")
 CLIP = grid_path("bbaf2n")  # blinks at frames 42-46 (SOURCES.md)
 PHONE = "+8613800004321"
-
-
-@pytest.fixture
-def redis_required() -> None:
-    import redis
-    from django.conf import settings
-
-    try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError:
-        if services_required():
-            pytest.fail(f"Redis is not reachable at {settings.REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {settings.REDIS_URL}")
-
-
-def _ready(cabinet, recipient, label: str) -> Parcel:  # type: ignore[no-untyped-def]
-    compartment = Compartment.objects.get(cabinet=cabinet, label=label)
-    parcel = ParcelFactory(carrier=CarrierFactory(), cabinet=cabinet, recipient=recipient)
-    return parcel_transition(
-        parcel_id=parcel.pk,
-        to_status=ParcelStatus.READY,
-        actor=TEST,
-        changes={
-            "compartment": compartment,
-            "deposited_at": timezone.now(),
-            "pickup_deadline": timezone.now() + timedelta(days=3),
-            "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code="123456"),
-        },
-    )
 
 
 class Cabinet:
@@ -173,7 +141,7 @@ def test_a_burst_from_a_clip_opens_a_photo_does_not_and_a_single_frame_scan_answ
 ) -> None:  # type: ignore[no-untyped-def]
     site = live()
     cabinet, agent = site.cabinet, site.agent
-    first = _ready(cabinet, site.recipient, "A01")
+    first = parcel_ready_in(cabinet, site.recipient, "A01")
 
     # A photo of the same person, held up to the camera like a print: refused, no door.
     frames, _ = clip_frames(CLIP)
@@ -208,7 +176,7 @@ def test_a_burst_from_a_clip_opens_a_photo_does_not_and_a_single_frame_scan_answ
 def test_the_confirm_step_on_the_cabinet_screen_opens_with_the_right_digits_only(live) -> None:  # type: ignore[no-untyped-def]
     site = live(FACE_DOOR_POLICY_MODE="always_confirm")
     cabinet, agent = site.cabinet, site.agent
-    parcel = _ready(cabinet, site.recipient, "A01")
+    parcel = parcel_ready_in(cabinet, site.recipient, "A01")
 
     asked = site.face()
     assert asked["outcome"] == "confirm" and "last four digits" in asked["message"]
@@ -217,7 +185,7 @@ def test_the_confirm_step_on_the_cabinet_screen_opens_with_the_right_digits_only
     assert not CabinetCommand.objects.filter(cabinet=cabinet).exists()
 
     # Another parcel for her: face is offered again for it (the locked one keeps its code).
-    second = _ready(cabinet, site.recipient, "A02")
+    second = parcel_ready_in(cabinet, site.recipient, "A02")
     camera = agent.burst_camera
     assert isinstance(camera, VideoBurstCamera)
     camera.start = 29  # the odd frames: a burst never reuses a frame

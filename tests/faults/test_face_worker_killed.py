@@ -13,61 +13,29 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 
 from cabinet_agent import protocol
 from cabinet_agent.config import config_from_mapping
-from cabinets.models import CabinetCommand, CabinetMessage, Compartment
+from cabinets.models import CabinetCommand, CabinetMessage
 from cabinets.services.credentials import cabinet_credential_issue
 from cabinets.services.lifecycle import compartments_create
 from core.actors import Actor
-from courier.codes import pickup_code_hash
 from courier.models import AccessAttempt, Parcel, ParcelStatus
-from courier.services.parcels import parcel_transition
 from identity.selectors import identity_has_face
 from identity.services import consent_give, enrollment_photo_submit
-from tests.factories import CabinetFactory, CarrierFactory, IdentityFactory, ParcelFactory
+from tests.factories import CabinetFactory, IdentityFactory
 from tests.identity.faces import FACES, requires_faces
 from tests.live.agent import AgentThread
+from tests.live.fixtures import parcel_ready_in
 from tests.live.server import LiveServer, live_env
 from tests.live.wait import eventually
-from tests.live.worker import WorkerProcess, services_required, worker_database_url, worker_start
+from tests.live.worker import WorkerProcess, worker_database_url, worker_start
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), requires_faces]
 TEST = Actor.system("test")
-
-
-@pytest.fixture
-def redis_required() -> None:
-    import redis
-    from django.conf import settings
-
-    try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError:
-        if services_required():
-            pytest.fail(f"Redis is not reachable at {settings.REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {settings.REDIS_URL}")
-
-
-def _ready_parcel(cabinet, recipient, label: str) -> Parcel:  # type: ignore[no-untyped-def]
-    compartment = Compartment.objects.get(cabinet=cabinet, label=label)
-    parcel = ParcelFactory(carrier=CarrierFactory(), cabinet=cabinet, recipient=recipient)
-    return parcel_transition(
-        parcel_id=parcel.pk,
-        to_status=ParcelStatus.READY,
-        actor=TEST,
-        changes={
-            "compartment": compartment,
-            "deposited_at": timezone.now(),
-            "pickup_deadline": timezone.now() + timedelta(days=3),
-            "pickup_code_hash": pickup_code_hash(parcel_id=parcel.pk, code="123456"),
-        },
-    )
 
 
 @pytest.fixture
@@ -99,7 +67,7 @@ def _face_pickup_through_a_crash(processes, tmp_path, *, crash: str) -> None:  #
         identity=obama, data=(FACES / "examples/obama.jpg").read_bytes(), actor=TEST
     )
     assert identity_has_face(identity=obama)
-    parcel = _ready_parcel(cabinet, obama, "A01")
+    parcel = parcel_ready_in(cabinet, obama, "A01")
 
     queue = f"test-faults-{uuid.uuid4().hex[:12]}"
     pause = tmp_path / "pause"
