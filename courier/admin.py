@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor, shown_time
@@ -157,7 +158,9 @@ class CarrierApiKeyAdmin(StaffScopedAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[CarrierApiKey]) -> None:
         for key in queryset:
             carrier_api_key_revoke(key=key)
-        self.message_user(request, f"{queryset.count()} key(s) revoked.")
+        self.message_user(
+            request, gettext("Keys revoked: %(count)d.") % {"count": queryset.count()}
+        )
 
 
 @admin.register(AccessAttempt)
@@ -354,7 +357,7 @@ class ParcelAdmin(StaffScopedAdmin):
                     request, f"{parcel.tracking_number}: {exc.message}", messages.ERROR
                 )
         if done:
-            self.message_user(request, f"{done} parcel(s) changed.")
+            self.message_user(request, gettext("Parcels changed: %(count)d.") % {"count": done})
 
     # No date_hierarchy: its year/month links are a scan of every parcel on each page view.
     # Newest first by primary key (ids grow with creation): the model's created_at ordering

@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor, shown_time
@@ -94,7 +95,11 @@ class IdentityAdmin(FaceDataActions):
             services.face_data_delete(identity=identity, actor=actor, reason="deleted by staff")
             for identity in queryset.order_by("pk")
         )
-        self.message_user(request, f"{deleted} face templates deleted.", messages.SUCCESS)
+        self.message_user(
+            request,
+            gettext("Face templates deleted: %(count)d.") % {"count": deleted},
+            messages.SUCCESS,
+        )
 
     @admin.action(
         description=_("Withdraw biometric consent (deletes face data)"),
@@ -107,7 +112,9 @@ class IdentityAdmin(FaceDataActions):
             for identity in queryset.order_by("pk")
         )
         self.message_user(
-            request, f"Consent withdrawn; {deleted} face templates deleted.", messages.SUCCESS
+            request,
+            gettext("Consent withdrawn; face templates deleted: %(count)d.") % {"count": deleted},
+            messages.SUCCESS,
         )
 
 
@@ -157,7 +164,11 @@ class FaceEnrollmentAdmin(FaceDataActions):
             services.face_data_delete(identity=identity, actor=actor, reason="deleted by staff")
             for identity in people
         )
-        self.message_user(request, f"{deleted} face templates deleted.", messages.SUCCESS)
+        self.message_user(
+            request,
+            gettext("Face templates deleted: %(count)d.") % {"count": deleted},
+            messages.SUCCESS,
+        )
 
 
 @admin.register(EnrollmentEvent)

@@ -15,6 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from cabinets.admin.compartments import CompartmentInline
@@ -310,7 +311,9 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
                 messages.error(request, exc.message)
             else:
                 messages.success(
-                    request, f"{cabinet.serial}: {self._operation_label(operation)}: done."
+                    request,
+                    gettext("%(serial)s: %(operation)s: done.")
+                    % {"serial": cabinet.serial, "operation": self._operation_label(operation)},
                 )
             return HttpResponseRedirect(change_page)
         return TemplateResponse(

@@ -17,6 +17,7 @@ from django.contrib.admin import helpers
 from django.db.models import Choices, Count, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ class Operation:
     also_while: frozenset[str] = frozenset()
     # Destructive: a confirmation page stating the count; `title` may use {count}.
     warning: StrOrPromise = ""
-    title: str = ""
+    title: StrOrPromise = ""
     reason: ReasonAsk = ""  # asked on the confirmation page ("required": the form is a reason)
     default_reason: str = ""  # recorded when no reason is asked
     records_reason: bool = True  # the service takes a reason
@@ -247,13 +248,17 @@ class OperationTable:
                     model_admin,
                     eligible,
                     action=op.name + self.suffix,
-                    title=(op.title or f"{op.label}: {{count}}?").format(count=count),
+                    title=(str(op.title) or f"{op.label}: {{count}}?").format(count=count),
                     form=form,
                     warning=str(op.warning),
                 )
             reason = form.cleaned_data.get("reason") or reason
         for state, n in refused:
-            messages.error(request, f"{n} left as they are: {self.refusal(op, state)}")
+            messages.error(
+                request,
+                gettext("Left as they are: %(count)d. %(why)s")
+                % {"count": n, "why": self.refusal(op, state)},
+            )
         if count:
             actor = model_admin._actor(request)
             run_each(request, eligible, lambda obj: self.run(op, obj, actor, reason), str(op.label))
@@ -307,8 +312,10 @@ CABINET_LIFECYCLE = OperationTable(
             "maintenance_on",
             _("Put into maintenance (asks for a reason)"),
             CabinetState.MAINTENANCE,
-            warning="Cabinets in maintenance take no new parcels; parcels inside stay collectable.",
-            title="Put {count} cabinet(s) into maintenance?",
+            warning=_(
+                "Cabinets in maintenance take no new parcels; parcels inside stay collectable."
+            ),
+            title=_("Put {count} cabinet(s) into maintenance?"),
             reason="required",
         ),
         Operation(
@@ -322,9 +329,11 @@ CABINET_LIFECYCLE = OperationTable(
             "retire",
             _("Retire (asks for a reason; cannot be undone)"),
             CabinetState.RETIRED,
-            warning="A retired cabinet is closed for good: its link is cut and no operation "
-            "brings it back.",
-            title="Retire {count} cabinet(s)?",
+            warning=_(
+                "A retired cabinet is closed for good: its link is cut and no operation "
+                "brings it back."
+            ),
+            title=_("Retire {count} cabinet(s)?"),
             reason="required",
         ),
     ),
@@ -382,9 +391,11 @@ ROLLOUT_CONTROL = OperationTable(
             _("Abort (asks to confirm)"),
             RolloutState.ABORTED,
             button="Abort",
-            warning="Cabinets not yet sent the version are cancelled; an aborted "
-            "rollout cannot be resumed.",
-            title="Abort {count} rollout(s)?",
+            warning=_(
+                "Cabinets not yet sent the version are cancelled; an aborted "
+                "rollout cannot be resumed."
+            ),
+            title=_("Abort {count} rollout(s)?"),
             reason="optional",
         ),
         Operation(

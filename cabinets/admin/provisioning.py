@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from cabinets.admin.forms import CabinetImportForm, ConfirmForm, OperationForm
@@ -131,7 +132,9 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
                 cabinet_credential_revoke(cabinet=c, actor=actor, reason=reason)
                 for c in queryset.order_by("pk")
             )
-            messages.success(request, f"Credentials revoked: {revoked}.")
+            messages.success(
+                request, gettext("Credentials revoked: %(count)d.") % {"count": revoked}
+            )
             return None
         return selection_page(
             request,

@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
@@ -206,7 +207,11 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
             except ApplicationError as exc:
                 form.add_error(None, exc.message)
             else:
-                messages.success(request, f"Rollout {rollout} created as a draft; start it here.")
+                messages.success(
+                    request,
+                    gettext("Rollout %(rollout)s created as a draft; start it here.")
+                    % {"rollout": rollout},
+                )
                 return HttpResponseRedirect(
                     reverse("admin:cabinets_rollout_change", args=[rollout.pk])
                 )
@@ -270,7 +275,7 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
         except ApplicationError as exc:
             messages.error(request, f"{label}: {exc.message}")
         else:
-            messages.success(request, f"{label}: done.")
+            messages.success(request, gettext("%(operation)s: done.") % {"operation": label})
         return HttpResponseRedirect(reverse("admin:cabinets_rollout_change", args=[rollout.pk]))
 
 

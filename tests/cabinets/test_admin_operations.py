@@ -85,14 +85,24 @@ def test_the_changelist_offers_exactly_the_generated_actions(
     )
 
 
+def retire_selection() -> tuple[list[Cabinet], Cabinet, str, dict[str, object]]:
+    """Two active cabinets and a retired one, all selected for Retire on the changelist."""
+    live = CabinetFactory.create_batch(2, state=CabinetState.ACTIVE)
+    gone = CabinetFactory(state=CabinetState.RETIRED)
+    changelist = reverse("admin:cabinets_cabinet_changelist")
+    return (
+        live,
+        gone,
+        changelist,
+        {"action": "retire", "_selected_action": [c.pk for c in [*live, gone]]},
+    )
+
+
 @pytest.mark.django_db
 def test_bulk_retire_states_the_count_asks_a_reason_and_leaves_the_retired_alone(
     admin_client,
 ) -> None:  # type: ignore[no-untyped-def]
-    live = CabinetFactory.create_batch(2, state=CabinetState.ACTIVE)
-    gone = CabinetFactory(state=CabinetState.RETIRED)
-    changelist = reverse("admin:cabinets_cabinet_changelist")
-    chosen = {"action": "retire", "_selected_action": [c.pk for c in [*live, gone]]}
+    live, gone, changelist, chosen = retire_selection()
     page = admin_client.post(changelist, chosen).content.decode()
     assert "Retire 2 cabinet(s)?" in page and 'name="reason"' in page
     assert "Confirm for 2" in page and gone.serial not in page
@@ -104,7 +114,7 @@ def test_bulk_retire_states_the_count_asks_a_reason_and_leaves_the_retired_alone
         (c.pk, CabinetState.RETIRED, "site closed") for c in live
     }
     text = " ".join(str(m) for m in done.context["messages"])
-    assert "1 left as they are: A cabinet cannot go from 'Retired' to 'Retired'." in text
+    assert "Left as they are: 1. A cabinet cannot go from 'Retired' to 'Retired'." in text
 
 
 @pytest.mark.django_db

@@ -127,7 +127,7 @@ def test_staff_delete_face_data_through_an_admin_action(
         {"action": "withdraw_consent", "_selected_action": [consenting_recipient.pk]},
         follow=True,
     )
-    assert "1 face templates deleted" in response.content.decode()
+    assert "face templates deleted: 1." in response.content.decode()
     assert not FaceTemplate.objects.exists()
     event = consenting_recipient.enrollments.get().events.last()
     assert (event.to_status, event.actor_kind) == ("deleted", "staff")
