@@ -165,8 +165,10 @@ class CarrierApiKeyAdmin(StaffScopedAdmin):
 
 @admin.register(AccessAttempt)
 class AccessAttemptAdmin(ReadOnlyEventAdmin):
-    """Who tried to open a door at a cabinet, and the figures of the decision."""
+    """Who tried to open a door at a cabinet, and the figures of the decision. Carrier staff
+    see the attempts on their own carrier's parcels (the parcel page links to them)."""
 
+    carrier_scope = "parcels__carrier"
     list_display = (
         "at",
         "cabinet",

@@ -112,6 +112,7 @@ def test_carrier_staff_with_every_view_permission_see_only_their_carriers_rows(
         "courier.parcel",
         "courier.parcelevent",
         "courier.notification",
+        "courier.accessattempt",
     }
     for label, url in changelist_urls().items():
         response = client.get(url)
@@ -449,3 +450,31 @@ def test_a_verified_superuser_rotates_from_the_changelist(admin_client: Client) 
     )
     assert response.redirect_chain
     assert CabinetCredential.objects.filter(cabinet=cabinet, revoked_at__isnull=True).exists()
+
+
+def test_carrier_staff_follow_their_parcel_to_its_attempts_and_not_to_another_carriers(
+    client: Client,
+) -> None:
+    own, rival = CarrierFactory(code="own"), CarrierFactory(code="rival")
+    user = staff_user("own-ops", "view_parcel", "view_accessattempt")
+    CarrierStaff.objects.create(user=user, carrier=own)
+    cabinet = CabinetFactory()
+    mine, theirs = ParcelFactory(carrier=own), ParcelFactory(carrier=rival)
+    attempts = {}
+    for parcel in (mine, theirs):
+        attempt = AccessAttempt.objects.create(
+            cabinet=cabinet, method="code", success=True, outcome="opened"
+        )
+        attempt.parcels.add(parcel)
+        attempts[parcel.pk] = attempt
+    client.force_login(user)
+
+    page = client.get(reverse("admin:courier_parcel_change", args=[mine.pk])).content.decode()
+    link = reverse("admin:courier_accessattempt_change", args=[attempts[mine.pk].pk])
+    assert link in page
+    assert client.get(link).status_code == 200
+    rival_link = reverse("admin:courier_accessattempt_change", args=[attempts[theirs.pk].pk])
+    assert client.get(rival_link).status_code in (302, 403, 404)
+    listing = client.get(reverse("admin:courier_accessattempt_changelist"))
+    shown = {a.pk for a in listing.context["cl"].result_list}
+    assert shown == {attempts[mine.pk].pk}
