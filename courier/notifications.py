@@ -47,13 +47,18 @@ def _deadline_text(parcel: Parcel) -> str:
 
 
 def message_text(*, parcel: Parcel, kind: str, code: str = "", channel: str = "sms") -> str:
-    """In RECIPIENT_LANGUAGE_CODE: a text message has no browser to choose a language."""
-    with translation.override(settings.RECIPIENT_LANGUAGE_CODE):
+    """In the recipient's language: a text message has no browser to choose one."""
+    with translation.override(recipient_language(parcel=parcel)):
         return _message_text(parcel=parcel, kind=kind, code=code, channel=channel)
 
 
+def recipient_language(*, parcel: Parcel) -> str:
+    """The recipient's own choice, else the platform's RECIPIENT_LANGUAGE_CODE."""
+    return parcel.recipient.language or settings.RECIPIENT_LANGUAGE_CODE
+
+
 def message_subject(*, parcel: Parcel) -> str:
-    with translation.override(settings.RECIPIENT_LANGUAGE_CODE):
+    with translation.override(recipient_language(parcel=parcel)):
         return gettext("Your parcel %(tracking)s") % {"tracking": parcel.tracking_number}
 
 

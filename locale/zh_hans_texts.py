@@ -30,6 +30,7 @@ ZH: dict[str, str | list[str]] = {
     "Please correct the error below.": "请修正下面的错误。",
     "You are authenticated as %(username)s, but are not authorized to access this page. Would you like to login to a different account?": "您已以 %(username)s 身份登录，但无权访问此页面。要登录其他账号吗？",
     "Forgotten your login credentials?": "忘记了登录信息？",
+    "language": "语言",
     # --- admin flash messages
     "Keys revoked: %(count)d.": "已吊销密钥：%(count)d 个。",
     "Parcels changed: %(count)d.": "已更改包裹：%(count)d 件。",

@@ -45,3 +45,17 @@ def test_texts_to_recipients_are_in_the_recipient_language(ready_parcel, setting
     assert "Pickup code: 123456" in message_text(
         parcel=ready_parcel, kind=NotificationKind.READY, code="123456"
     )
+
+
+def test_an_english_preferring_recipient_gets_english_and_a_default_one_chinese(
+    ready_parcel, settings
+) -> None:  # type: ignore[no-untyped-def]
+    settings.RECIPIENT_LANGUAGE_CODE = "zh-hans"
+    assert ready_parcel.recipient.language == ""  # the platform's language
+    text = message_text(parcel=ready_parcel, kind=NotificationKind.READY, code="123456")
+    assert "取件码：123456" in text and "Pickup code" not in text
+    ready_parcel.recipient.language = "en"
+    ready_parcel.recipient.save(update_fields=["language"])
+    text = message_text(parcel=ready_parcel, kind=NotificationKind.READY, code="123456")
+    assert "Pickup code: 123456" in text and "取件码" not in text
+    assert message_subject(parcel=ready_parcel) == f"Your parcel {ready_parcel.tracking_number}"
