@@ -25,8 +25,9 @@ class Identity(models.Model):
     name = models.CharField(max_length=120, blank=True)
     # The person's own address; nothing sets it yet (no email proof flow), nothing trusts it.
     email = models.EmailField(blank=True)
-    # The person's language for texts, emails and cabinet screens; blank is the platform's
-    # RECIPIENT_LANGUAGE_CODE (zh-hans), so the default follows the setting, stored nowhere else.
+    # The person's language for texts and emails (cabinet screens still speak the cabinet's
+    # CABINET_LANGUAGE_CODE); blank is the platform's RECIPIENT_LANGUAGE_CODE (zh-hans), so the
+    # default follows the setting, stored nowhere else.
     language = models.CharField(
         gettext_lazy("language"), max_length=8, blank=True, choices=settings.LANGUAGES, default=""
     )
