@@ -49,19 +49,26 @@ from identity.embeddings import Box
 Action = Literal["blink", "turn_left", "turn_right"]
 ACTIONS: tuple[Action, ...] = ("blink", "turn_left", "turn_right")
 
-# What the cabinet shows for each refusal: something the person can act on.
+
+def gettext_noop(text: str) -> str:
+    """Marks a text for `makemessages` (which looks for this name) without importing Django."""
+    return text
+
+
+# What the cabinet shows for each refusal: something the person can act on. Marked for
+# translation, translated where the answer is built (courier.access.face_bursts).
 REFUSALS: dict[str, str] = {
-    "bad_burst": "Please look at the camera again.",
-    "frozen": "The camera picture did not change: please look at the camera again.",
-    "unreadable_frame": "The camera picture could not be read: please try again.",
-    "no_face": "Keep your face in the frame and look at the camera.",
-    "several_faces": "Only one person at a time in front of the camera, please.",
-    "too_much_movement": "Hold still, too much movement.",
-    "no_blink": "Please blink.",
-    "no_turn_left": "Turn your head slowly to the left.",
-    "no_turn_right": "Turn your head slowly to the right.",
-    "flat_picture": "Face pickup needs you in person: please use your pickup code.",
-    "person_changed": "Only one person at a time in front of the camera, please.",
+    "bad_burst": gettext_noop("Please look at the camera again."),
+    "frozen": gettext_noop("The camera picture did not change: please look at the camera again."),
+    "unreadable_frame": gettext_noop("The camera picture could not be read: please try again."),
+    "no_face": gettext_noop("Keep your face in the frame and look at the camera."),
+    "several_faces": gettext_noop("Only one person at a time in front of the camera, please."),
+    "too_much_movement": gettext_noop("Hold still, too much movement."),
+    "no_blink": gettext_noop("Please blink."),
+    "no_turn_left": gettext_noop("Turn your head slowly to the left."),
+    "no_turn_right": gettext_noop("Turn your head slowly to the right."),
+    "flat_picture": gettext_noop("Face pickup needs you in person: please use your pickup code."),
+    "person_changed": gettext_noop("Only one person at a time in front of the camera, please."),
 }
 ACTION_REFUSAL: dict[str, str] = {
     "blink": "no_blink",
@@ -70,9 +77,9 @@ ACTION_REFUSAL: dict[str, str] = {
 }
 # Shown with the challenge, before the burst is taken.
 ACTION_PROMPTS: dict[str, str] = {
-    "blink": "Please blink.",
-    "turn_left": "Turn your head slowly to the left.",
-    "turn_right": "Turn your head slowly to the right.",
+    "blink": gettext_noop("Please blink."),
+    "turn_left": gettext_noop("Turn your head slowly to the left."),
+    "turn_right": gettext_noop("Turn your head slowly to the right."),
 }
 
 # dlib's 68-point layout.

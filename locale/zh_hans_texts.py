@@ -14,6 +14,23 @@ from pathlib import Path
 PO = Path(__file__).resolve().parent / "zh_Hans" / "LC_MESSAGES" / "django.po"
 
 ZH: dict[str, str | list[str]] = {
+    # --- face by challenge (protocol 1.2): prompts, refusals, confirmation
+    "Drop-off by face is not available with a challenge yet: please use your code.": "挑战式刷脸暂不支持寄件：请使用您的寄件码。",
+    "Face scan failed: please use your pickup code.": "刷脸失败：请使用取件码。",
+    "%(message)s The pickup code always works.": "%(message)s 取件码始终可用。",
+    "This confirmation was already used.": "此确认已被使用。",
+    "That took too long.": "超时了。",
+    "Those digits are not right: face pickup is locked for this parcel.": "号码不正确：此包裹的刷脸取件已锁定。",
+    "Face pickup is not available on this cabinet's software version: please use your pickup code.": "此柜机的软件版本不支持刷脸取件：请使用取件码。",
+    "The camera picture did not change: please look at the camera again.": "摄像头画面没有变化：请再看一次摄像头。",
+    "The camera picture could not be read: please try again.": "无法读取摄像头画面：请重试。",
+    "Keep your face in the frame and look at the camera.": "请保持脸部在画面内并看向摄像头。",
+    "Only one person at a time in front of the camera, please.": "请一次只有一人站在摄像头前。",
+    "Hold still, too much movement.": "请保持不动，动作幅度太大。",
+    "Please blink.": "请眨眨眼。",
+    "Turn your head slowly to the left.": "请慢慢向左转头。",
+    "Turn your head slowly to the right.": "请慢慢向右转头。",
+    "Face pickup needs you in person: please use your pickup code.": "刷脸取件需要本人在场：请使用取件码。",
     # --- merged later: admin operations, face at the door, enrollment
     "Put into maintenance (asks for a reason)": "进入维护（需填写原因）",
     "Abort (asks to confirm)": "中止（需确认）",
@@ -287,6 +304,14 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _unfuzzy(line: str) -> str:
+    """`#, fuzzy, python-format` -> `#, python-format`; `#, fuzzy` -> `#,` (dropped)."""
+    if not line.startswith("#,"):
+        return line
+    flags = [flag.strip() for flag in line[2:].split(",") if flag.strip() != "fuzzy"]
+    return "#, " + ", ".join(flags) if flags else "#,"
+
+
 def fill(po: Path = PO) -> list[str]:
     blocks = po.read_text(encoding="utf-8").split("\n\n")
     missing: list[str] = []
@@ -304,7 +329,8 @@ def fill(po: Path = PO) -> list[str]:
             out.append(block)
             continue
         # Filled entries are no longer fuzzy matches of an older text.
-        head = [line for line in lines[:start] if line != "#, fuzzy" and not line.startswith("#|")]
+        head = [_unfuzzy(line) for line in lines[:start] if not line.startswith("#|")]
+        head = [line for line in head if line != "#,"]
         plural_at = next(
             (i for i, line in enumerate(lines) if line.startswith("msgid_plural")), None
         )

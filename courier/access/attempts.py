@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.utils import timezone, translation
@@ -20,6 +21,22 @@ def in_cabinet_language() -> translation.override:
     """What a cabinet screen shows is in CABINET_LANGUAGE_CODE: cabinets have no browser to
     say which language they want, and the answer comes from a task or the link."""
     return translation.override(settings.CABINET_LANGUAGE_CODE)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def speaks_cabinet_language(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run `func` under `in_cabinet_language()`: every answer a cabinet shows (face_result,
+    face_challenge, code_result) is built by a function wearing this, read at call time."""
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with in_cabinet_language():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def answer_then_open(

@@ -21,23 +21,37 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from cabinet_agent import protocol
 from cabinets.push import push_after_commit
 from cabinets.reports import FaceBurst, FaceChallengeRequest, FaceConfirm
 from core.actors import Actor, ActorKind
-from courier.access.attempts import answer_then_open, attempt_record, doors, locked_out, stale
-from courier.access.faces import Figures, Outcome, face_answered_again, finish_once
+from courier.access.attempts import (
+    answer_then_open,
+    attempt_record,
+    doors,
+    locked_out,
+    speaks_cabinet_language,
+    stale,
+)
+from courier.access.faces import (
+    Figures,
+    Outcome,
+    face_answered_again,
+    face_door_answer,
+    finish_once,
+)
 from courier.models import AttemptMethod, FaceChallenge, FaceConfirmation, FaceFrameSeen, Parcel
-from courier.selectors import parcels_face_open_at, recipients_face_open_at
+from courier.selectors import recipients_face_open_at
 from courier.services.releases import parcels_release
 from courier.tasks import face_burst_task
 from identity.door_policy import DoorPolicy, door_decide
 
 logger = logging.getLogger(__name__)
 
-_CODE = "The pickup code always works."
-NO_FACE_HERE = "No parcel here can be opened by face: use your pickup code."
+NO_FACE_HERE = gettext_noop("No parcel here can be opened by face: use your pickup code.")
 # Refusals that are attacks or cannot be retried by moving: no retake is offered.
 _NOT_RETAKES = frozenset({"flat_picture", "person_changed", "frozen"})
 
@@ -76,14 +90,14 @@ def face_challenge_issue(
     offered (stale, locked out, nobody here to open for). Cheap: no face work."""
     cabinet_id = request.cabinet_id
     if stale(request.at):
-        _face_result_now(cabinet_id, request.start_id, Outcome.RETAKE, "Please try again.")
+        _face_result_now(cabinet_id, request.start_id, Outcome.RETAKE, _("Please try again."))
         return "stale"
     if locked_out(cabinet_id=cabinet_id, method=AttemptMethod.FACE):
         _face_result_now(
             cabinet_id,
             request.start_id,
             Outcome.LOCKED_OUT,
-            "Face scan is paused here after several failures: use your pickup code.",
+            _("Face scan is paused here after several failures: use your pickup code."),
         )
         return "locked_out"
     if request.purpose != protocol.ScanPurpose.PICKUP:
@@ -91,11 +105,11 @@ def face_challenge_issue(
             cabinet_id,
             request.start_id,
             Outcome.USE_CODE,
-            "Drop-off by face is not available with a challenge yet: please use your code.",
+            _("Drop-off by face is not available with a challenge yet: please use your code."),
         )
         return "purpose"
     if not recipients_face_open_at(cabinet_id=cabinet_id):
-        _face_result_now(cabinet_id, request.start_id, Outcome.USE_CODE, NO_FACE_HERE)
+        _face_result_now(cabinet_id, request.start_id, Outcome.USE_CODE, _(NO_FACE_HERE))
         return "no_candidates"
     actions = challenge_actions_draw(rng or secrets.SystemRandom())
     nonce = secrets.token_urlsafe(24)
@@ -122,7 +136,7 @@ def face_challenge_issue(
                 nonce=nonce,
                 actions=actions,
                 expires_at=int(challenge.expires_at.timestamp() * 1000),
-                message=" ".join(ACTION_PROMPTS[a] for a in actions),
+                message=" ".join(_(ACTION_PROMPTS[a]) for a in actions),
             ),
         },
     )
@@ -159,13 +173,13 @@ def _confirm_prompt(cabinet_id: int, burst_id: str, confirmation: FaceConfirmati
         protocol.make_face_result(
             scan_id=burst_id,
             outcome=Outcome.CONFIRM,
-            message=_CONFIRM_PROMPT,
+            message=_(_CONFIRM_PROMPT),
             confirm_id=str(confirmation.pk),
         ),
     )
 
 
-_CONFIRM_PROMPT = "Enter the last four digits of your phone number."
+_CONFIRM_PROMPT = gettext_noop("Enter the last four digits of your phone number.")
 
 
 def _challenge_claim(
@@ -207,9 +221,16 @@ def _frames_claim(*, cabinet_id: int, burst_id: str, digests: list[str]) -> bool
     return True
 
 
-_REPLAYED = "Face scan failed: please use your pickup code."
+_TOO_LONG = gettext_noop("That took too long: please try again.")
+_REPLAYED = gettext_noop("Face scan failed: please use your pickup code.")
 
 
+def _with_code(message: str) -> str:
+    """A refusal that offers no retry, with the way that always works."""
+    return _("%(message)s The pickup code always works.") % {"message": message}
+
+
+@speaks_cabinet_language
 def face_burst_answer(
     *,
     cabinet_id: int,
@@ -239,27 +260,27 @@ def face_burst_answer(
         )
 
     if stale(parse_datetime(taken_at) if taken_at else None):
-        return finish(Outcome.RETAKE, "That took too long: please try again.", detail="stale")
+        return finish(Outcome.RETAKE, _(_TOO_LONG), detail="stale")
     challenge, refusal = _challenge_claim(
         cabinet_id=cabinet_id, burst_id=burst_id, challenge_id=challenge_id, nonce=nonce
     )
     if challenge is None:
         if refusal == "challenge_expired":
-            return finish(Outcome.RETAKE, "That took too long: please try again.", detail=refusal)
-        return finish(Outcome.NO_MATCH, _REPLAYED, detail=refusal)
+            return finish(Outcome.RETAKE, _(_TOO_LONG), detail=refusal)
+        return finish(Outcome.NO_MATCH, _(_REPLAYED), detail=refusal)
     decoded = [BurstFrame(t_ms=int(t), jpeg=base64.b64decode(b64)) for t, b64 in frames]
     if not _frames_claim(
         cabinet_id=cabinet_id, burst_id=burst_id, digests=[frame_digest(f.jpeg) for f in decoded]
     ):
-        return finish(Outcome.NO_MATCH, _REPLAYED, detail="frames_reused")
+        return finish(Outcome.NO_MATCH, _(_REPLAYED), detail="frames_reused")
     if locked_out(cabinet_id=cabinet_id, method=AttemptMethod.FACE):
         return finish(
             Outcome.LOCKED_OUT,
-            "Face scan is paused here after several failures: use your pickup code.",
+            _("Face scan is paused here after several failures: use your pickup code."),
         )
     candidate_ids = recipients_face_open_at(cabinet_id=cabinet_id)
     if not candidate_ids:
-        return finish(Outcome.USE_CODE, NO_FACE_HERE, detail="no_candidates")
+        return finish(Outcome.USE_CODE, _(NO_FACE_HERE), detail="no_candidates")
 
     # Slow (dlib on every frame): outside any transaction.
     result = burst_check(
@@ -278,49 +299,36 @@ def face_burst_answer(
     logger.info("face burst %s: liveness %s", burst_id, result.code)
     if not result.ok or result.encoding is None:
         outcome = Outcome.NO_MATCH if result.code in _NOT_RETAKES else Outcome.RETAKE
-        message = f"{result.message} {_CODE}" if outcome == Outcome.NO_MATCH else result.message
+        message = _(result.message)
+        if outcome == Outcome.NO_MATCH:
+            message = _with_code(message)
         return finish(outcome, message, detail=result.explain())
 
     decision = face_identify(probe=result.encoding, identity_ids=candidate_ids)
-    figures = Figures(
-        decision.best_distance, decision.second_distance, decision.threshold, decision.margin
-    )
     door = door_decide(
         match=decision,
         waiting=len(candidate_ids),
         live=True,
         policy=DoorPolicy.from_settings(),
     )
-    detail = f"live; {door.explain()}"
-    # On "open" the person is best_key; on "confirm" the digits are checked against the
-    # nearest person only (identity.door_policy).
-    person = decision.best_key if door.action == "open" else decision.nearest_key
-    if door.action == "refuse" or person is None:
-        return finish(
-            Outcome.NO_MATCH,
-            "Face not recognised: try again or use your pickup code.",
-            detail=detail,
-            figures=figures,
-        )
-    identity_id = int(str(person))
-    parcels = list(parcels_face_open_at(cabinet_id=cabinet_id).filter(recipient_id=identity_id))
-    if door.action == "confirm":
+
+    def confirm(*, identity_id: int, parcels: list[Parcel], detail: str) -> str:
         return _confirm_ask(
             cabinet_id=cabinet_id,
             burst_id=burst_id,
             identity_id=identity_id,
             parcels=parcels,
             detail=detail,
-            figures=figures,
+            figures=Figures.of(decision),
         )
-    return finish(
-        Outcome.UNLOCKING,
-        "",
-        success=True,
-        identity_id=identity_id,
-        figures=figures,
-        release=parcels,
-        detail=detail,
+
+    return face_door_answer(
+        finish=finish,
+        cabinet_id=cabinet_id,
+        door=door,
+        decision=decision,
+        detail=f"live; {door.explain()}",
+        confirm=confirm,
     )
 
 
@@ -394,8 +402,8 @@ def face_confirm_answer(*, confirm: FaceConfirm) -> str:
         return outcome
 
     if confirmation is None:
-        _face_result_now(cabinet_id, event_id, Outcome.NO_MATCH, _REPLAYED)
-        return answer(Outcome.NO_MATCH, _REPLAYED, success=False, detail="unknown_confirm")
+        _face_result_now(cabinet_id, event_id, Outcome.NO_MATCH, _(_REPLAYED))
+        return answer(Outcome.NO_MATCH, _(_REPLAYED), success=False, detail="unknown_confirm")
     phone = Identity.objects.filter(pk=confirmation.identity_id).values_list("phone", flat=True)
     expected = (phone.first() or "")[-4:]
     right = len(expected) == 4 and hmac.compare_digest(expected, confirm.digits)
@@ -407,15 +415,17 @@ def face_confirm_answer(*, confirm: FaceConfirm) -> str:
         success=right and not expired,
     )
     if claimed != 1:
-        message = f"This confirmation was already used. {_CODE}"
+        message = _with_code(_("This confirmation was already used."))
         _face_result_now(cabinet_id, event_id, Outcome.NO_MATCH, message)
         return answer(Outcome.NO_MATCH, message, success=False, detail="confirm_used")
     if expired:
-        message = f"That took too long. {_CODE}"
+        message = _with_code(_("That took too long."))
         _face_result_now(cabinet_id, event_id, Outcome.NO_MATCH, message)
         return answer(Outcome.NO_MATCH, message, success=False, detail="confirm_expired")
     if not right:
-        message = f"Those digits are not right: face pickup is locked for this parcel. {_CODE}"
+        message = _with_code(
+            _("Those digits are not right: face pickup is locked for this parcel.")
+        )
         _face_result_now(cabinet_id, event_id, Outcome.NO_MATCH, message)
         return answer(Outcome.NO_MATCH, message, success=False, detail="wrong_digits")
     released = parcels_release(
@@ -425,9 +435,9 @@ def face_confirm_answer(*, confirm: FaceConfirm) -> str:
     )
     opened = released.parcels
     message = (
-        f"Compartment {doors(opened)} is opening."
+        _("Compartment %(doors)s is opening.") % {"doors": doors(opened)}
         if opened
-        else "Your compartment is already opening."
+        else _("Your compartment is already opening.")
     )
     answer_then_open(
         cabinet_id,

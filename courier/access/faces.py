@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -22,8 +23,8 @@ from courier.access.attempts import (
     answer_then_open,
     attempt_record,
     doors,
-    in_cabinet_language,
     locked_out,
+    speaks_cabinet_language,
     stale,
 )
 from courier.models import AccessAttempt, AttemptMethod, Parcel, ParcelDirection, ParcelStatus
@@ -35,19 +36,22 @@ from courier.selectors import (
 )
 from courier.services.deposits import parcel_dropoff_start
 from courier.services.releases import parcels_release
+from identity.door_policy import DoorDecision, DoorPolicy, door_decide
+from identity.matching import MatchDecision
 
 logger = logging.getLogger(__name__)
 Outcome = protocol.FaceOutcome
 
-SINGLE_FRAME_REFUSED = (
+SINGLE_FRAME_REFUSED = gettext_noop(
     "Face pickup is not available on this cabinet's software version: please use your pickup code."
 )
+NOT_RECOGNISED = gettext_noop("Face not recognised: try again or use your pickup code.")
 
 
 # What to say when a scan's answer is repeated (its first message is not stored).
 _FACE_AGAIN: dict[str, str] = {
     Outcome.UNLOCKING: gettext_noop("Your compartment is opening."),
-    Outcome.NO_MATCH: gettext_noop("Face not recognised: try again or use your pickup code."),
+    Outcome.NO_MATCH: NOT_RECOGNISED,
     Outcome.USE_CODE: gettext_noop("Please use your pickup code."),
     Outcome.LOCKED_OUT: gettext_noop("Face scan is paused here: use your pickup code."),
     Outcome.RETAKE: gettext_noop("Please look at the camera again."),
@@ -87,6 +91,12 @@ class Figures:
     second_distance: float | None = None
     threshold: float | None = None
     margin: float | None = None
+
+    @classmethod
+    def of(cls, decision: MatchDecision) -> Figures:
+        return cls(
+            decision.best_distance, decision.second_distance, decision.threshold, decision.margin
+        )
 
 
 def _finish(
@@ -168,27 +178,50 @@ def finish_once(*, cabinet_id: int, scan_id: str, **kwargs: object) -> str:
         raise
 
 
-def face_scan_answer(
+class Finish(Protocol):
+    def __call__(self, outcome: str, message: str, **kwargs: Any) -> str: ...
+
+
+class ConfirmAsk(Protocol):
+    def __call__(self, *, identity_id: int, parcels: list[Parcel], detail: str) -> str: ...
+
+
+def face_door_answer(
     *,
+    finish: Finish,
     cabinet_id: int,
-    scan_id: str,
-    purpose: str,
-    image_b64: str,
-    light_on: bool,
-    taken_at: str,
+    door: DoorDecision,
+    decision: MatchDecision,
+    detail: str,
+    confirm: ConfirmAsk | None = None,
 ) -> str:
-    with in_cabinet_language():
-        return _face_scan_answer(
-            cabinet_id=cabinet_id,
-            scan_id=scan_id,
-            purpose=purpose,
-            image_b64=image_b64,
-            light_on=light_on,
-            taken_at=taken_at,
-        )
+    """What the door policy decided, answered: open the person's doors, ask for their phone
+    digits (`confirm`; None where the protocol has no confirm step: refused), or refuse. On
+    "open" the person is `best_key`; on "confirm" the digits are checked against the nearest
+    person only (identity.door_policy)."""
+    figures = Figures.of(decision)
+    person = decision.best_key if door.action == "open" else decision.nearest_key
+    if door.action == "refuse" or person is None or (door.action == "confirm" and not confirm):
+        if door.action == "confirm":
+            detail = f"no confirm step in this protocol version; {detail}"
+        return finish(Outcome.NO_MATCH, _(NOT_RECOGNISED), detail=detail, figures=figures)
+    identity_id = int(str(person))
+    parcels = list(parcels_face_open_at(cabinet_id=cabinet_id).filter(recipient_id=identity_id))
+    if door.action == "confirm" and confirm is not None:
+        return confirm(identity_id=identity_id, parcels=parcels, detail=detail)
+    return finish(
+        Outcome.UNLOCKING,
+        "",
+        success=True,
+        identity_id=identity_id,
+        figures=figures,
+        release=parcels,
+        detail=detail,
+    )
 
 
-def _face_scan_answer(
+@speaks_cabinet_language
+def face_scan_answer(
     *,
     cabinet_id: int,
     scan_id: str,
@@ -216,7 +249,7 @@ def _face_scan_answer(
 
     if not settings.FACE_ALLOW_SINGLE_FRAME:
         # One still picture cannot tell a person from a printed photo (protocol 1.2).
-        return finish(Outcome.USE_CODE, SINGLE_FRAME_REFUSED, detail="single_frame")
+        return finish(Outcome.USE_CODE, _(SINGLE_FRAME_REFUSED), detail="single_frame")
     if stale(parse_datetime(taken_at) if taken_at else None):
         return finish(
             Outcome.RETAKE,
@@ -263,28 +296,28 @@ def _face_scan_answer(
         return finish(
             Outcome.USE_CODE if pickup else Outcome.NO_MATCH, message, detail="no_candidates"
         )
-    figures = Figures(
-        decision.best_distance, decision.second_distance, decision.threshold, decision.margin
-    )
-    if not decision.is_match or decision.best_key is None:
-        message = (
-            _("Face not recognised: try again or use your pickup code.")
-            if pickup
-            else _("Face not recognised: a drop-off needs the sender's verified face.")
-        )
-        return finish(Outcome.NO_MATCH, message, detail=decision.decision, figures=figures)
-    identity_id = int(str(decision.best_key))
-
+    figures = Figures.of(decision)
     if pickup:
-        parcels = list(parcels_face_open_at(cabinet_id=cabinet_id).filter(recipient_id=identity_id))
-        return finish(
-            Outcome.UNLOCKING,
-            "",
-            success=True,
-            identity_id=identity_id,
-            figures=figures,
-            release=parcels,
+        # An operator who allows single frames waives liveness for them (FACE_ALLOW_SINGLE_FRAME);
+        # the door policy still decides. Protocol 1.0/1.1 has no confirm step: confirm refuses.
+        door = door_decide(
+            match=decision, waiting=len(candidate_ids), live=True, policy=DoorPolicy.from_settings()
         )
+        return face_door_answer(
+            finish=finish,
+            cabinet_id=cabinet_id,
+            door=door,
+            decision=decision,
+            detail=f"single frame; {door.explain()}",
+        )
+    if not decision.is_match or decision.best_key is None:
+        return finish(
+            Outcome.NO_MATCH,
+            _("Face not recognised: a drop-off needs the sender's verified face."),
+            detail=decision.decision,
+            figures=figures,
+        )
+    identity_id = int(str(decision.best_key))
 
     identity = Identity.objects.get(pk=identity_id)
     if identity.real_name_verified_at is None:

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001
 """Face pickup by liveness challenge (protocol 1.2) through the link's entry point and the
 Celery task (eager here; tests/live/test_face_liveness_live.py runs real processes): real
 dlib on a GRID clip of a person enrolled from two other frames of the same clip."""
@@ -287,6 +288,39 @@ def test_wrong_phone_digits_lock_face_for_that_parcel_but_not_its_code(
     [code] = [r for r in results(pushes, "code_result") if r["entry_id"] == entry["id"]]
     assert code["outcome"] == "unlocking"
     assert [c["compartment"] for c in unlocks(pushes)] == ["A01"]
+
+
+def test_the_challenge_refusals_and_the_confirm_step_speak_the_cabinet_language(
+    cabinet, parcel, say, pushes, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """Chinese by default in Shanghai: the prompt with the challenge, a refusal from the
+    worker (a photo held up), the confirm prompt and the wrong-digits answer. The outcome
+    codes stay language-free."""
+    settings.CABINET_LANGUAGE_CODE = "zh-hans"
+    frames, _ = clip_frames(CLIP)
+    challenge = _challenge(say, pushes)
+    assert challenge["message"] == "请眨眨眼。"
+    burst = _burst(challenge, still_burst(held_print(frames[0], count=12)))
+    say(burst)
+    assert (_answer(pushes, burst["id"])["outcome"], _answer(pushes, burst["id"])["message"]) == (
+        "retake",
+        "请眨眨眼。",
+    )
+    replay = _burst(challenge, clip_burst(CLIP, BLINK_FRAMES))
+    say(replay)  # the nonce was used by the first burst
+    assert _answer(pushes, replay["id"])["message"] == "刷脸失败：请使用取件码。"
+
+    settings.FACE_DOOR_POLICY_MODE = "always_confirm"
+    burst = _burst(_challenge(say, pushes), clip_burst(CLIP, BLINK_FRAMES))
+    say(burst)
+    asked = _answer(pushes, burst["id"])
+    assert (asked["outcome"], asked["message"]) == ("confirm", "请输入您手机号码的后四位。")
+    wrong = protocol.make_face_confirm(confirm_id=asked["confirm_id"], digits="1234", at=1)
+    say(wrong)
+    answer = _answer(pushes, wrong["id"])
+    assert answer["outcome"] == "no_match"
+    assert answer["message"] == "号码不正确：此包裹的刷脸取件已锁定。 取件码始终可用。"
+    assert unlocks(pushes) == []
 
 
 def test_the_face_pickup_demo_fails_clearly_when_its_clip_is_missing(tmp_path) -> None:  # type: ignore[no-untyped-def]
