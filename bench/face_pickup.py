@@ -40,6 +40,9 @@ BURST = "--burst" in sys.argv
 if BURST:
     # The clip is frontal and still: the platform draws blink challenges.
     os.environ["FACE_CHALLENGE_ACTIONS"] = "blink"
+else:
+    # Single frames (protocol 1.0/1.1) answer use_code unless an operator allows them.
+    os.environ["FACE_ALLOW_SINGLE_FRAME"] = "true"
 WORK = Path(tempfile.mkdtemp(prefix="bench-face-pickup-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 os.environ["DATABASE_URL"] = os.environ.get(
@@ -131,10 +134,12 @@ def setup_data(scan: bytes) -> dict[str, Any]:
 def bare_dlib(scan: bytes, rounds: int) -> dict[str, float]:
     import face_recognition
     import numpy as np
+    from django.conf import settings
     from PIL import Image
 
     from identity.services import face_probe
 
+    jitters = settings.FACE_ENCODER_JITTERS  # as the platform encodes a still
     rgb = np.asarray(Image.open(io.BytesIO(scan)).convert("RGB"))
     face_probe(image=scan)  # load the models
     detect, encode, probe = [], [], []
@@ -142,7 +147,7 @@ def bare_dlib(scan: bytes, rounds: int) -> dict[str, float]:
         t0 = time.perf_counter()
         boxes = face_recognition.face_locations(rgb)
         t1 = time.perf_counter()
-        face_recognition.face_encodings(rgb, boxes)
+        face_recognition.face_encodings(rgb, boxes, num_jitters=jitters)
         t2 = time.perf_counter()
         face_probe(image=scan)
         t3 = time.perf_counter()
@@ -154,6 +159,7 @@ def bare_dlib(scan: bytes, rounds: int) -> dict[str, float]:
         "encode": statistics.median(encode),
         "detect+encode": statistics.median([d + e for d, e in zip(detect, encode, strict=True)]),
         "probe": statistics.median(probe),
+        "jitters": float(jitters),
     }
 
 
@@ -330,7 +336,9 @@ async def pickups(data: dict[str, Any], scan_path: Path, port: int) -> list[floa
 
 
 def main() -> None:
-    scan = _jpeg_640(FACES / "examples" / "obama2.jpg")
+    # The enrollment shot at another size: a clear match, which a single frame needs (the door
+    # policy opens on one frame only within 0.30; a photo of another day asks to confirm).
+    scan = _jpeg_640(FACES / "examples" / "obama-720p.jpg")
     scan_path = WORK / "scan.jpg"
     scan_path.write_bytes(scan)
     data = setup_data(scan)
@@ -410,12 +418,12 @@ machine was shared with other work: compare the ratio, not the absolute times.
 Machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}; database
 {os.environ["DATABASE_URL"].split(":")[0]}, Redis at {os.environ["REDIS_URL"].rsplit("@", 1)[-1]}; one Celery worker
 (solo pool), one uvicorn process, the reference agent over a loopback websocket. Scan: a
-640 px JPEG of a recipient enrolled from another photo; {ROUNDS} scans after one warm-up.
+640 px JPEG of the shot a recipient enrolled from, at another size (a clear match; single frames allowed); {ROUNDS} scans after one warm-up.
 
 | measure | median | p95 |
 |---|---|---|
 | scan sent by the cabinet -> unlock received by it | {ms(p50)} | {ms(p95)} |
-| bare dlib: HOG detection + encoding of the same photo | {ms(bare["detect+encode"])} | |
+| bare dlib: HOG detection + encoding of the same photo ({int(bare["jitters"])} jitters, as the platform encodes a still) | {ms(bare["detect+encode"])} | |
 | (detection / encoding alone) | {ms(bare["detect"])} / {ms(bare["encode"])} | |
 | our probe pipeline (decode, checks, detection, encoding) | {ms(bare["probe"])} | |
 
