@@ -31,16 +31,9 @@ SAME_SPEAKER = frozenset({"id2_vcd_swwp2s", "pwij3p"})
 
 
 def _frames(path: Path) -> list[np.ndarray]:
-    import cv2
+    from cabinet_agent.camera import video_frames_rgb
 
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return frames
+    return video_frames_rgb(path)[0]
 
 
 def main(video_dir: Path) -> None:

@@ -4,6 +4,7 @@ protocol 1.2, for a burst of frames (VideoBurstCamera reads them from a video fi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,6 +14,37 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
 class CameraError(RuntimeError):
     pass
+
+
+def video_frames(path: str | Path) -> tuple[float, Generator[Any, None, None]]:
+    """A video file's (or GIF's) frame rate and its frames, in order, as BGR arrays (opencv).
+    The one reader of clips: the agent's VideoBurstCamera, the tests and bench/ use it."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise CameraError(f"cannot open video file {path}")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+
+    def frames() -> Generator[Any, None, None]:
+        try:
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    return
+                yield image
+        finally:
+            capture.release()
+
+    return fps, frames()
+
+
+def video_frames_rgb(path: str | Path) -> tuple[list[Any], float]:
+    """Every frame of a clip as RGB arrays, and its frame rate."""
+    import cv2
+
+    fps, frames = video_frames(path)
+    return [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in frames], fps
 
 
 class Camera(Protocol):
@@ -104,27 +136,17 @@ class VideoBurstCamera:
         return await asyncio.to_thread(self.read, first)
 
     def read(self, first: int) -> Burst:
-        import cv2
-
         if not self.path.is_file():
             raise CameraError(f"video file {self.path} not found")
-        capture = cv2.VideoCapture(str(self.path))
-        if not capture.isOpened():
-            raise CameraError(f"cannot open video file {self.path}")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        fps, images = video_frames(self.path)
         wanted = set(range(first, first + self.step * self.count, self.step))
         frames: Burst = []
-        index = 0
-        try:
-            while len(frames) < self.count:
-                ok, image = capture.read()
-                if not ok:
-                    break
-                if index in wanted:
-                    frames.append((round((index - first) * 1000 / fps), self._jpeg(image)))
-                index += 1
-        finally:
-            capture.release()
+        for index, image in enumerate(images):
+            if index in wanted:
+                frames.append((round((index - first) * 1000 / fps), self._jpeg(image)))
+            if len(frames) == self.count:
+                break
+        images.close()
         if len(frames) < self.count:
             raise CameraError(f"{self.path} has too few frames from {first}")
         return frames

@@ -12,6 +12,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageOps
 
+from cabinet_agent.camera import video_frames_rgb
 from identity.liveness import BurstFrame, DlibLandmarkEncoder, FaceObservation
 from tests.identity.faces import FACES
 
@@ -65,18 +66,8 @@ def session_encoder() -> CachingEncoder:
 
 @lru_cache(maxsize=16)
 def clip_frames(path: str) -> tuple[tuple[np.ndarray, ...], float]:
-    """Every frame of a clip as RGB, and its frame rate."""
-    import cv2
-
-    capture = cv2.VideoCapture(path)
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
+    """Every frame of a clip as RGB, and its frame rate (the agent's reader)."""
+    frames, fps = video_frames_rgb(path)
     return tuple(frames), fps
 
 
