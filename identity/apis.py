@@ -88,6 +88,13 @@ THROTTLED = {
 }
 
 
+def _remember_language(request: Request, identity: Identity) -> None:
+    # LocaleMiddleware chose it from the page's language cookie or Accept-Language.
+    services.identity_language_remember(
+        identity=identity, language=getattr(request, "LANGUAGE_CODE", "")
+    )
+
+
 def _actor(identity: Identity) -> Actor:
     return Actor(kind=ActorKind.RECIPIENT, label=f"identity {identity.pk} (API)")
 
@@ -158,6 +165,7 @@ class LoginCodeVerifyApi(APIView):
         identity = services.login_code_verify(
             **data.validated_data, client_address=client_address(request.META)
         )
+        _remember_language(request, identity)
         response = Response(
             {
                 "token": services.api_token_issue(identity=identity),
@@ -201,6 +209,7 @@ class ConsentApi(PersonApi):
         if not data.validated_data["agree"]:
             raise serializers.ValidationError({"agree": ["Consent must be given explicitly."]})
         services.consent_give(identity=self.person(request), source="api")
+        _remember_language(request, self.person(request))
         return self.overview(request)
 
     @extend_schema(
@@ -242,6 +251,7 @@ class PhotoSubmitApi(PersonApi):
         data = self.PhotoSubmitInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         identity = self.person(request)
+        _remember_language(request, identity)
         photo = services.enrollment_photo_submit(
             identity=identity,
             data=services.photo_read(upload=data.validated_data["photo"]),

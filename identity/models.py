@@ -27,7 +27,8 @@ class Identity(models.Model):
     email = models.EmailField(blank=True)
     # The person's language for texts and emails (cabinet screens still speak the cabinet's
     # CABINET_LANGUAGE_CODE); blank is the platform's RECIPIENT_LANGUAGE_CODE (zh-hans), so the
-    # default follows the setting, stored nowhere else.
+    # default follows the setting, stored nowhere else. Set from the enrollment page's language
+    # when the person logs in, consents or sends a photo (identity_language_remember).
     language = models.CharField(
         gettext_lazy("language"), max_length=8, blank=True, choices=settings.LANGUAGES, default=""
     )

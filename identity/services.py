@@ -259,6 +259,19 @@ def _lock_identity(identity_id: int) -> Identity:
 # --- Consent -------------------------------------------------------------------------------
 
 
+def identity_language_remember(*, identity: Identity, language: str) -> bool:
+    """The language of the page a person logs in, consents or sends a photo on (the page's
+    switch or their browser) becomes theirs for texts and emails (`Identity.language`).
+    Only the person's own requests call this; a carrier never sets it. Unsupported codes are
+    ignored. True when it changed."""
+    code = language.lower()
+    if code not in dict(settings.LANGUAGES) or identity.language == code:
+        return False
+    changed = Identity.objects.filter(pk=identity.pk).exclude(language=code).update(language=code)
+    identity.language = code
+    return changed == 1
+
+
 def consent_give(*, identity: Identity, source: str = "web") -> BiometricConsent:
     """Idempotent: a person who has consented keeps their consent row. Needs a proven phone."""
     with transaction.atomic():

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from identity.models import FaceTemplate, Identity, RealIdCheck
 from identity.notify import SentSms
-from identity.services import api_token_issue
+from identity.services import api_token_issue, identity_language_remember
 from tests.factories import StaffUserFactory
 from tests.identity.conftest import BIDEN, OBAMA, OBAMA2, fifty_megapixels, truncated
 from tests.identity.faces import face_bytes, requires_faces
@@ -75,6 +75,31 @@ def test_phone_login_returns_a_token_that_opens_the_api(
     assert overview["name"] == "Li Wei"
     assert overview["consent"] is False
     assert overview["status"] == "none"
+
+
+def test_the_page_language_becomes_the_persons_for_later_texts(
+    recipient: Identity, sms_outbox: list[SentSms], django_capture_on_commit_callbacks: Capture
+) -> None:
+    assert recipient.language == ""  # the platform's default (zh-hans) until they act
+    api = APIClient(HTTP_ACCEPT_LANGUAGE="en")
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        api.post(API + "login/code/", {"phone": recipient.phone}, format="json")
+    code = re.search(r"\b(\d{6})\b", sms_outbox[-1].text).group(1)  # type: ignore[union-attr]
+    assert "login code" in sms_outbox[-1].text  # the page asked in English
+    good = api.post(API + "login/verify/", {"phone": recipient.phone, "code": code}, format="json")
+    assert good.status_code == 200
+    recipient.refresh_from_db()
+    assert recipient.language == "en"
+    # The switch on the page (a cookie) to Chinese; the next consent records it.
+    api.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    api.credentials(HTTP_AUTHORIZATION=f"Enrollment {good.json()['token']}")
+    assert api.post(API + "consent/", {"agree": True}, format="json").status_code == 200
+    recipient.refresh_from_db()
+    assert recipient.language == "zh-hans"
+    # A code the platform does not speak changes nothing (the middleware never passes one).
+    assert not identity_language_remember(identity=recipient, language="fr")
+    recipient.refresh_from_db()
+    assert recipient.language == "zh-hans"
 
 
 def test_consent_must_be_explicit(recipient: Identity) -> None:
