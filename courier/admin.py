@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor, shown_time
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin, figure
+from core.admin_confirm import bulk_confirmed
 from core.errors import ApplicationError
 from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_required
@@ -335,7 +336,20 @@ class ParcelAdmin(StaffScopedAdmin):
     @admin.action(
         description=_("Cancel (announced parcels not yet in a cabinet)"), permissions=["change"]
     )
-    def cancel(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> Any:
+        page = bulk_confirmed(
+            request,
+            self,
+            queryset,
+            action="cancel",
+            title=gettext("Cancel %(count)d parcel(s)?") % {"count": queryset.count()},
+            warning=gettext(
+                "A cancelled parcel cannot be deposited any more; parcels already in a cabinet"
+                " are left as they are."
+            ),
+        )
+        if page is not None:
+            return page
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         self._each(
             request,

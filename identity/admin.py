@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor, shown_time
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin, figure
+from core.admin_confirm import bulk_confirmed
 from identity import services
 from identity.models import (
     BiometricConsent,
@@ -47,6 +48,22 @@ class FaceDataActions(StaffScopedAdmin):
 
     def has_withdraw_consent_permission(self, request: HttpRequest) -> bool:
         return self.has_staff_permission(request, "identity.withdraw_consent")
+
+    def face_data_delete_confirmed(
+        self, request: HttpRequest, queryset: QuerySet[Any], *, people: int
+    ) -> Any:
+        """None once confirmed; otherwise the page that states how many people lose it."""
+        return bulk_confirmed(
+            request,
+            self,
+            queryset,
+            action="delete_face_data",
+            title=gettext("Delete the face data of %(count)d person(s)?") % {"count": people},
+            warning=gettext(
+                "Their face templates and photos are deleted at once and cannot be restored;"
+                " consent stays, and they can enroll again."
+            ),
+        )
 
 
 @admin.register(Identity)
@@ -89,7 +106,10 @@ class IdentityAdmin(FaceDataActions):
         description=_("Delete face data (templates and photos) now"),
         permissions=["delete_face_data"],
     )
-    def delete_face_data(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
+    def delete_face_data(self, request: HttpRequest, queryset: QuerySet[Identity]) -> Any:
+        page = self.face_data_delete_confirmed(request, queryset, people=queryset.count())
+        if page is not None:
+            return page
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         deleted = sum(
             services.face_data_delete(identity=identity, actor=actor, reason="deleted by staff")
@@ -105,7 +125,21 @@ class IdentityAdmin(FaceDataActions):
         description=_("Withdraw biometric consent (deletes face data)"),
         permissions=["withdraw_consent"],
     )
-    def withdraw_consent(self, request: HttpRequest, queryset: QuerySet[Identity]) -> None:
+    def withdraw_consent(self, request: HttpRequest, queryset: QuerySet[Identity]) -> Any:
+        page = bulk_confirmed(
+            request,
+            self,
+            queryset,
+            action="withdraw_consent",
+            title=gettext("Withdraw the biometric consent of %(count)d person(s)?")
+            % {"count": queryset.count()},
+            warning=gettext(
+                "Their face templates and photos are deleted at once and face pickup stops"
+                " until they consent again on the enrollment page."
+            ),
+        )
+        if page is not None:
+            return page
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         deleted = sum(
             services.consent_withdraw(identity=identity, actor=actor)
@@ -157,9 +191,12 @@ class FaceEnrollmentAdmin(FaceDataActions):
     @admin.action(
         description=_("Delete the person's face data now"), permissions=["delete_face_data"]
     )
-    def delete_face_data(self, request: HttpRequest, queryset: QuerySet[FaceEnrollment]) -> None:
-        actor = Actor.staff(request.user)  # type: ignore[arg-type]
+    def delete_face_data(self, request: HttpRequest, queryset: QuerySet[FaceEnrollment]) -> Any:
         people = Identity.objects.filter(enrollments__in=queryset).distinct().order_by("pk")
+        page = self.face_data_delete_confirmed(request, queryset, people=people.count())
+        if page is not None:
+            return page
+        actor = Actor.staff(request.user)  # type: ignore[arg-type]
         deleted = sum(
             services.face_data_delete(identity=identity, actor=actor, reason="deleted by staff")
             for identity in people

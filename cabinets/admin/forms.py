@@ -12,15 +12,12 @@ from cabinets.models import (
     RolloutKind,
 )
 from cabinets.rollouts.plans import DEFAULT_WAVE_PLAN, wave_plan_parse
+from core.admin_confirm import ConfirmForm
 from core.errors import ApplicationError
 
 
 class OperationForm(forms.Form):
     reason = forms.CharField(max_length=255, widget=forms.TextInput(attrs={"size": 60}))
-
-
-class ConfirmForm(forms.Form):
-    confirm = forms.BooleanField(widget=forms.HiddenInput, initial=True)
 
 
 class ConfirmReasonForm(ConfirmForm):

@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import Choices, Count, QuerySet
 from django.http import HttpRequest
-from django.template.response import TemplateResponse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
     # django-stubs is a development dependency: for the type checker only.
     from django_stubs_ext import StrOrPromise
 
-from cabinets.admin.forms import ConfirmForm, ConfirmReasonForm, OperationForm
+from cabinets.admin.forms import ConfirmReasonForm, OperationForm
 from cabinets.models import (
     CABINET_TRANSITIONS,
     ROLLOUT_TRANSITIONS,
@@ -46,6 +44,7 @@ from cabinets.rollouts.services import (
 from cabinets.services.lifecycle import cabinet_transition, compartment_service_set
 from core.actors import Actor
 from core.admin import StaffScopedAdmin
+from core.admin_confirm import ConfirmForm, bulk_confirmation_page
 from core.errors import ApplicationError
 from core.transitions import check_transition
 
@@ -101,35 +100,6 @@ def run_each(request: HttpRequest, objects: Any, operation: Callable[[Any], Any]
     if ok:
         messages.success(request, f"{done}: {ok}.")
     return ok
-
-
-def selection_page(
-    request: HttpRequest,
-    model_admin: admin.ModelAdmin,
-    queryset: QuerySet[Any],
-    *,
-    action: str,
-    title: str,
-    form: forms.Form | None,
-    warning: str = "",
-) -> TemplateResponse:
-    """The intermediate page of a bulk action: what it does, to how many, a reason if asked."""
-    return TemplateResponse(
-        request,
-        "admin/cabinets/action_reason.html",
-        {
-            **model_admin.admin_site.each_context(request),
-            "title": title,
-            "warning": warning,
-            "objects": queryset[:100],
-            "count": queryset.count(),
-            "form": form,
-            "action": action,
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across", "0"),
-            "opts": model_admin.model._meta,
-        },
-    )
 
 
 # --- One operations mechanism: tables over the transition maps -------------------------------
@@ -243,7 +213,7 @@ class OperationTable:
             asked = "confirm" in request.POST or "reason" in request.POST
             form = form_class(request.POST if asked else None)
             if not form.is_valid():
-                return selection_page(
+                return bulk_confirmation_page(
                     request,
                     model_admin,
                     eligible,

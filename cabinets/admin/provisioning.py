@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cabinets.admin.forms import CabinetImportForm, ConfirmForm, OperationForm
-from cabinets.admin.operations import StaffOperationsAdmin, selection_page
+from cabinets.admin.forms import CabinetImportForm, OperationForm
+from cabinets.admin.operations import StaffOperationsAdmin
 from cabinets.models import (
     Cabinet,
     CabinetCredential,
@@ -38,6 +38,7 @@ from cabinets.services.credentials import (
     cabinet_credentials_rotate,
 )
 from core.admin import ReadOnlyEventAdmin
+from core.admin_confirm import ConfirmForm, bulk_confirmation_page
 from core.errors import ApplicationError
 from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_refused, otp_required
@@ -102,7 +103,7 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
     @otp_required
     def rotate_credentials(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
         if not ConfirmForm(request.POST).is_valid():
-            return selection_page(
+            return bulk_confirmation_page(
                 request,
                 self,
                 queryset,
@@ -136,7 +137,7 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
                 request, gettext("Credentials revoked: %(count)d.") % {"count": revoked}
             )
             return None
-        return selection_page(
+        return bulk_confirmation_page(
             request,
             self,
             queryset,

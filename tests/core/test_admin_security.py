@@ -203,7 +203,7 @@ def test_an_action_without_declared_permissions_is_not_offered(rf: Any, admin_us
 def withdraw(client: Client, identity: Identity) -> Any:
     return client.post(
         reverse("admin:identity_identity_changelist"),
-        {"action": "withdraw_consent", "_selected_action": [identity.pk]},
+        {"action": "withdraw_consent", "_selected_action": [identity.pk], "confirm": "1"},
         follow=True,
     )
 
@@ -216,7 +216,7 @@ def test_a_view_only_staff_member_cannot_withdraw_consent_or_delete_face_data(
     withdraw(client, consent.identity)
     client.post(
         reverse("admin:identity_identity_changelist"),
-        {"action": "delete_face_data", "_selected_action": [consent.identity.pk]},
+        {"action": "delete_face_data", "_selected_action": [consent.identity.pk], "confirm": "1"},
     )
     consent.refresh_from_db()
     assert consent.status == ConsentStatus.GIVEN

@@ -66,10 +66,12 @@ def test_the_cancel_action_cancels_announced_parcels_and_explains_the_others(
 ) -> None:
     announced = ParcelFactory()
     done = ParcelFactory(status=ParcelStatus.CANCELLED)
+    selected = {"action": "cancel", "_selected_action": [announced.pk, done.pk]}
+    asked = admin_client.post("/admin/courier/parcel/", selected)
+    assert "Cancel 2 parcel(s)?" in asked.content.decode()  # asked first, with the count
+    assert Parcel.objects.get(pk=announced.pk).status == ParcelStatus.ANNOUNCED
     response = admin_client.post(
-        "/admin/courier/parcel/",
-        {"action": "cancel", "_selected_action": [announced.pk, done.pk]},
-        follow=True,
+        "/admin/courier/parcel/", {**selected, "confirm": "1"}, follow=True
     )
     assert Parcel.objects.get(pk=announced.pk).status == ParcelStatus.CANCELLED
     assert f"{done.tracking_number}: " in _messages(response)

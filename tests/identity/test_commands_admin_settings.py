@@ -126,11 +126,13 @@ def test_staff_delete_face_data_through_an_admin_action(
 ) -> None:
     enroll(consenting_recipient, face_bytes(OBAMA))
     client.force_login(StaffUserFactory())
-    response = client.post(
-        "/admin/identity/identity/",
-        {"action": "withdraw_consent", "_selected_action": [consenting_recipient.pk]},
-        follow=True,
-    )
+    selected = {"action": "withdraw_consent", "_selected_action": [consenting_recipient.pk]}
+    # First the confirmation page, with the count; nothing is deleted yet.
+    asked = client.post("/admin/identity/identity/", selected)
+    assert asked.status_code == 200
+    assert "Withdraw the biometric consent of 1 person(s)?" in asked.content.decode()
+    assert FaceTemplate.objects.exists()
+    response = client.post("/admin/identity/identity/", {**selected, "confirm": "1"}, follow=True)
     assert "face templates deleted: 1." in response.content.decode()
     assert not FaceTemplate.objects.exists()
     event = consenting_recipient.enrollments.get().events.last()
