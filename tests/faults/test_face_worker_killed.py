@@ -119,7 +119,8 @@ def _face_pickup_through_a_crash(processes, tmp_path, *, crash: str) -> None:  #
     agent = side.agent
     eventually(lambda: agent.connected.is_set(), "the cabinet to connect", logs=logs)
 
-    side.sees("examples/obama2.jpg")
+    # the enrollment shot at another size: a clear match, which a single frame needs
+    side.sees("examples/obama-720p.jpg")
     scan_id = side.call(agent.scan_face, "pickup")
     # A pool child took the task and its encoder is matching: kill it there.
     [marker] = eventually(lambda: list(pause.glob("matching-*")), "a worker mid-match", logs=logs)
