@@ -1,23 +1,34 @@
 # ruff: noqa: RUF001
 """The admin's own text in Simplified Chinese: a staff user whose browser asks for zh-hans
 sees the changelist's actions, a confirmation page, the flash message, the fleet dashboard, the
-door grid and the rollout page in Chinese; a staff user asking for English still reads English."""
+door grid, the rollout page, field labels and status choices in Chinese; a staff user asking for English still reads English."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from cabinets.models import CabinetEvent, CabinetState, RolloutKind
 from cabinets.rollouts.services import rollout_create
 from core.actors import Actor
 from tests.cabinets.test_admin_operations import retire_selection
-from tests.factories import CabinetFactory, CompartmentFactory
+from tests.factories import CabinetFactory, CompartmentFactory, ParcelFactory
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
+
+
+@pytest.fixture(autouse=True)
+def _language_restored() -> Iterator[None]:
+    """LocaleMiddleware leaves the request's language active in the thread: put it back, so
+    the labels of later tests are not read in Chinese."""
+    before = translation.get_language()
+    yield
+    translation.activate(before)
 
 
 @pytest.mark.django_db
@@ -122,3 +133,40 @@ def test_an_english_staff_user_still_sees_the_admin_pages_in_english(admin_clien
     page = admin_client.get(change, **EN).content.decode()
     assert "Loading the doors…" in page and "正在加载柜门…" not in page
     assert _door_grid_texts(page)["opening"] == "Opening…"
+
+
+@pytest.mark.django_db
+def test_a_zh_hans_staff_user_sees_field_labels_and_status_choices_in_chinese(admin_client) -> None:  # type: ignore[no-untyped-def]
+    compartment = CompartmentFactory(cabinet__state=CabinetState.MAINTENANCE)
+    form = admin_client.get(
+        reverse("admin:cabinets_cabinet_change", args=[compartment.cabinet_id]), **ZH
+    ).content.decode()
+    for zh in ("硬件型号", "固件版本", "印在柜机上。", "纬度"):
+        assert zh in form, zh
+    for en in (">Hardware model:<", ">Firmware version:<", "Printed on the cabinet."):
+        assert en not in form, en
+
+    listing = admin_client.get(reverse("admin:cabinets_cabinet_changelist"), **ZH).content.decode()
+    assert "维护中" in listing and ">Maintenance<" not in listing
+
+    ParcelFactory(cabinet=compartment.cabinet)
+    parcels = admin_client.get(reverse("admin:courier_parcel_changelist"), **ZH).content.decode()
+    assert "已预报" in parcels and ">Announced<" not in parcels
+    assert "运单号" in parcels and "Tracking number" not in parcels
+
+    doors = admin_client.get(
+        reverse("admin:cabinets_cabinet_doors", args=[compartment.cabinet_id]), **ZH
+    ).json()["doors"]
+    assert (doors[0]["service_label"], doors[0]["door_label"]) == ("可用", "未知")
+
+
+@pytest.mark.django_db
+def test_an_english_staff_user_still_sees_field_labels_and_choices_in_english(admin_client) -> None:  # type: ignore[no-untyped-def]
+    compartment = CompartmentFactory(cabinet__state=CabinetState.MAINTENANCE)
+    form = admin_client.get(
+        reverse("admin:cabinets_cabinet_change", args=[compartment.cabinet_id]), **EN
+    ).content.decode()
+    assert "Hardware model" in form and "硬件型号" not in form
+    ParcelFactory(cabinet=compartment.cabinet)
+    parcels = admin_client.get(reverse("admin:courier_parcel_changelist"), **EN).content.decode()
+    assert ">Announced<" in parcels and "已预报" not in parcels
