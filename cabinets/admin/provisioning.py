@@ -107,11 +107,15 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
                 self,
                 queryset,
                 action="rotate_credentials",
-                title=f"Rotate the credentials of {queryset.count()} cabinet(s)?",
+                title=gettext("Rotate the credentials of %(count)s cabinet(s)?")
+                % {"count": queryset.count()},
                 form=ConfirmForm(),
-                warning="Each cabinet receives its new credential over its link and stays "
-                "online; the old credential is accepted until the cabinet connects with the new "
-                f"one, at most {overlap_text()}. A stolen key: use “Revoke now” instead.",
+                warning=gettext(
+                    "Each cabinet receives its new credential over its link and stays online; "
+                    "the old credential is accepted until the cabinet connects with the new one, "
+                    "at most %(overlap)s. A stolen key: use “Revoke now” instead."
+                )
+                % {"overlap": overlap_text()},
             )
         started = cabinet_credentials_rotate(
             cabinets=list(queryset.order_by("pk")), actor=self._actor(request)
@@ -141,9 +145,9 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
             self,
             queryset,
             action="revoke_credentials",
-            title="Revoke the credentials of these cabinets",
+            title=gettext("Revoke the credentials of these cabinets"),
             form=form,
-            warning="The cabinets go offline at once and stay offline until rotated.",
+            warning=gettext("The cabinets go offline at once and stay offline until rotated."),
         )
 
     def credentials_view(self, request: HttpRequest, stash_id: str) -> HttpResponse:

@@ -123,6 +123,10 @@ def test_a_zh_hans_staff_user_sees_the_rollout_page_in_chinese(admin_client) -> 
     )
     assert live["texts"]["as_of"] == "数据时间 %(time)s"
 
+    create = admin_client.get(reverse("admin:cabinets_rollout_add"), **ZH).content.decode()
+    assert "批次计划" in create and "创建草稿" in create and "新建发布" in create
+    assert "Wave plan" not in create and "Create draft" not in create
+
 
 @pytest.mark.django_db
 def test_an_english_staff_user_still_sees_the_admin_pages_in_english(admin_client) -> None:  # type: ignore[no-untyped-def]
