@@ -68,7 +68,10 @@ class CarrierAdmin(StaffScopedAdmin):
             for carrier in queryset.order_by("pk")
         ]
         return _secrets_redirect(
-            request, title="New carrier API keys", columns=["carrier", "API key"], rows=rows
+            request,
+            title=gettext("New carrier API keys"),
+            columns=[gettext("carrier"), gettext("API key")],
+            rows=rows,
         )
 
     def get_urls(self) -> list[URLPattern]:
@@ -131,7 +134,10 @@ class CourierAdmin(StaffScopedAdmin):
             for courier in queryset.order_by("pk")
         ]
         return _secrets_redirect(
-            request, title="New cabinet PINs", columns=["badge", "PIN"], rows=rows
+            request,
+            title=gettext("New cabinet PINs"),
+            columns=[gettext("badge"), gettext("PIN")],
+            rows=rows,
         )
 
 

@@ -671,6 +671,21 @@ ZH: dict[str, str | list[str]] = {
     "The cabinets go offline at once and stay offline until rotated.": "这些柜机将立即离线，直到轮换凭据后才恢复。",
     "Authenticator code": "身份验证器验证码",
     "Required once a device is enrolled for you.": "为您登记设备后必须填写。",
+    # --- issue 13: admin columns, page titles and the rotation message
+    "none active": "无有效凭据",
+    "Rotation started for %(count)s cabinet(s): each new credential is delivered over the link; the old one stays valid until the cabinet uses the new one, at most %(overlap)s.": "已开始为 %(count)s 台柜机轮换凭据：新凭据经连接下发；在柜机启用新凭据之前，旧凭据仍然有效，最长 %(overlap)s。",
+    "%(count)s had no credential to rotate: issue one to install by hand.": "%(count)s 台没有可轮换的凭据：请签发凭据并手动安装。",
+    "New cabinet credentials": "新的柜机凭据",
+    "Credentials already shown": "凭据已显示过",
+    "Import cabinets from CSV": "从 CSV 导入柜机",
+    "not planned": "尚未规划",
+    "%(done)s/%(total)s done, %(errors)s errors": "已完成 %(done)s/%(total)s，错误 %(errors)s",
+    "all cabinets": "全部柜机",
+    "New carrier API keys": "新的快递公司 API 密钥",
+    "API key": "API 密钥",
+    "New cabinet PINs": "新的柜机 PIN",
+    "badge": "工号",
+    "PIN": "PIN",
 }
 
 

@@ -50,16 +50,15 @@ def overlap_text() -> str:
 
 def rotation_message(started: list[RotationStarted]) -> str:
     delivered = sum(1 for s in started if s.old_valid_until is not None)
-    text = (
-        f"Rotation started for {delivered} cabinet(s): each new credential is delivered over "
-        f"the link; the old one stays valid until the cabinet uses the new one, at most "
-        f"{overlap_text()}."
-    )
+    text = gettext(
+        "Rotation started for %(count)s cabinet(s): each new credential is delivered over "
+        "the link; the old one stays valid until the cabinet uses the new one, at most "
+        "%(overlap)s."
+    ) % {"count": delivered, "overlap": overlap_text()}
     if delivered < len(started):
-        text += (
-            f" {len(started) - delivered} had no credential to rotate: "
-            "issue one to install by hand."
-        )
+        text += " " + gettext(
+            "%(count)s had no credential to rotate: issue one to install by hand."
+        ) % {"count": len(started) - delivered}
     return text
 
 
@@ -80,7 +79,9 @@ def credentials_response(
         "admin/cabinets/credentials_once.html",
         {
             **admin_site.each_context(request),
-            "title": "New cabinet credentials" if issued else "Credentials already shown",
+            "title": gettext("New cabinet credentials")
+            if issued
+            else gettext("Credentials already shown"),
             "credentials": issued,
             "csv_href": "data:text/csv;charset=utf-8," + quote(credentials_csv(issued)),
         },
@@ -168,7 +169,7 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
         form = CabinetImportForm(request.POST or None, request.FILES or None)
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
-            "title": "Import cabinets from CSV",
+            "title": gettext("Import cabinets from CSV"),
             "form": form,
             "opts": self.model._meta,
             "columns": ", ".join(REQUIRED_COLUMNS),

@@ -187,8 +187,12 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
     @admin.display(description=_("progress"))
     def progress(self, obj: Any) -> str:
         if not obj.n_total:
-            return "not planned"
-        return f"{obj.n_done}/{obj.n_total} done, {obj.n_errors} errors"
+            return gettext("not planned")
+        return gettext("%(done)s/%(total)s done, %(errors)s errors") % {
+            "done": obj.n_done,
+            "total": obj.n_total,
+            "errors": obj.n_errors,
+        }
 
     @admin.display(description=_("targets"))
     def target_summary(self, obj: Rollout) -> str:
@@ -197,7 +201,7 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
             f"tag={obj.target_tag}" if obj.target_tag_id else "",
             f"model={obj.target_hardware_model}" if obj.target_hardware_model else "",
         ]
-        return ", ".join(p for p in parts if p) or "all cabinets"
+        return ", ".join(p for p in parts if p) or gettext("all cabinets")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

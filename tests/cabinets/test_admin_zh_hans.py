@@ -127,6 +127,9 @@ def test_a_zh_hans_staff_user_sees_the_rollout_page_in_chinese(admin_client) -> 
     assert "批次计划" in create and "创建草稿" in create and "新建发布" in create
     assert "Wave plan" not in create and "Create draft" not in create
 
+    rollouts = admin_client.get(reverse("admin:cabinets_rollout_changelist"), **ZH)
+    assert "全部柜机" in rollouts.content.decode() and "草稿" in rollouts.content.decode()
+
 
 @pytest.mark.django_db
 def test_an_english_staff_user_still_sees_the_admin_pages_in_english(admin_client) -> None:  # type: ignore[no-untyped-def]
@@ -145,9 +148,14 @@ def test_a_zh_hans_staff_user_sees_field_labels_and_status_choices_in_chinese(ad
     form = admin_client.get(
         reverse("admin:cabinets_cabinet_change", args=[compartment.cabinet_id]), **ZH
     ).content.decode()
-    for zh in ("硬件型号", "固件版本", "印在柜机上。", "纬度"):
+    for zh in ("硬件型号", "固件版本", "印在柜机上。", "纬度", "无有效凭据"):
         assert zh in form, zh
-    for en in (">Hardware model:<", ">Firmware version:<", "Printed on the cabinet."):
+    for en in (
+        ">Hardware model:<",
+        ">Firmware version:<",
+        "Printed on the cabinet.",
+        "none active",
+    ):
         assert en not in form, en
 
     listing = admin_client.get(reverse("admin:cabinets_cabinet_changelist"), **ZH).content.decode()
