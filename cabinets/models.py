@@ -19,10 +19,10 @@ def validate_time_zone(value: str) -> None:
 
 
 class CabinetState(models.TextChoices):
-    PROVISIONING = "provisioning", "Provisioning"
-    ACTIVE = "active", "Active"
-    MAINTENANCE = "maintenance", "Maintenance"
-    RETIRED = "retired", "Retired"
+    PROVISIONING = "provisioning", gettext_lazy("Provisioning")
+    ACTIVE = "active", gettext_lazy("Active")
+    MAINTENANCE = "maintenance", gettext_lazy("Maintenance")
+    RETIRED = "retired", gettext_lazy("Retired")
 
 
 CABINET_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -34,45 +34,69 @@ CABINET_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 class ConnectionState(models.TextChoices):
-    NEVER = "never", "Never connected"
-    ONLINE = "online", "Online"
-    OFFLINE = "offline", "Offline"
+    NEVER = "never", gettext_lazy("Never connected")
+    ONLINE = "online", gettext_lazy("Online")
+    OFFLINE = "offline", gettext_lazy("Offline")
 
 
 class Cabinet(models.Model):
-    serial = models.CharField(max_length=32, unique=True, help_text="Printed on the cabinet.")
-    name = models.CharField(max_length=120)
-    address = models.CharField(max_length=255)
-    city = models.CharField(max_length=80, db_index=True)
-    region = models.CharField(max_length=80, db_index=True)
+    serial = models.CharField(
+        max_length=32,
+        unique=True,
+        help_text=gettext_lazy("Printed on the cabinet."),
+        verbose_name=gettext_lazy("serial"),
+    )
+    name = models.CharField(max_length=120, verbose_name=gettext_lazy("name"))
+    address = models.CharField(max_length=255, verbose_name=gettext_lazy("address"))
+    city = models.CharField(max_length=80, db_index=True, verbose_name=gettext_lazy("city"))
+    region = models.CharField(max_length=80, db_index=True, verbose_name=gettext_lazy("region"))
     latitude = models.DecimalField(
         max_digits=9,
         decimal_places=6,
         validators=[MinValueValidator(Decimal(-90)), MaxValueValidator(Decimal(90))],
+        verbose_name=gettext_lazy("latitude"),
     )
     longitude = models.DecimalField(
         max_digits=9,
         decimal_places=6,
         validators=[MinValueValidator(Decimal(-180)), MaxValueValidator(Decimal(180))],
+        verbose_name=gettext_lazy("longitude"),
     )
     time_zone = models.CharField(
-        max_length=64, default="Asia/Shanghai", validators=[validate_time_zone]
+        max_length=64,
+        default="Asia/Shanghai",
+        validators=[validate_time_zone],
+        verbose_name=gettext_lazy("time zone"),
     )
-    hardware_model = models.CharField(max_length=64)
-    firmware_version = models.CharField(max_length=32, blank=True)
-    config_version = models.CharField(max_length=32, blank=True)
+    hardware_model = models.CharField(max_length=64, verbose_name=gettext_lazy("hardware model"))
+    firmware_version = models.CharField(
+        max_length=32, blank=True, verbose_name=gettext_lazy("firmware version")
+    )
+    config_version = models.CharField(
+        max_length=32, blank=True, verbose_name=gettext_lazy("config version")
+    )
     state = models.CharField(
-        max_length=16, choices=CabinetState.choices, default=CabinetState.PROVISIONING
+        max_length=16,
+        choices=CabinetState.choices,
+        default=CabinetState.PROVISIONING,
+        verbose_name=gettext_lazy("state"),
     )
     connection_state = models.CharField(
-        max_length=16, choices=ConnectionState.choices, default=ConnectionState.NEVER
+        max_length=16,
+        choices=ConnectionState.choices,
+        default=ConnectionState.NEVER,
+        verbose_name=gettext_lazy("connection state"),
     )
-    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("last seen at")
+    )
     # The latest heartbeat's telemetry (temperature, power, battery, doors, versions).
-    telemetry = models.JSONField(default=dict, blank=True)
-    telemetry_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    telemetry = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("telemetry"))
+    telemetry_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("telemetry at")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     class Meta:
         verbose_name = gettext_lazy("cabinet")
@@ -104,11 +128,20 @@ class Cabinet(models.Model):
 class CabinetEvent(ActorFields):
     """Append-only: one row per lifecycle transition of a cabinet."""
 
-    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="events")
-    from_state = models.CharField(max_length=16, choices=CabinetState.choices)
-    to_state = models.CharField(max_length=16, choices=CabinetState.choices)
-    reason = models.CharField(max_length=255, blank=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    cabinet = models.ForeignKey(
+        Cabinet,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name=gettext_lazy("cabinet"),
+    )
+    from_state = models.CharField(
+        max_length=16, choices=CabinetState.choices, verbose_name=gettext_lazy("from state")
+    )
+    to_state = models.CharField(
+        max_length=16, choices=CabinetState.choices, verbose_name=gettext_lazy("to state")
+    )
+    reason = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("reason"))
+    at = models.DateTimeField(auto_now_add=True, db_index=True, verbose_name=gettext_lazy("at"))
 
     class Meta:
         verbose_name = gettext_lazy("cabinet event")
@@ -126,9 +159,9 @@ class CabinetEvent(ActorFields):
 
 
 class CompartmentSize(models.TextChoices):
-    S = "S", "Small"
-    M = "M", "Medium"
-    L = "L", "Large"
+    S = "S", gettext_lazy("Small")
+    M = "M", gettext_lazy("Medium")
+    L = "L", gettext_lazy("Large")
 
 
 @dataclass(frozen=True)
@@ -152,8 +185,8 @@ class ServiceState(models.TextChoices):
     """Whether a compartment may take new parcels: its own fact, apart from occupancy (which
     follows from the parcel inside, see cabinets.reports)."""
 
-    IN_SERVICE = "in_service", "In service"
-    OUT_OF_SERVICE = "out_of_service", "Out of service"
+    IN_SERVICE = "in_service", gettext_lazy("In service")
+    OUT_OF_SERVICE = "out_of_service", gettext_lazy("Out of service")
 
 
 SERVICE_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -163,33 +196,58 @@ SERVICE_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 class DoorState(models.TextChoices):
-    UNKNOWN = "unknown", "Unknown"
-    CLOSED = "closed", "Closed"
-    OPEN = "open", "Open"
-    FAULT = "fault", "Fault"
+    UNKNOWN = "unknown", gettext_lazy("Unknown")
+    CLOSED = "closed", gettext_lazy("Closed")
+    OPEN = "open", gettext_lazy("Open")
+    FAULT = "fault", gettext_lazy("Fault")
 
 
 class Compartment(models.Model):
-    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="compartments")
-    label = models.CharField(max_length=8, help_text="As printed on the door, e.g. A01.")
-    size = models.CharField(max_length=1, choices=CompartmentSize.choices)
-    width_mm = models.PositiveIntegerField()
-    height_mm = models.PositiveIntegerField()
-    depth_mm = models.PositiveIntegerField()
-    max_weight_g = models.PositiveIntegerField()
+    cabinet = models.ForeignKey(
+        Cabinet,
+        on_delete=models.CASCADE,
+        related_name="compartments",
+        verbose_name=gettext_lazy("cabinet"),
+    )
+    label = models.CharField(
+        max_length=8,
+        help_text=gettext_lazy("As printed on the door, e.g. A01."),
+        verbose_name=gettext_lazy("label"),
+    )
+    size = models.CharField(
+        max_length=1, choices=CompartmentSize.choices, verbose_name=gettext_lazy("size")
+    )
+    width_mm = models.PositiveIntegerField(verbose_name=gettext_lazy("width mm"))
+    height_mm = models.PositiveIntegerField(verbose_name=gettext_lazy("height mm"))
+    depth_mm = models.PositiveIntegerField(verbose_name=gettext_lazy("depth mm"))
+    max_weight_g = models.PositiveIntegerField(verbose_name=gettext_lazy("max weight g"))
     # Out of service: no new parcel goes in; a parcel already inside can still be released.
     service_state = models.CharField(
-        max_length=16, choices=ServiceState.choices, default=ServiceState.IN_SERVICE
+        max_length=16,
+        choices=ServiceState.choices,
+        default=ServiceState.IN_SERVICE,
+        verbose_name=gettext_lazy("service state"),
     )
-    service_reason = models.CharField(max_length=255, blank=True)
-    service_changed_at = models.DateTimeField(auto_now_add=True)
+    service_reason = models.CharField(
+        max_length=255, blank=True, verbose_name=gettext_lazy("service reason")
+    )
+    service_changed_at = models.DateTimeField(
+        auto_now_add=True, verbose_name=gettext_lazy("service changed at")
+    )
     door_state = models.CharField(
-        max_length=8, choices=DoorState.choices, default=DoorState.UNKNOWN
+        max_length=8,
+        choices=DoorState.choices,
+        default=DoorState.UNKNOWN,
+        verbose_name=gettext_lazy("door state"),
     )
     # When the door last changed state (door event, unlock result or telemetry), for the grid.
-    door_changed_at = models.DateTimeField(null=True, blank=True)
+    door_changed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("door changed at")
+    )
     # Consecutive unlocks that did not open the door; reset by a successful open.
-    failed_open_count = models.PositiveSmallIntegerField(default=0)
+    failed_open_count = models.PositiveSmallIntegerField(
+        default=0, verbose_name=gettext_lazy("failed open count")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("compartment")
@@ -230,11 +288,20 @@ class Compartment(models.Model):
 class CompartmentEvent(ActorFields):
     """Append-only: one row per change of a compartment's service state."""
 
-    compartment = models.ForeignKey(Compartment, on_delete=models.CASCADE, related_name="events")
-    from_state = models.CharField(max_length=16, choices=ServiceState.choices)
-    to_state = models.CharField(max_length=16, choices=ServiceState.choices)
-    reason = models.CharField(max_length=255, blank=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    compartment = models.ForeignKey(
+        Compartment,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name=gettext_lazy("compartment"),
+    )
+    from_state = models.CharField(
+        max_length=16, choices=ServiceState.choices, verbose_name=gettext_lazy("from state")
+    )
+    to_state = models.CharField(
+        max_length=16, choices=ServiceState.choices, verbose_name=gettext_lazy("to state")
+    )
+    reason = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("reason"))
+    at = models.DateTimeField(auto_now_add=True, db_index=True, verbose_name=gettext_lazy("at"))
 
     class Meta:
         verbose_name = gettext_lazy("compartment event")
@@ -258,18 +325,34 @@ class CabinetCredential(ActorFields):
     command-signing key is derived from the platform's master key and `key_id`, so rotating
     the credential rotates the signing key too and no signing key is stored anywhere."""
 
-    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="credentials")
-    key_id = models.CharField(max_length=24, unique=True)
-    secret_hash = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_reason = models.CharField(max_length=255, blank=True)
+    cabinet = models.ForeignKey(
+        Cabinet,
+        on_delete=models.CASCADE,
+        related_name="credentials",
+        verbose_name=gettext_lazy("cabinet"),
+    )
+    key_id = models.CharField(max_length=24, unique=True, verbose_name=gettext_lazy("key id"))
+    secret_hash = models.CharField(max_length=64, verbose_name=gettext_lazy("secret hash"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    revoked_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("revoked at")
+    )
+    revoked_reason = models.CharField(
+        max_length=255, blank=True, verbose_name=gettext_lazy("revoked reason")
+    )
     # Rotation with overlap (docs/cabinet-protocol.md §17): the credential being replaced
     # stays valid until the cabinet connects with its successor, or until `expires_at`.
-    expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("expires at")
+    )
     # A ForeignKey, not one-to-one: a second rotation during the overlap replaces the same one.
     supersedes = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="successors"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="successors",
+        verbose_name=gettext_lazy("supersedes"),
     )
 
     class Meta:
@@ -290,20 +373,20 @@ class CabinetCredential(ActorFields):
 
 
 class CommandAction(models.TextChoices):
-    UNLOCK = "unlock", "Unlock a compartment"
-    SET_CONFIG = "set_config", "Set configuration version"
-    SET_FIRMWARE = "set_firmware", "Set firmware version"
-    CREDENTIAL_ROTATE = "credential_rotate", "Deliver a new link credential"
+    UNLOCK = "unlock", gettext_lazy("Unlock a compartment")
+    SET_CONFIG = "set_config", gettext_lazy("Set configuration version")
+    SET_FIRMWARE = "set_firmware", gettext_lazy("Set firmware version")
+    CREDENTIAL_ROTATE = "credential_rotate", gettext_lazy("Deliver a new link credential")
 
 
 class CommandStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    RECEIVED = "received", "Received by the cabinet"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    REJECTED = "rejected", "Rejected by the cabinet"
-    EXPIRED = "expired", "Expired"
+    PENDING = "pending", gettext_lazy("Pending")
+    SENT = "sent", gettext_lazy("Sent")
+    RECEIVED = "received", gettext_lazy("Received by the cabinet")
+    SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+    FAILED = "failed", gettext_lazy("Failed")
+    REJECTED = "rejected", gettext_lazy("Rejected by the cabinet")
+    EXPIRED = "expired", gettext_lazy("Expired")
 
 
 COMMAND_OPEN_STATUSES = (CommandStatus.PENDING, CommandStatus.SENT)
@@ -345,24 +428,45 @@ class CabinetCommand(ActorFields):
     """A command for one cabinet: stored before it is pushed, signed when pushed, acknowledged
     by the cabinet. Every state change keeps its timestamp on the row."""
 
-    id = models.UUIDField(primary_key=True)
-    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="commands")
+    id = models.UUIDField(primary_key=True, verbose_name=gettext_lazy("id"))
+    cabinet = models.ForeignKey(
+        Cabinet,
+        on_delete=models.CASCADE,
+        related_name="commands",
+        verbose_name=gettext_lazy("cabinet"),
+    )
     compartment = models.ForeignKey(
-        Compartment, null=True, blank=True, on_delete=models.CASCADE, related_name="commands"
+        Compartment,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="commands",
+        verbose_name=gettext_lazy("compartment"),
     )
-    action = models.CharField(max_length=24, choices=CommandAction.choices)
-    payload = models.JSONField(default=dict, blank=True)
-    reason = models.CharField(max_length=255, blank=True)
+    action = models.CharField(
+        max_length=24, choices=CommandAction.choices, verbose_name=gettext_lazy("action")
+    )
+    payload = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("payload"))
+    reason = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("reason"))
     status = models.CharField(
-        max_length=16, choices=CommandStatus.choices, default=CommandStatus.PENDING
+        max_length=16,
+        choices=CommandStatus.choices,
+        default=CommandStatus.PENDING,
+        verbose_name=gettext_lazy("status"),
     )
-    issued_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
-    sent_at = models.DateTimeField(null=True, blank=True)
-    send_count = models.PositiveSmallIntegerField(default=0)
-    received_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    result = models.JSONField(default=dict, blank=True)
+    issued_at = models.DateTimeField(verbose_name=gettext_lazy("issued at"))
+    expires_at = models.DateTimeField(verbose_name=gettext_lazy("expires at"))
+    sent_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("sent at"))
+    send_count = models.PositiveSmallIntegerField(
+        default=0, verbose_name=gettext_lazy("send count")
+    )
+    received_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("received at")
+    )
+    completed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("completed at")
+    )
+    result = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("result"))
 
     class Meta:
         verbose_name = gettext_lazy("cabinet command")
@@ -395,16 +499,25 @@ class CabinetMessage(models.Model):
     kept once: the cabinet's own event id is the key, so a replay from its offline queue is
     recognised and acknowledged without being applied twice. Never holds images."""
 
-    id = models.UUIDField(primary_key=True)
-    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="messages")
-    type = models.CharField(max_length=24)
-    payload = models.JSONField(default=dict, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    id = models.UUIDField(primary_key=True, verbose_name=gettext_lazy("id"))
+    cabinet = models.ForeignKey(
+        Cabinet,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=gettext_lazy("cabinet"),
+    )
+    type = models.CharField(max_length=24, verbose_name=gettext_lazy("type"))
+    payload = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("payload"))
+    sent_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("sent at"))
+    received_at = models.DateTimeField(
+        auto_now_add=True, db_index=True, verbose_name=gettext_lazy("received at")
+    )
     # A domain refusal of the event (e.g. a result for a command the server does not know):
     # recorded here and acknowledged, so the cabinet never replays it.
-    refusal = models.CharField(max_length=64, blank=True)
-    refusal_detail = models.CharField(max_length=255, blank=True)
+    refusal = models.CharField(max_length=64, blank=True, verbose_name=gettext_lazy("refusal"))
+    refusal_detail = models.CharField(
+        max_length=255, blank=True, verbose_name=gettext_lazy("refusal detail")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("cabinet message")
@@ -422,8 +535,10 @@ class CabinetMessage(models.Model):
 class CabinetTag(models.Model):
     """A free label ("pilot", "mall", "cold-chain") to target cabinets in a rollout."""
 
-    name = models.SlugField(max_length=40, unique=True)
-    cabinets = models.ManyToManyField(Cabinet, related_name="tags", blank=True)
+    name = models.SlugField(max_length=40, unique=True, verbose_name=gettext_lazy("name"))
+    cabinets = models.ManyToManyField(
+        Cabinet, related_name="tags", blank=True, verbose_name=gettext_lazy("cabinets")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("cabinet tag")
@@ -437,13 +552,13 @@ class CabinetTag(models.Model):
 class CabinetImport(ActorFields):
     """Append-only: one row per CSV import of cabinets (who, when, what it changed)."""
 
-    filename = models.CharField(max_length=255, blank=True)
-    rows = models.PositiveIntegerField(default=0)
-    created = models.PositiveIntegerField(default=0)
-    updated = models.PositiveIntegerField(default=0)
-    unchanged = models.PositiveIntegerField(default=0)
-    errors = models.PositiveIntegerField(default=0)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    filename = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("filename"))
+    rows = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("rows"))
+    created = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("created"))
+    updated = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("updated"))
+    unchanged = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("unchanged"))
+    errors = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("errors"))
+    at = models.DateTimeField(auto_now_add=True, db_index=True, verbose_name=gettext_lazy("at"))
 
     class Meta:
         verbose_name = gettext_lazy("cabinet import")
@@ -455,8 +570,8 @@ class CabinetImport(ActorFields):
 
 
 class RolloutKind(models.TextChoices):
-    CONFIG = "config", "Configuration"
-    FIRMWARE = "firmware", "Firmware"
+    CONFIG = "config", gettext_lazy("Configuration")
+    FIRMWARE = "firmware", gettext_lazy("Firmware")
 
 
 ROLLOUT_KIND_ACTION: dict[str, str] = {
@@ -471,11 +586,11 @@ ROLLOUT_KIND_VERSION_FIELD: dict[str, str] = {
 
 
 class RolloutState(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    RUNNING = "running", "Running"
-    PAUSED = "paused", "Paused"
-    COMPLETED = "completed", "Completed"
-    ABORTED = "aborted", "Aborted"
+    DRAFT = "draft", gettext_lazy("Draft")
+    RUNNING = "running", gettext_lazy("Running")
+    PAUSED = "paused", gettext_lazy("Paused")
+    COMPLETED = "completed", gettext_lazy("Completed")
+    ABORTED = "aborted", gettext_lazy("Aborted")
 
 
 ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -495,35 +610,63 @@ class Rollout(ActorFields):
 
     Driven by Celery (cabinets/rollouts/driver.py); the admin only changes its state."""
 
-    name = models.CharField(max_length=120)
-    kind = models.CharField(max_length=16, choices=RolloutKind.choices)
-    version = models.CharField(max_length=32)
-    # Extra payload keys sent with the version (firmware url and sha256, config settings).
-    payload = models.JSONField(default=dict, blank=True)
-    # Target filter; an empty value matches every cabinet.
-    target_region = models.CharField(max_length=80, blank=True)
-    target_tag = models.ForeignKey(
-        CabinetTag, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    name = models.CharField(max_length=120, verbose_name=gettext_lazy("name"))
+    kind = models.CharField(
+        max_length=16, choices=RolloutKind.choices, verbose_name=gettext_lazy("kind")
     )
-    target_hardware_model = models.CharField(max_length=64, blank=True)
+    version = models.CharField(max_length=32, verbose_name=gettext_lazy("version"))
+    # Extra payload keys sent with the version (firmware url and sha256, config settings).
+    payload = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("payload"))
+    # Target filter; an empty value matches every cabinet.
+    target_region = models.CharField(
+        max_length=80, blank=True, verbose_name=gettext_lazy("target region")
+    )
+    target_tag = models.ForeignKey(
+        CabinetTag,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=gettext_lazy("target tag"),
+    )
+    target_hardware_model = models.CharField(
+        max_length=64, blank=True, verbose_name=gettext_lazy("target hardware model")
+    )
     # Cumulative wave sizes: "5" is five cabinets, "10%" is a tenth of the targets.
-    wave_plan = models.JSONField(default=list)
+    wave_plan = models.JSONField(default=list, verbose_name=gettext_lazy("wave plan"))
     success_threshold_pct = models.PositiveSmallIntegerField(
-        default=95, validators=[MaxValueValidator(100)]
+        default=95,
+        validators=[MaxValueValidator(100)],
+        verbose_name=gettext_lazy("success threshold pct"),
     )
     error_threshold_pct = models.PositiveSmallIntegerField(
-        default=20, validators=[MaxValueValidator(100)]
+        default=20,
+        validators=[MaxValueValidator(100)],
+        verbose_name=gettext_lazy("error threshold pct"),
     )
-    min_sample = models.PositiveIntegerField(default=5)
-    command_ttl_s = models.PositiveIntegerField(default=3600)
+    min_sample = models.PositiveIntegerField(default=5, verbose_name=gettext_lazy("min sample"))
+    command_ttl_s = models.PositiveIntegerField(
+        default=3600, verbose_name=gettext_lazy("command ttl s")
+    )
     state = models.CharField(
-        max_length=16, choices=RolloutState.choices, default=RolloutState.DRAFT
+        max_length=16,
+        choices=RolloutState.choices,
+        default=RolloutState.DRAFT,
+        verbose_name=gettext_lazy("state"),
     )
-    state_reason = models.CharField(max_length=255, blank=True)
-    planned_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    state_reason = models.CharField(
+        max_length=255, blank=True, verbose_name=gettext_lazy("state reason")
+    )
+    planned_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("planned at")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    started_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("started at")
+    )
+    finished_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("finished at")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("rollout")
@@ -553,22 +696,38 @@ class Rollout(ActorFields):
 
 
 class RolloutWaveState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    RUNNING = "running", "Running"
-    PASSED = "passed", "Passed"
-    STOPPED = "stopped", "Stopped"
+    PENDING = "pending", gettext_lazy("Pending")
+    RUNNING = "running", gettext_lazy("Running")
+    PASSED = "passed", gettext_lazy("Passed")
+    STOPPED = "stopped", gettext_lazy("Stopped")
 
 
 class RolloutWave(models.Model):
-    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="waves")
-    number = models.PositiveSmallIntegerField()
-    spec = models.CharField(max_length=16, help_text='As planned: "5" or "10%".')
-    size = models.PositiveIntegerField(default=0)
-    state = models.CharField(
-        max_length=16, choices=RolloutWaveState.choices, default=RolloutWaveState.PENDING
+    rollout = models.ForeignKey(
+        Rollout,
+        on_delete=models.CASCADE,
+        related_name="waves",
+        verbose_name=gettext_lazy("rollout"),
     )
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    number = models.PositiveSmallIntegerField(verbose_name=gettext_lazy("number"))
+    spec = models.CharField(
+        max_length=16,
+        help_text=gettext_lazy('As planned: "5" or "10%".'),
+        verbose_name=gettext_lazy("spec"),
+    )
+    size = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("size"))
+    state = models.CharField(
+        max_length=16,
+        choices=RolloutWaveState.choices,
+        default=RolloutWaveState.PENDING,
+        verbose_name=gettext_lazy("state"),
+    )
+    started_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("started at")
+    )
+    finished_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("finished at")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("rollout wave")
@@ -586,14 +745,14 @@ class RolloutWave(models.Model):
 
 
 class RolloutTargetState(models.TextChoices):
-    SCHEDULED = "scheduled", "Scheduled"
-    SENT = "sent", "Sent"
-    RECEIVED = "received", "Received"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    TIMED_OUT = "timed_out", "Timed out"
-    SKIPPED = "skipped", "Skipped (already at version)"
-    CANCELLED = "cancelled", "Cancelled"
+    SCHEDULED = "scheduled", gettext_lazy("Scheduled")
+    SENT = "sent", gettext_lazy("Sent")
+    RECEIVED = "received", gettext_lazy("Received")
+    SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+    FAILED = "failed", gettext_lazy("Failed")
+    TIMED_OUT = "timed_out", gettext_lazy("Timed out")
+    SKIPPED = "skipped", gettext_lazy("Skipped (already at version)")
+    CANCELLED = "cancelled", gettext_lazy("Cancelled")
 
 
 ROLLOUT_TARGET_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -638,11 +797,29 @@ ROLLOUT_TARGET_OPEN = (
 class RolloutTarget(models.Model):
     """One cabinet of a rollout and where its delivery stands."""
 
-    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="targets")
-    wave = models.ForeignKey(RolloutWave, on_delete=models.CASCADE, related_name="targets")
-    cabinet = models.ForeignKey(Cabinet, on_delete=models.CASCADE, related_name="rollout_targets")
+    rollout = models.ForeignKey(
+        Rollout,
+        on_delete=models.CASCADE,
+        related_name="targets",
+        verbose_name=gettext_lazy("rollout"),
+    )
+    wave = models.ForeignKey(
+        RolloutWave,
+        on_delete=models.CASCADE,
+        related_name="targets",
+        verbose_name=gettext_lazy("wave"),
+    )
+    cabinet = models.ForeignKey(
+        Cabinet,
+        on_delete=models.CASCADE,
+        related_name="rollout_targets",
+        verbose_name=gettext_lazy("cabinet"),
+    )
     state = models.CharField(
-        max_length=16, choices=RolloutTargetState.choices, default=RolloutTargetState.SCHEDULED
+        max_length=16,
+        choices=RolloutTargetState.choices,
+        default=RolloutTargetState.SCHEDULED,
+        verbose_name=gettext_lazy("state"),
     )
     command = models.OneToOneField(
         CabinetCommand,
@@ -650,9 +827,10 @@ class RolloutTarget(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="rollout_target",
+        verbose_name=gettext_lazy("command"),
     )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     class Meta:
         verbose_name = gettext_lazy("rollout target")
@@ -684,14 +862,23 @@ class RolloutTarget(models.Model):
 class RolloutEvent(ActorFields):
     """Append-only audit: every operator action and every automatic decision on a rollout."""
 
-    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="events")
-    action = models.CharField(max_length=32)
-    from_state = models.CharField(max_length=16, blank=True)
-    to_state = models.CharField(max_length=16, blank=True)
-    wave_number = models.PositiveSmallIntegerField(null=True, blank=True)
-    detail = models.CharField(max_length=255, blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    rollout = models.ForeignKey(
+        Rollout,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name=gettext_lazy("rollout"),
+    )
+    action = models.CharField(max_length=32, verbose_name=gettext_lazy("action"))
+    from_state = models.CharField(
+        max_length=16, blank=True, verbose_name=gettext_lazy("from state")
+    )
+    to_state = models.CharField(max_length=16, blank=True, verbose_name=gettext_lazy("to state"))
+    wave_number = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=gettext_lazy("wave number")
+    )
+    detail = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("detail"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("data"))
+    at = models.DateTimeField(auto_now_add=True, db_index=True, verbose_name=gettext_lazy("at"))
 
     class Meta:
         verbose_name = gettext_lazy("rollout event")

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from cabinet_agent import protocol
 from cabinets.keys import secret_unseal, signing_key_for
@@ -29,7 +30,7 @@ class Occupancy:
     FREE = "free"
     IN_USE = "in_use"
     OUT_OF_SERVICE = "out_of_service"
-    LABELS = {FREE: "Free", IN_USE: "In use", OUT_OF_SERVICE: "Out of service"}
+    LABELS = {FREE: _("Free"), IN_USE: _("In use"), OUT_OF_SERVICE: _("Out of service")}
 
 
 def compartments_in_use() -> QuerySet[Compartment]:
@@ -242,9 +243,9 @@ def cabinet_doors(*, cabinet_id: int) -> list[DoorRow]:
             label=c["label"],
             size=c["size"],
             service_state=c["service_state"],
-            service_label=ServiceState(c["service_state"]).label,
+            service_label=str(ServiceState(c["service_state"]).label),
             door_state=c["door_state"],
-            door_label=DoorState(c["door_state"]).label,
+            door_label=str(DoorState(c["door_state"]).label),
             tracking_number=held.get(c["id"]),
             last_event_at=_latest_iso(c["door_changed_at"], c["service_changed_at"]),
             opening=c["id"] in opening,

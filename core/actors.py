@@ -8,19 +8,20 @@ from typing import TYPE_CHECKING
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 
 class ActorKind(models.TextChoices):
-    SYSTEM = "system", "System"
-    STAFF = "staff", "Platform staff"
-    CARRIER = "carrier", "Carrier (API)"
-    COURIER = "courier", "Courier"
-    RECIPIENT = "recipient", "Recipient"
-    SENDER = "sender", "Sender"
-    CABINET = "cabinet", "Cabinet"
+    SYSTEM = "system", gettext_lazy("System")
+    STAFF = "staff", gettext_lazy("Platform staff")
+    CARRIER = "carrier", gettext_lazy("Carrier (API)")
+    COURIER = "courier", gettext_lazy("Courier")
+    RECIPIENT = "recipient", gettext_lazy("Recipient")
+    SENDER = "sender", gettext_lazy("Sender")
+    CABINET = "cabinet", gettext_lazy("Cabinet")
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,19 @@ class Actor:
 class ActorFields(models.Model):
     """Abstract: who caused an event row."""
 
-    actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
-    actor_label = models.CharField(max_length=150, blank=True)
+    actor_kind = models.CharField(
+        max_length=16, choices=ActorKind.choices, verbose_name=gettext_lazy("actor kind")
+    )
+    actor_label = models.CharField(
+        max_length=150, blank=True, verbose_name=gettext_lazy("actor label")
+    )
     actor_user = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "auth.User",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=gettext_lazy("actor user"),
     )
 
     class Meta:

@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.staff import staff_is_verified
@@ -40,8 +41,8 @@ class StaffAuthenticationForm(AdminAuthenticationForm):
     otp_token = forms.CharField(
         required=False,
         max_length=12,
-        label="Authenticator code",
-        help_text="Required once a device is enrolled for you.",
+        label=_("Authenticator code"),
+        help_text=_("Required once a device is enrolled for you."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 

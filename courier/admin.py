@@ -69,7 +69,10 @@ class CarrierAdmin(StaffScopedAdmin):
             for carrier in queryset.order_by("pk")
         ]
         return _secrets_redirect(
-            request, title="New carrier API keys", columns=["carrier", "API key"], rows=rows
+            request,
+            title=gettext("New carrier API keys"),
+            columns=[gettext("carrier"), gettext("API key")],
+            rows=rows,
         )
 
     def get_urls(self) -> list[URLPattern]:
@@ -132,7 +135,10 @@ class CourierAdmin(StaffScopedAdmin):
             for courier in queryset.order_by("pk")
         ]
         return _secrets_redirect(
-            request, title="New cabinet PINs", columns=["badge", "PIN"], rows=rows
+            request,
+            title=gettext("New cabinet PINs"),
+            columns=[gettext("badge"), gettext("PIN")],
+            rows=rows,
         )
 
 
@@ -195,23 +201,23 @@ class AccessAttemptAdmin(ReadOnlyEventAdmin):
     raw_id_fields = ("identity", "courier", "parcels")
     show_full_result_count = False
 
-    @admin.display(description="distance", ordering="distance")
+    @admin.display(description=_("distance"), ordering="distance")
     def distance_shown(self, obj: AccessAttempt) -> str:
         return figure(obj.distance)
 
-    @admin.display(description="second distance")
+    @admin.display(description=_("second distance"))
     def second_distance_shown(self, obj: AccessAttempt) -> str:
         return figure(obj.second_distance)
 
-    @admin.display(description="threshold")
+    @admin.display(description=_("threshold"))
     def threshold_shown(self, obj: AccessAttempt) -> str:
         return figure(obj.threshold)
 
-    @admin.display(description="margin", ordering="margin")
+    @admin.display(description=_("margin"), ordering="margin")
     def margin_shown(self, obj: AccessAttempt) -> str:
         return figure(obj.margin)
 
-    @admin.display(description="parcels")
+    @admin.display(description=_("parcels"))
     def parcels_shown(self, obj: AccessAttempt) -> SafeString:
         return format_html_join(
             ", ",
@@ -284,7 +290,7 @@ class ParcelAdmin(StaffScopedAdmin):
             "attempts_shown",
         )
 
-    @admin.display(description="taken out")
+    @admin.display(description=_("taken out"))
     def release_shown(self, obj: Parcel) -> str:
         release = parcel_release(parcel=obj)
         if release is None:
@@ -294,7 +300,7 @@ class ParcelAdmin(StaffScopedAdmin):
             f"{release.compartment}, opened by {release.opened_by}"
         )
 
-    @admin.display(description="access attempts")
+    @admin.display(description=_("access attempts"))
     def attempts_shown(self, obj: Parcel) -> SafeString:
         attempts = parcel_attempts(parcel=obj)
         if not attempts:

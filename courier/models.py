@@ -12,10 +12,10 @@ from core.actors import ActorFields, event_row_str
 class Carrier(models.Model):
     """A logistics company sharing the fleet."""
 
-    code = models.SlugField(max_length=32, unique=True)
-    name = models.CharField(max_length=120)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    code = models.SlugField(max_length=32, unique=True, verbose_name=gettext_lazy("code"))
+    name = models.CharField(max_length=120, verbose_name=gettext_lazy("name"))
+    is_active = models.BooleanField(default=True, verbose_name=gettext_lazy("is active"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
         verbose_name = gettext_lazy("carrier")
@@ -29,21 +29,31 @@ class Carrier(models.Model):
 
 
 class Courier(models.Model):
-    carrier = models.ForeignKey(Carrier, on_delete=models.PROTECT, related_name="couriers")
-    name = models.CharField(max_length=120)
-    phone = models.CharField(max_length=16)
-    badge_number = models.CharField(max_length=32, help_text="Shown at the cabinet to log in.")
+    carrier = models.ForeignKey(
+        Carrier,
+        on_delete=models.PROTECT,
+        related_name="couriers",
+        verbose_name=gettext_lazy("carrier"),
+    )
+    name = models.CharField(max_length=120, verbose_name=gettext_lazy("name"))
+    phone = models.CharField(max_length=16, verbose_name=gettext_lazy("phone"))
+    badge_number = models.CharField(
+        max_length=32,
+        help_text=gettext_lazy("Shown at the cabinet to log in."),
+        verbose_name=gettext_lazy("badge number"),
+    )
     # The PIN typed at the cabinet with the badge number; a Django password hash.
-    pin_hash = models.CharField(max_length=128, blank=True)
-    is_active = models.BooleanField(default=True)
+    pin_hash = models.CharField(max_length=128, blank=True, verbose_name=gettext_lazy("pin hash"))
+    is_active = models.BooleanField(default=True, verbose_name=gettext_lazy("is active"))
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="courier",
+        verbose_name=gettext_lazy("user"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
         verbose_name = gettext_lazy("courier")
@@ -61,19 +71,19 @@ class Courier(models.Model):
 
 
 class ParcelDirection(models.TextChoices):
-    DELIVERY = "delivery", "Delivery to a recipient"
-    DROPOFF = "dropoff", "Drop-off by a sender"
+    DELIVERY = "delivery", gettext_lazy("Delivery to a recipient")
+    DROPOFF = "dropoff", gettext_lazy("Drop-off by a sender")
 
 
 class ParcelStatus(models.TextChoices):
-    ANNOUNCED = "announced", "Announced"
-    READY = "ready", "Deposited, ready for pickup"
-    PICKED_UP = "picked_up", "Picked up"
-    EXPIRED = "expired", "Expired, awaiting return"
-    RETURNED = "returned", "Returned to carrier"
-    CANCELLED = "cancelled", "Cancelled"
-    DROPPED_OFF = "dropped_off", "Dropped off, awaiting courier"
-    COLLECTED = "collected", "Collected by courier"
+    ANNOUNCED = "announced", gettext_lazy("Announced")
+    READY = "ready", gettext_lazy("Deposited, ready for pickup")
+    PICKED_UP = "picked_up", gettext_lazy("Picked up")
+    EXPIRED = "expired", gettext_lazy("Expired, awaiting return")
+    RETURNED = "returned", gettext_lazy("Returned to carrier")
+    CANCELLED = "cancelled", gettext_lazy("Cancelled")
+    DROPPED_OFF = "dropped_off", gettext_lazy("Dropped off, awaiting courier")
+    COLLECTED = "collected", gettext_lazy("Collected by courier")
 
 
 # Deliveries: announced -> ready -> picked_up | expired -> returned.
@@ -108,10 +118,18 @@ DROPOFF_ONLY_STATUSES = (ParcelStatus.DROPPED_OFF, ParcelStatus.COLLECTED)
 
 
 class Parcel(models.Model):
-    carrier = models.ForeignKey(Carrier, on_delete=models.PROTECT, related_name="parcels")
-    tracking_number = models.CharField(max_length=40)
+    carrier = models.ForeignKey(
+        Carrier,
+        on_delete=models.PROTECT,
+        related_name="parcels",
+        verbose_name=gettext_lazy("carrier"),
+    )
+    tracking_number = models.CharField(max_length=40, verbose_name=gettext_lazy("tracking number"))
     recipient = models.ForeignKey(
-        "identity.Identity", on_delete=models.PROTECT, related_name="parcels_received"
+        "identity.Identity",
+        on_delete=models.PROTECT,
+        related_name="parcels_received",
+        verbose_name=gettext_lazy("recipient"),
     )
     sender = models.ForeignKey(
         "identity.Identity",
@@ -119,20 +137,37 @@ class Parcel(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="parcels_sent",
+        verbose_name=gettext_lazy("sender"),
     )
     # The contact data this parcel's carrier gave: it belongs to the shipment, and is what
     # its notifications use. `recipient` is the person keyed by `recipient_phone`.
-    recipient_name = models.CharField(max_length=120, blank=True)
-    recipient_phone = models.CharField(max_length=16, blank=True)
-    recipient_email = models.EmailField(blank=True)
-    sender_name = models.CharField(max_length=120, blank=True)
-    sender_phone = models.CharField(max_length=16, blank=True)
-    direction = models.CharField(
-        max_length=16, choices=ParcelDirection.choices, default=ParcelDirection.DELIVERY
+    recipient_name = models.CharField(
+        max_length=120, blank=True, verbose_name=gettext_lazy("recipient name")
     )
-    size = models.CharField(max_length=1, choices=CompartmentSize.choices)
+    recipient_phone = models.CharField(
+        max_length=16, blank=True, verbose_name=gettext_lazy("recipient phone")
+    )
+    recipient_email = models.EmailField(blank=True, verbose_name=gettext_lazy("recipient email"))
+    sender_name = models.CharField(
+        max_length=120, blank=True, verbose_name=gettext_lazy("sender name")
+    )
+    sender_phone = models.CharField(
+        max_length=16, blank=True, verbose_name=gettext_lazy("sender phone")
+    )
+    direction = models.CharField(
+        max_length=16,
+        choices=ParcelDirection.choices,
+        default=ParcelDirection.DELIVERY,
+        verbose_name=gettext_lazy("direction"),
+    )
+    size = models.CharField(
+        max_length=1, choices=CompartmentSize.choices, verbose_name=gettext_lazy("size")
+    )
     cabinet = models.ForeignKey(
-        "cabinets.Cabinet", on_delete=models.PROTECT, related_name="parcels"
+        "cabinets.Cabinet",
+        on_delete=models.PROTECT,
+        related_name="parcels",
+        verbose_name=gettext_lazy("cabinet"),
     )
     compartment = models.ForeignKey(
         "cabinets.Compartment",
@@ -140,23 +175,41 @@ class Parcel(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="parcels",
+        verbose_name=gettext_lazy("compartment"),
     )
     status = models.CharField(
-        max_length=16, choices=ParcelStatus.choices, default=ParcelStatus.ANNOUNCED
+        max_length=16,
+        choices=ParcelStatus.choices,
+        default=ParcelStatus.ANNOUNCED,
+        verbose_name=gettext_lazy("status"),
     )
-    pickup_deadline = models.DateTimeField(null=True, blank=True)
-    pickup_code_hash = models.CharField(max_length=128, blank=True)
+    pickup_deadline = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("pickup deadline")
+    )
+    pickup_code_hash = models.CharField(
+        max_length=128, blank=True, verbose_name=gettext_lazy("pickup code hash")
+    )
     # Set while a compartment is reserved for this parcel and its door is open for the
     # courier (delivery) or the sender (drop-off); cleared when the door closes.
-    reserved_at = models.DateTimeField(null=True, blank=True)
+    reserved_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("reserved at")
+    )
     # Set when a face or code authorised opening the door for pickup or collection; the
     # door's "closed" event then completes it.
-    release_authorized_at = models.DateTimeField(null=True, blank=True)
-    extension_count = models.PositiveSmallIntegerField(default=0)
-    deposited_at = models.DateTimeField(null=True, blank=True)
-    picked_up_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    release_authorized_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("release authorized at")
+    )
+    extension_count = models.PositiveSmallIntegerField(
+        default=0, verbose_name=gettext_lazy("extension count")
+    )
+    deposited_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("deposited at")
+    )
+    picked_up_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("picked up at")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     class Meta:
         verbose_name = gettext_lazy("parcel")
@@ -229,12 +282,21 @@ class Parcel(models.Model):
 class ParcelEvent(ActorFields):
     """Append-only audit row: one per status transition."""
 
-    parcel = models.ForeignKey(Parcel, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=16, choices=ParcelStatus.choices, blank=True)
-    to_status = models.CharField(max_length=16, choices=ParcelStatus.choices)
-    reason = models.CharField(max_length=255, blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    parcel = models.ForeignKey(
+        Parcel, on_delete=models.CASCADE, related_name="events", verbose_name=gettext_lazy("parcel")
+    )
+    from_status = models.CharField(
+        max_length=16,
+        choices=ParcelStatus.choices,
+        blank=True,
+        verbose_name=gettext_lazy("from status"),
+    )
+    to_status = models.CharField(
+        max_length=16, choices=ParcelStatus.choices, verbose_name=gettext_lazy("to status")
+    )
+    reason = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("reason"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("data"))
+    at = models.DateTimeField(auto_now_add=True, db_index=True, verbose_name=gettext_lazy("at"))
 
     class Meta:
         verbose_name = gettext_lazy("parcel event")
@@ -255,10 +317,18 @@ class CarrierStaff(models.Model):
     """A staff user of one carrier: in the admin they see only their carrier's parcels."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="carrier_staff"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="carrier_staff",
+        verbose_name=gettext_lazy("user"),
     )
-    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="staff")
-    created_at = models.DateTimeField(auto_now_add=True)
+    carrier = models.ForeignKey(
+        Carrier,
+        on_delete=models.CASCADE,
+        related_name="staff",
+        verbose_name=gettext_lazy("carrier"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
         verbose_name = gettext_lazy("carrier staff")
@@ -271,12 +341,19 @@ class CarrierStaff(models.Model):
 class CarrierApiKey(models.Model):
     """A carrier's key for the REST API: `<prefix>.<secret>`; only a hash is stored."""
 
-    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=80, default="default")
-    prefix = models.CharField(max_length=16, unique=True)
-    secret_hash = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    carrier = models.ForeignKey(
+        Carrier,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        verbose_name=gettext_lazy("carrier"),
+    )
+    name = models.CharField(max_length=80, default="default", verbose_name=gettext_lazy("name"))
+    prefix = models.CharField(max_length=16, unique=True, verbose_name=gettext_lazy("prefix"))
+    secret_hash = models.CharField(max_length=64, verbose_name=gettext_lazy("secret hash"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    revoked_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("revoked at")
+    )
 
     class Meta:
         permissions = [("revoke_api_key", "Can revoke carrier API keys")]
@@ -288,22 +365,29 @@ class CarrierApiKey(models.Model):
 
 
 class NotificationKind(models.TextChoices):
-    READY = "ready", "Ready for pickup"
-    REMINDER = "reminder", "Pickup reminder"
-    EXPIRED = "expired", "Expired"
+    READY = "ready", gettext_lazy("Ready for pickup")
+    REMINDER = "reminder", gettext_lazy("Pickup reminder")
+    EXPIRED = "expired", gettext_lazy("Expired")
 
 
 class Notification(models.Model):
     """One message to a recipient about a parcel. Unique per kind: tasks that run twice
     never send twice."""
 
-    parcel = models.ForeignKey(Parcel, on_delete=models.CASCADE, related_name="notifications")
-    kind = models.CharField(max_length=16, choices=NotificationKind.choices)
-    channel = models.CharField(max_length=16)
-    to = models.CharField(max_length=254)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    error = models.CharField(max_length=255, blank=True)
+    parcel = models.ForeignKey(
+        Parcel,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        verbose_name=gettext_lazy("parcel"),
+    )
+    kind = models.CharField(
+        max_length=16, choices=NotificationKind.choices, verbose_name=gettext_lazy("kind")
+    )
+    channel = models.CharField(max_length=16, verbose_name=gettext_lazy("channel"))
+    to = models.CharField(max_length=254, verbose_name=gettext_lazy("to"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    sent_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("sent at"))
+    error = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("error"))
 
     class Meta:
         verbose_name = gettext_lazy("notification")
@@ -320,37 +404,62 @@ class Notification(models.Model):
 
 
 class AttemptMethod(models.TextChoices):
-    FACE = "face", "Face scan"
-    CODE = "code", "Pickup code"
-    COURIER = "courier", "Courier login"
+    FACE = "face", gettext_lazy("Face scan")
+    CODE = "code", gettext_lazy("Pickup code")
+    COURIER = "courier", gettext_lazy("Courier login")
 
 
 class AccessAttempt(models.Model):
     """Every attempt at a cabinet to open a door: decision and figures, never the image or
     the code. Also the basis of lockouts."""
 
-    cabinet = models.ForeignKey("cabinets.Cabinet", on_delete=models.CASCADE, related_name="+")
-    method = models.CharField(max_length=8, choices=AttemptMethod.choices)
-    purpose = models.CharField(max_length=16, blank=True)
-    event_id = models.UUIDField(null=True, blank=True, unique=True)
-    success = models.BooleanField()
-    outcome = models.CharField(max_length=32)
+    cabinet = models.ForeignKey(
+        "cabinets.Cabinet",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=gettext_lazy("cabinet"),
+    )
+    method = models.CharField(
+        max_length=8, choices=AttemptMethod.choices, verbose_name=gettext_lazy("method")
+    )
+    purpose = models.CharField(max_length=16, blank=True, verbose_name=gettext_lazy("purpose"))
+    event_id = models.UUIDField(
+        null=True, blank=True, unique=True, verbose_name=gettext_lazy("event id")
+    )
+    success = models.BooleanField(verbose_name=gettext_lazy("success"))
+    outcome = models.CharField(max_length=32, verbose_name=gettext_lazy("outcome"))
     identity = models.ForeignKey(
-        "identity.Identity", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "identity.Identity",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=gettext_lazy("identity"),
     )
     courier = models.ForeignKey(
-        Courier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Courier,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=gettext_lazy("courier"),
     )
-    distance = models.FloatField(null=True, blank=True)
-    second_distance = models.FloatField(null=True, blank=True)
-    threshold = models.FloatField(null=True, blank=True)
-    margin = models.FloatField(null=True, blank=True)
-    detail = models.CharField(max_length=255, blank=True)
+    distance = models.FloatField(null=True, blank=True, verbose_name=gettext_lazy("distance"))
+    second_distance = models.FloatField(
+        null=True, blank=True, verbose_name=gettext_lazy("second distance")
+    )
+    threshold = models.FloatField(null=True, blank=True, verbose_name=gettext_lazy("threshold"))
+    margin = models.FloatField(null=True, blank=True, verbose_name=gettext_lazy("margin"))
+    detail = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("detail"))
     # Whose failures these are, for lockouts: "" for codes and faces (counted per cabinet),
     # "courier:<id>" or "badge:<carrier>:<badge>" for a badge (courier/access/attempts.py).
-    lockout_subject = models.CharField(max_length=80, blank=True)
-    parcels = models.ManyToManyField(Parcel, blank=True, related_name="access_attempts")
-    at = models.DateTimeField(auto_now_add=True)
+    lockout_subject = models.CharField(
+        max_length=80, blank=True, verbose_name=gettext_lazy("lockout subject")
+    )
+    parcels = models.ManyToManyField(
+        Parcel, blank=True, related_name="access_attempts", verbose_name=gettext_lazy("parcels")
+    )
+    at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("at"))
 
     class Meta:
         verbose_name = gettext_lazy("access attempt")
@@ -371,16 +480,23 @@ class FaceChallenge(models.Model):
     """A liveness challenge issued to a cabinet (protocol 1.2): answered once, by one burst,
     before it expires. Only the nonce's hash is kept."""
 
-    id = models.UUIDField(primary_key=True)
-    cabinet = models.ForeignKey("cabinets.Cabinet", on_delete=models.CASCADE, related_name="+")
-    start_id = models.UUIDField(unique=True)
-    purpose = models.CharField(max_length=16)
-    nonce_hash = models.CharField(max_length=64)
-    actions = models.JSONField(default=list)
-    issued_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
+    id = models.UUIDField(primary_key=True, verbose_name=gettext_lazy("id"))
+    cabinet = models.ForeignKey(
+        "cabinets.Cabinet",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=gettext_lazy("cabinet"),
+    )
+    start_id = models.UUIDField(unique=True, verbose_name=gettext_lazy("start id"))
+    purpose = models.CharField(max_length=16, verbose_name=gettext_lazy("purpose"))
+    nonce_hash = models.CharField(max_length=64, verbose_name=gettext_lazy("nonce hash"))
+    actions = models.JSONField(default=list, verbose_name=gettext_lazy("actions"))
+    issued_at = models.DateTimeField(verbose_name=gettext_lazy("issued at"))
+    expires_at = models.DateTimeField(verbose_name=gettext_lazy("expires at"))
     # Set once, by the burst that answered it (compare-and-set): a nonce is single use.
-    burst_id = models.UUIDField(null=True, blank=True, unique=True)
+    burst_id = models.UUIDField(
+        null=True, blank=True, unique=True, verbose_name=gettext_lazy("burst id")
+    )
 
     def __str__(self) -> str:
         return f"challenge {self.id} ({', '.join(self.actions)})"
@@ -390,10 +506,15 @@ class FaceFrameSeen(models.Model):
     """The hash of every frame a burst carried: a frame is never accepted twice. The
     picture itself is not kept."""
 
-    digest = models.CharField(max_length=64, unique=True)
-    burst_id = models.UUIDField()
-    cabinet = models.ForeignKey("cabinets.Cabinet", on_delete=models.CASCADE, related_name="+")
-    seen_at = models.DateTimeField(auto_now_add=True)
+    digest = models.CharField(max_length=64, unique=True, verbose_name=gettext_lazy("digest"))
+    burst_id = models.UUIDField(verbose_name=gettext_lazy("burst id"))
+    cabinet = models.ForeignKey(
+        "cabinets.Cabinet",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=gettext_lazy("cabinet"),
+    )
+    seen_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("seen at"))
 
     class Meta:
         indexes = [models.Index(fields=["seen_at"])]
@@ -407,15 +528,31 @@ class FaceConfirmation(models.Model):
     person's phone: one try. A wrong answer locks face pickup for these parcels (derived from
     this row; the pickup code still works)."""
 
-    id = models.UUIDField(primary_key=True)
-    cabinet = models.ForeignKey("cabinets.Cabinet", on_delete=models.CASCADE, related_name="+")
-    burst_id = models.UUIDField(unique=True)
-    identity = models.ForeignKey("identity.Identity", on_delete=models.CASCADE, related_name="+")
-    parcels = models.ManyToManyField(Parcel, related_name="face_confirmations")
-    expires_at = models.DateTimeField()
-    answered_at = models.DateTimeField(null=True, blank=True)
-    answer_event_id = models.UUIDField(null=True, blank=True, unique=True)
-    success = models.BooleanField(null=True)
+    id = models.UUIDField(primary_key=True, verbose_name=gettext_lazy("id"))
+    cabinet = models.ForeignKey(
+        "cabinets.Cabinet",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=gettext_lazy("cabinet"),
+    )
+    burst_id = models.UUIDField(unique=True, verbose_name=gettext_lazy("burst id"))
+    identity = models.ForeignKey(
+        "identity.Identity",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=gettext_lazy("identity"),
+    )
+    parcels = models.ManyToManyField(
+        Parcel, related_name="face_confirmations", verbose_name=gettext_lazy("parcels")
+    )
+    expires_at = models.DateTimeField(verbose_name=gettext_lazy("expires at"))
+    answered_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("answered at")
+    )
+    answer_event_id = models.UUIDField(
+        null=True, blank=True, unique=True, verbose_name=gettext_lazy("answer event id")
+    )
+    success = models.BooleanField(null=True, verbose_name=gettext_lazy("success"))
 
     def __str__(self) -> str:
         return f"confirmation {self.id}"

@@ -77,7 +77,7 @@ class IdentityAdmin(FaceDataActions):
     readonly_fields = ("consent_shown", "enrollment_shown", "real_name_verified_at", "created_at")
     actions = ["delete_face_data", "withdraw_consent"]
 
-    @admin.display(description="biometric consent")
+    @admin.display(description=_("biometric consent"))
     def consent_shown(self, obj: Identity) -> str:
         if obj.pk is None:
             return "—"
@@ -91,7 +91,7 @@ class IdentityAdmin(FaceDataActions):
             f"withdrawn {shown_time(consent.withdrawn_at)} (given {shown_time(consent.given_at)})"
         )
 
-    @admin.display(description="face enrollment")
+    @admin.display(description=_("face enrollment"))
     def enrollment_shown(self, obj: Identity) -> str:
         if obj.pk is None:
             return "—"
@@ -289,10 +289,10 @@ class RealIdCheckAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[RealIdCheck]:
         return super().get_queryset(request).defer("portrait")
 
-    @admin.display(description="distance", ordering="distance")
+    @admin.display(description=_("distance"), ordering="distance")
     def distance_shown(self, obj: RealIdCheck) -> str:
         return figure(obj.distance)
 
-    @admin.display(description="threshold")
+    @admin.display(description=_("threshold"))
     def threshold_shown(self, obj: RealIdCheck) -> str:
         return figure(obj.threshold)

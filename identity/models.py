@@ -21,29 +21,46 @@ class Identity(models.Model):
     `phone_verified_at` (set when the person proves the phone with a texted code) makes it
     trusted for enrollment and for face scans."""
 
-    phone = models.CharField(max_length=16, unique=True, validators=[phone_validator])
-    name = models.CharField(max_length=120, blank=True)
+    phone = models.CharField(
+        max_length=16, unique=True, validators=[phone_validator], verbose_name=gettext_lazy("phone")
+    )
+    name = models.CharField(max_length=120, blank=True, verbose_name=gettext_lazy("name"))
     # The person's own address; nothing sets it yet (no email proof flow), nothing trusts it.
-    email = models.EmailField(blank=True)
+    email = models.EmailField(blank=True, verbose_name=gettext_lazy("email"))
     # The person's language for texts and emails (cabinet screens still speak the cabinet's
     # CABINET_LANGUAGE_CODE); blank is the platform's RECIPIENT_LANGUAGE_CODE (zh-hans), so the
     # default follows the setting, stored nowhere else. Set from the enrollment page's language
     # when the person logs in, consents or sends a photo (identity_language_remember).
     language = models.CharField(
-        gettext_lazy("language"), max_length=8, blank=True, choices=settings.LANGUAGES, default=""
+        gettext_lazy("language"),
+        max_length=8,
+        blank=True,
+        choices=settings.LANGUAGES,
+        default="",
     )
-    phone_verified_at = models.DateTimeField(null=True, blank=True)
+    phone_verified_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("phone verified at")
+    )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="identity",
+        verbose_name=gettext_lazy("user"),
     )
     # Keyed hash (HMAC) of the resident ID number; the number itself is never stored.
-    id_number_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
-    real_name_verified_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    id_number_hash = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        unique=True,
+        verbose_name=gettext_lazy("id number hash"),
+    )
+    real_name_verified_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("real name verified at")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
         verbose_name = gettext_lazy("identity")
@@ -66,20 +83,29 @@ class Identity(models.Model):
 
 
 class ConsentStatus(models.TextChoices):
-    GIVEN = "given", "Given"
-    WITHDRAWN = "withdrawn", "Withdrawn"
+    GIVEN = "given", gettext_lazy("Given")
+    WITHDRAWN = "withdrawn", gettext_lazy("Withdrawn")
 
 
 class BiometricConsent(models.Model):
     """Separate, explicit consent to biometric processing. Withdrawal is a new state, not a
     deletion, so the record of what was agreed survives."""
 
-    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="consents")
-    status = models.CharField(max_length=16, choices=ConsentStatus.choices)
-    policy_version = models.CharField(max_length=16)
-    given_at = models.DateTimeField()
-    withdrawn_at = models.DateTimeField(null=True, blank=True)
-    source = models.CharField(max_length=16, default="web")
+    identity = models.ForeignKey(
+        Identity,
+        on_delete=models.CASCADE,
+        related_name="consents",
+        verbose_name=gettext_lazy("identity"),
+    )
+    status = models.CharField(
+        max_length=16, choices=ConsentStatus.choices, verbose_name=gettext_lazy("status")
+    )
+    policy_version = models.CharField(max_length=16, verbose_name=gettext_lazy("policy version"))
+    given_at = models.DateTimeField(verbose_name=gettext_lazy("given at"))
+    withdrawn_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("withdrawn at")
+    )
+    source = models.CharField(max_length=16, default="web", verbose_name=gettext_lazy("source"))
 
     class Meta:
         verbose_name = gettext_lazy("biometric consent")
@@ -106,11 +132,11 @@ class BiometricConsent(models.Model):
 
 
 class EnrollmentStatus(models.TextChoices):
-    PENDING = "pending", "Waiting for photos"
-    PROCESSING = "processing", "Processing"
-    ENROLLED = "enrolled", "Enrolled"
-    FAILED = "failed", "Failed: retake"
-    DELETED = "deleted", "Deleted"
+    PENDING = "pending", gettext_lazy("Waiting for photos")
+    PROCESSING = "processing", gettext_lazy("Processing")
+    ENROLLED = "enrolled", gettext_lazy("Enrolled")
+    FAILED = "failed", gettext_lazy("Failed: retake")
+    DELETED = "deleted", gettext_lazy("Deleted")
 
 
 # Photos are processed one by one; the enrollment follows them: processing while any is
@@ -133,15 +159,26 @@ ENROLLMENT_OPEN_STATUSES = (
 
 
 class FaceEnrollment(models.Model):
-    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="enrollments")
+    identity = models.ForeignKey(
+        Identity,
+        on_delete=models.CASCADE,
+        related_name="enrollments",
+        verbose_name=gettext_lazy("identity"),
+    )
     consent = models.ForeignKey(
-        BiometricConsent, on_delete=models.PROTECT, related_name="enrollments"
+        BiometricConsent,
+        on_delete=models.PROTECT,
+        related_name="enrollments",
+        verbose_name=gettext_lazy("consent"),
     )
     status = models.CharField(
-        max_length=16, choices=EnrollmentStatus.choices, default=EnrollmentStatus.PENDING
+        max_length=16,
+        choices=EnrollmentStatus.choices,
+        default=EnrollmentStatus.PENDING,
+        verbose_name=gettext_lazy("status"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     class Meta:
         verbose_name = gettext_lazy("face enrollment")
@@ -163,27 +200,38 @@ class FaceEnrollment(models.Model):
 
 
 class TemplateStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    DELETED = "deleted", "Deleted"
+    ACTIVE = "active", gettext_lazy("Active")
+    DELETED = "deleted", gettext_lazy("Deleted")
 
 
 class FaceTemplate(models.Model):
     """A face embedding, encrypted at rest. Never shown in the admin, logs or the API."""
 
-    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="templates")
+    identity = models.ForeignKey(
+        Identity,
+        on_delete=models.CASCADE,
+        related_name="templates",
+        verbose_name=gettext_lazy("identity"),
+    )
     enrollment = models.ForeignKey(
-        FaceEnrollment, on_delete=models.CASCADE, related_name="templates"
+        FaceEnrollment,
+        on_delete=models.CASCADE,
+        related_name="templates",
+        verbose_name=gettext_lazy("enrollment"),
     )
     status = models.CharField(
-        max_length=16, choices=TemplateStatus.choices, default=TemplateStatus.ACTIVE
+        max_length=16,
+        choices=TemplateStatus.choices,
+        default=TemplateStatus.ACTIVE,
+        verbose_name=gettext_lazy("status"),
     )
-    model_name = models.CharField(max_length=64)
+    model_name = models.CharField(max_length=64, verbose_name=gettext_lazy("model name"))
     # Weights, library and alignment, e.g. "face_recognition_models 0.3.0; dlib 20.0.1.post1;
     # landmarks large": encodings are comparable only within one version.
-    model_version = models.CharField(max_length=128)
-    embedding_encrypted = models.BinaryField()
-    quality = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    model_version = models.CharField(max_length=128, verbose_name=gettext_lazy("model version"))
+    embedding_encrypted = models.BinaryField(verbose_name=gettext_lazy("embedding encrypted"))
+    quality = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("quality"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
         verbose_name = gettext_lazy("face template")
@@ -203,12 +251,24 @@ class FaceTemplate(models.Model):
 class EnrollmentEvent(ActorFields):
     """Append-only audit row: one per enrollment status transition."""
 
-    enrollment = models.ForeignKey(FaceEnrollment, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=16, choices=EnrollmentStatus.choices, blank=True)
-    to_status = models.CharField(max_length=16, choices=EnrollmentStatus.choices)
-    reason = models.CharField(max_length=255, blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    enrollment = models.ForeignKey(
+        FaceEnrollment,
+        on_delete=models.CASCADE,
+        related_name="events",
+        verbose_name=gettext_lazy("enrollment"),
+    )
+    from_status = models.CharField(
+        max_length=16,
+        choices=EnrollmentStatus.choices,
+        blank=True,
+        verbose_name=gettext_lazy("from status"),
+    )
+    to_status = models.CharField(
+        max_length=16, choices=EnrollmentStatus.choices, verbose_name=gettext_lazy("to status")
+    )
+    reason = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("reason"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("data"))
+    at = models.DateTimeField(auto_now_add=True, db_index=True, verbose_name=gettext_lazy("at"))
 
     class Meta:
         verbose_name = gettext_lazy("enrollment event")
@@ -226,30 +286,51 @@ class EnrollmentEvent(ActorFields):
 
 
 class PhotoStatus(models.TextChoices):
-    PENDING = "pending", "Waiting for a worker"
-    ACCEPTED = "accepted", "Accepted"
-    REFUSED = "refused", "Refused"
+    PENDING = "pending", gettext_lazy("Waiting for a worker")
+    ACCEPTED = "accepted", gettext_lazy("Accepted")
+    REFUSED = "refused", gettext_lazy("Refused")
 
 
 class EnrollmentPhoto(models.Model):
     """A selfie waiting for, or done with, processing. The raw bytes live here only until a
     worker has processed them (plus FACE_PHOTO_RETENTION_S); never shown anywhere."""
 
-    enrollment = models.ForeignKey(FaceEnrollment, on_delete=models.CASCADE, related_name="photos")
+    enrollment = models.ForeignKey(
+        FaceEnrollment,
+        on_delete=models.CASCADE,
+        related_name="photos",
+        verbose_name=gettext_lazy("enrollment"),
+    )
     status = models.CharField(
-        max_length=16, choices=PhotoStatus.choices, default=PhotoStatus.PENDING
+        max_length=16,
+        choices=PhotoStatus.choices,
+        default=PhotoStatus.PENDING,
+        verbose_name=gettext_lazy("status"),
     )
-    data = models.BinaryField(null=True, blank=True, editable=False)
-    content_type = models.CharField(max_length=16)
-    size_bytes = models.PositiveIntegerField()
-    refusal_code = models.CharField(max_length=32, blank=True)
-    refusal_message = models.CharField(max_length=255, blank=True)
-    quality = models.JSONField(default=dict, blank=True)
+    data = models.BinaryField(
+        null=True, blank=True, editable=False, verbose_name=gettext_lazy("data")
+    )
+    content_type = models.CharField(max_length=16, verbose_name=gettext_lazy("content type"))
+    size_bytes = models.PositiveIntegerField(verbose_name=gettext_lazy("size bytes"))
+    refusal_code = models.CharField(
+        max_length=32, blank=True, verbose_name=gettext_lazy("refusal code")
+    )
+    refusal_message = models.CharField(
+        max_length=255, blank=True, verbose_name=gettext_lazy("refusal message")
+    )
+    quality = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("quality"))
     template = models.OneToOneField(
-        FaceTemplate, null=True, blank=True, on_delete=models.SET_NULL, related_name="photo"
+        FaceTemplate,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="photo",
+        verbose_name=gettext_lazy("template"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    processed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("processed at")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("enrollment photo")
@@ -282,12 +363,17 @@ class EnrollmentPhoto(models.Model):
 class OneTimeCode(models.Model):
     """A login code sent by SMS, stored only as a keyed hash."""
 
-    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="login_codes")
-    code_hash = models.CharField(max_length=64)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField()
-    used_at = models.DateTimeField(null=True, blank=True)
+    identity = models.ForeignKey(
+        Identity,
+        on_delete=models.CASCADE,
+        related_name="login_codes",
+        verbose_name=gettext_lazy("identity"),
+    )
+    code_hash = models.CharField(max_length=64, verbose_name=gettext_lazy("code hash"))
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    expires_at = models.DateTimeField(verbose_name=gettext_lazy("expires at"))
+    used_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("used at"))
 
     class Meta:
         verbose_name = gettext_lazy("one time code")
@@ -300,29 +386,45 @@ class OneTimeCode(models.Model):
 
 
 class RealIdDecision(models.TextChoices):
-    PENDING = "pending", "Waiting for a worker"
-    VERIFIED = "verified", "Verified"
-    NOT_VERIFIED = "not_verified", "Not the same person"
-    NO_REFERENCE = "no_reference", "No enrolled face to compare with"
-    REFUSED = "refused", "Portrait photo unusable"
+    PENDING = "pending", gettext_lazy("Waiting for a worker")
+    VERIFIED = "verified", gettext_lazy("Verified")
+    NOT_VERIFIED = "not_verified", gettext_lazy("Not the same person")
+    NO_REFERENCE = "no_reference", gettext_lazy("No enrolled face to compare with")
+    REFUSED = "refused", gettext_lazy("Portrait photo unusable")
 
 
 class RealIdCheck(models.Model):
     """One attempt at real-name verification: the decision and its figures. The ID number is
     kept only as its keyed hash, and the portrait only until a worker has compared it."""
 
-    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="real_id_checks")
-    id_number_hash = models.CharField(max_length=64)
-    portrait = models.BinaryField(null=True, blank=True, editable=False)
-    decision = models.CharField(
-        max_length=16, choices=RealIdDecision.choices, default=RealIdDecision.PENDING
+    identity = models.ForeignKey(
+        Identity,
+        on_delete=models.CASCADE,
+        related_name="real_id_checks",
+        verbose_name=gettext_lazy("identity"),
     )
-    distance = models.FloatField(null=True, blank=True)
-    threshold = models.FloatField(null=True, blank=True)
-    refusal_code = models.CharField(max_length=32, blank=True)
-    refusal_message = models.CharField(max_length=255, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
+    id_number_hash = models.CharField(max_length=64, verbose_name=gettext_lazy("id number hash"))
+    portrait = models.BinaryField(
+        null=True, blank=True, editable=False, verbose_name=gettext_lazy("portrait")
+    )
+    decision = models.CharField(
+        max_length=16,
+        choices=RealIdDecision.choices,
+        default=RealIdDecision.PENDING,
+        verbose_name=gettext_lazy("decision"),
+    )
+    distance = models.FloatField(null=True, blank=True, verbose_name=gettext_lazy("distance"))
+    threshold = models.FloatField(null=True, blank=True, verbose_name=gettext_lazy("threshold"))
+    refusal_code = models.CharField(
+        max_length=32, blank=True, verbose_name=gettext_lazy("refusal code")
+    )
+    refusal_message = models.CharField(
+        max_length=255, blank=True, verbose_name=gettext_lazy("refusal message")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    decided_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("decided at")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("real id check")
@@ -350,22 +452,33 @@ class RealIdCheck(models.Model):
 
 class AccessTokenPurpose(models.TextChoices):
     # Single use, redeemed by POST into a session that still needs the texted code.
-    LINK = "link", "Enrollment link"
+    LINK = "link", gettext_lazy("Enrollment link")
     # The API credential returned by a phone login; usable until it expires or is revoked.
-    API = "api", "API token after phone login"
+    API = "api", gettext_lazy("API token after phone login")
 
 
 class AccessToken(models.Model):
     """A bearer token for a person, stored only as a keyed hash: enrollment links and the
     API token after a phone login. Revocable; a link is used once."""
 
-    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="tokens")
-    purpose = models.CharField(max_length=8, choices=AccessTokenPurpose.choices)
-    token_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField()
-    used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    identity = models.ForeignKey(
+        Identity,
+        on_delete=models.CASCADE,
+        related_name="tokens",
+        verbose_name=gettext_lazy("identity"),
+    )
+    purpose = models.CharField(
+        max_length=8, choices=AccessTokenPurpose.choices, verbose_name=gettext_lazy("purpose")
+    )
+    token_hash = models.CharField(
+        max_length=64, unique=True, verbose_name=gettext_lazy("token hash")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    expires_at = models.DateTimeField(verbose_name=gettext_lazy("expires at"))
+    used_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("used at"))
+    revoked_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("revoked at")
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -385,8 +498,13 @@ class FacePhotoReceipt(models.Model):
     the per-person photo limit counts these, so deleting and starting again does not
     reset it."""
 
-    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="photo_receipts")
-    at = models.DateTimeField(auto_now_add=True)
+    identity = models.ForeignKey(
+        Identity,
+        on_delete=models.CASCADE,
+        related_name="photo_receipts",
+        verbose_name=gettext_lazy("identity"),
+    )
+    at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("at"))
 
     class Meta:
         ordering = ["-at", "-id"]

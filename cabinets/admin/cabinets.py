@@ -210,7 +210,7 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
             valid.values_list("key_id", "created_at", "expires_at"), key=lambda r: r[2] is not None
         )
         if not rows:
-            return "none active"
+            return gettext("none active")
         key_id, created_at, _expires = rows[0]
         text = f"active: {key_id} (issued {admin_time(created_at)})"
         for old_key_id, _issued, expires_at in rows[1:]:

@@ -11,6 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from cabinets.dashboard import FLEET_STATUSES, dashboard_get, map_query_parse, map_view_get
 from cabinets.selectors import Occupancy
@@ -40,7 +41,7 @@ class FleetDashboardAdmin(admin.ModelAdmin):
                 },
             },
             "occupancy": {
-                "labels": list(Occupancy.LABELS.values()),
+                "labels": [str(label) for label in Occupancy.LABELS.values()],
                 "values": [dashboard.occupancy.get(key, 0) for key in Occupancy.LABELS],
             },
             "parcels": {
@@ -49,6 +50,19 @@ class FleetDashboardAdmin(admin.ModelAdmin):
                 "picked_up": dashboard.parcels.picked_up,
             },
             "refresh_ms": _refresh_s(request) * 1000,
+            # The page's script writes these; it holds no text of its own.
+            "texts": {
+                "online": gettext("online"),
+                "offline": gettext("offline"),
+                "never": gettext("never connected"),
+                "maintenance": gettext("maintenance"),
+                "provisioning": gettext("provisioning"),
+                "announced": gettext("announced"),
+                "picked_up": gettext("picked up"),
+                "cabinets": gettext("cabinets"),
+                "map_failed": gettext("The map could not load:"),
+                "not_refreshed": gettext("Not refreshed: %(error)s (showing the last data)"),
+            },
             "map": {
                 "url": reverse("admin:cabinets_fleet_map"),
                 "change_url": reverse("admin:cabinets_cabinet_change", args=[0]),
@@ -61,7 +75,7 @@ class FleetDashboardAdmin(admin.ModelAdmin):
             "admin/cabinets/dashboard.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "Fleet dashboard",
+                "title": gettext("Fleet dashboard"),
                 "dashboard": dashboard,
                 "charts": charts,
                 "alert_settings": {

@@ -14,6 +14,7 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from cabinets.models import (
@@ -80,12 +81,26 @@ class DoorGridAdmin(admin.ModelAdmin):
             "open_url": reverse("admin:cabinets_cabinet_door_open", args=[cabinet.pk, 0]),
             "may_open": self.has_change_permission(request, cabinet),
             "poll_ms": DOOR_GRID_POLL_MS,
+            # The page's script writes these; it holds no text of its own.
+            "texts": {
+                "opening": gettext("Opening…"),
+                "empty": gettext("empty"),
+                "open": gettext("Open"),
+                "no_compartments": gettext("This cabinet has no compartments."),
+                "as_of": gettext("as of %(time)s"),
+                "not_updated": gettext("not updated: %(error)s"),
+                "open_door": gettext("Open door %(door)s"),
+                "open_door_parcel": gettext("Open door %(door)s (parcel %(parcel)s)"),
+                "say_why": gettext("Say why the door is opened."),
+                "not_opened": gettext("The door could not be opened."),
+                "not_opened_because": gettext("The door could not be opened: %(error)s"),
+            },
         }
 
     def doors_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
         cabinet = self._cabinet(request, object_id)
         if cabinet is None or not self.has_view_permission(request, cabinet):
-            return json_error("not_found", "No such cabinet.", 404)
+            return json_error("not_found", gettext("No such cabinet."), 404)
         return JsonResponse(
             {
                 "cabinet": cabinet.serial,
@@ -99,20 +114,23 @@ class DoorGridAdmin(admin.ModelAdmin):
     ) -> JsonResponse:
         cabinet = self._cabinet(request, object_id)
         if cabinet is None or not self.has_view_permission(request, cabinet):
-            return json_error("not_found", "No such cabinet.", 404)
+            return json_error("not_found", gettext("No such cabinet."), 404)
         if not self.has_change_permission(request, cabinet):
-            return json_error("permission_denied", "You may not open doors here.", 403)
+            return json_error("permission_denied", gettext("You may not open doors here."), 403)
         compartment = (
             Compartment.objects.select_related("cabinet")
             .filter(pk=compartment_id, cabinet_id=cabinet.pk)
             .first()
         )
         if compartment is None:
-            return json_error("not_found", "No such compartment in this cabinet.", 404)
+            return json_error("not_found", gettext("No such compartment in this cabinet."), 404)
         form = DoorOpenForm(request.POST)
         if not form.is_valid():
             return json_error(
-                "invalid", "Say why the door is opened.", 400, fields=form.errors.get_json_data()
+                "invalid",
+                gettext("Say why the door is opened."),
+                400,
+                fields=form.errors.get_json_data(),
             )
         actor = Actor.staff(request.user)  # type: ignore[arg-type]
         try:
@@ -128,6 +146,7 @@ class DoorGridAdmin(admin.ModelAdmin):
             {
                 "command": str(command.pk),
                 "status": command.status,
-                "message": f"{compartment}: unlock command sent.",
+                "message": gettext("%(compartment)s: unlock command sent.")
+                % {"compartment": compartment},
             }
         )

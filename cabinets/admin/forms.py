@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from cabinets.models import (
     CabinetTag,
@@ -29,36 +30,52 @@ class ConfirmReasonForm(ConfirmForm):
 
 
 class CabinetImportForm(forms.Form):
-    file = forms.FileField(help_text="UTF-8 CSV with a header row.")
+    file = forms.FileField(label=_("File"), help_text=_("UTF-8 CSV with a header row."))
     dry_run = forms.BooleanField(
         required=False,
-        label="Dry run",
-        help_text="Check the file and count what it would change; store nothing.",
+        label=_("Dry run"),
+        help_text=_("Check the file and count what it would change; store nothing."),
     )
 
 
 class RolloutCreateForm(forms.Form):
-    name = forms.CharField(max_length=120)
-    kind = forms.ChoiceField(choices=RolloutKind.choices)
+    name = forms.CharField(max_length=120, label=_("Name"))
+    kind = forms.ChoiceField(choices=RolloutKind.choices, label=_("Kind"))
     version = forms.CharField(
-        max_length=32, help_text="Firmware version (1.4.2) or config version (an integer)."
+        max_length=32,
+        label=_("Version"),
+        help_text=_("Firmware version (1.4.2) or config version (an integer)."),
     )
     payload = forms.JSONField(
         required=False,
         initial=dict,
-        help_text='Extra payload keys, e.g. {"url": "https://…", "sha256": "…"} for firmware.',
+        label=_("Payload"),
+        help_text=_('Extra payload keys, e.g. {"url": "https://…", "sha256": "…"} for firmware.'),
     )
-    target_region = forms.CharField(max_length=80, required=False, help_text="Empty: all regions.")
-    target_tag = forms.ModelChoiceField(CabinetTag.objects.all(), required=False)
-    target_hardware_model = forms.CharField(max_length=64, required=False)
+    target_region = forms.CharField(
+        max_length=80, required=False, label=_("Target region"), help_text=_("Empty: all regions.")
+    )
+    target_tag = forms.ModelChoiceField(
+        CabinetTag.objects.all(), required=False, label=_("Target tag")
+    )
+    target_hardware_model = forms.CharField(
+        max_length=64, required=False, label=_("Target hardware model")
+    )
     wave_plan = forms.CharField(
         initial=", ".join(DEFAULT_WAVE_PLAN),
-        help_text="Cumulative: a count (5 pilots) or a share of the targets (10%).",
+        label=_("Wave plan"),
+        help_text=_("Cumulative: a count (5 pilots) or a share of the targets (10%)."),
     )
-    success_threshold_pct = forms.IntegerField(min_value=0, max_value=100, initial=95)
-    error_threshold_pct = forms.IntegerField(min_value=0, max_value=100, initial=20)
-    min_sample = forms.IntegerField(min_value=1, initial=5)
-    command_ttl_s = forms.IntegerField(min_value=60, max_value=86_400, initial=3600)
+    success_threshold_pct = forms.IntegerField(
+        min_value=0, max_value=100, initial=95, label=_("Success threshold pct")
+    )
+    error_threshold_pct = forms.IntegerField(
+        min_value=0, max_value=100, initial=20, label=_("Error threshold pct")
+    )
+    min_sample = forms.IntegerField(min_value=1, initial=5, label=_("Min sample"))
+    command_ttl_s = forms.IntegerField(
+        min_value=60, max_value=86_400, initial=3600, label=_("Command ttl s")
+    )
 
     def clean_wave_plan(self) -> list[str]:
         try:

@@ -125,7 +125,7 @@ class Operation:
     reason: ReasonAsk = ""  # asked on the confirmation page ("required": the form is a reason)
     default_reason: str = ""  # recorded when no reason is asked
     records_reason: bool = True  # the service takes a reason
-    button: str = ""  # the change page's shorter label, if any
+    button: StrOrPromise = ""  # the change page's shorter label, if any
 
 
 @dataclass(frozen=True)
@@ -360,7 +360,7 @@ ROLLOUT_CONTROL = OperationTable(
             "abort",
             _("Abort (asks to confirm)"),
             RolloutState.ABORTED,
-            button="Abort",
+            button=_("Abort"),
             warning=_(
                 "Cabinets not yet sent the version are cancelled; an aborted "
                 "rollout cannot be resumed."
@@ -372,7 +372,7 @@ ROLLOUT_CONTROL = OperationTable(
             "retry_failed",
             _("Retry failed"),
             RolloutState.RUNNING,
-            button="Retry failed",
+            button=_("Retry failed"),
             # Reopens a completed rollout; a running or paused one stays as it is.
             from_states=frozenset({RolloutState.COMPLETED}),
             also_while=frozenset({RolloutState.RUNNING, RolloutState.PAUSED}),

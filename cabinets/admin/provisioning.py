@@ -51,16 +51,15 @@ def overlap_text() -> str:
 
 def rotation_message(started: list[RotationStarted]) -> str:
     delivered = sum(1 for s in started if s.old_valid_until is not None)
-    text = (
-        f"Rotation started for {delivered} cabinet(s): each new credential is delivered over "
-        f"the link; the old one stays valid until the cabinet uses the new one, at most "
-        f"{overlap_text()}."
-    )
+    text = gettext(
+        "Rotation started for %(count)s cabinet(s): each new credential is delivered over "
+        "the link; the old one stays valid until the cabinet uses the new one, at most "
+        "%(overlap)s."
+    ) % {"count": delivered, "overlap": overlap_text()}
     if delivered < len(started):
-        text += (
-            f" {len(started) - delivered} had no credential to rotate: "
-            "issue one to install by hand."
-        )
+        text += " " + gettext(
+            "%(count)s had no credential to rotate: issue one to install by hand."
+        ) % {"count": len(started) - delivered}
     return text
 
 
@@ -81,7 +80,9 @@ def credentials_response(
         "admin/cabinets/credentials_once.html",
         {
             **admin_site.each_context(request),
-            "title": "New cabinet credentials" if issued else "Credentials already shown",
+            "title": gettext("New cabinet credentials")
+            if issued
+            else gettext("Credentials already shown"),
             "credentials": issued,
             "csv_href": "data:text/csv;charset=utf-8," + quote(credentials_csv(issued)),
         },
@@ -108,11 +109,15 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
                 self,
                 queryset,
                 action="rotate_credentials",
-                title=f"Rotate the credentials of {queryset.count()} cabinet(s)?",
+                title=gettext("Rotate the credentials of %(count)s cabinet(s)?")
+                % {"count": queryset.count()},
                 form=ConfirmForm(),
-                warning="Each cabinet receives its new credential over its link and stays "
-                "online; the old credential is accepted until the cabinet connects with the new "
-                f"one, at most {overlap_text()}. A stolen key: use “Revoke now” instead.",
+                warning=gettext(
+                    "Each cabinet receives its new credential over its link and stays online; "
+                    "the old credential is accepted until the cabinet connects with the new one, "
+                    "at most %(overlap)s. A stolen key: use “Revoke now” instead."
+                )
+                % {"overlap": overlap_text()},
             )
         started = cabinet_credentials_rotate(
             cabinets=list(queryset.order_by("pk")), actor=self._actor(request)
@@ -142,9 +147,9 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
             self,
             queryset,
             action="revoke_credentials",
-            title="Revoke the credentials of these cabinets",
+            title=gettext("Revoke the credentials of these cabinets"),
             form=form,
-            warning="The cabinets go offline at once and stay offline until rotated.",
+            warning=gettext("The cabinets go offline at once and stay offline until rotated."),
         )
 
     def credentials_view(self, request: HttpRequest, stash_id: str) -> HttpResponse:
@@ -165,7 +170,7 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
         form = CabinetImportForm(request.POST or None, request.FILES or None)
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
-            "title": "Import cabinets from CSV",
+            "title": gettext("Import cabinets from CSV"),
             "form": form,
             "opts": self.model._meta,
             "columns": ", ".join(REQUIRED_COLUMNS),

@@ -80,13 +80,18 @@ class RolloutLiveAdmin(admin.ModelAdmin):
                 "url": reverse("admin:cabinets_rollout_progress", args=[rollout.pk]),
                 "poll_ms": ROLLOUT_POLL_MS,
                 "state": rollout.state,
+                # The page's script writes these; it holds no text of its own.
+                "texts": {
+                    "as_of": gettext("as of %(time)s"),
+                    "not_updated": gettext("not updated: %(error)s"),
+                },
             },
         }
 
     def progress_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
         rollout = self.get_queryset(request).filter(pk=object_id).first()
         if rollout is None or not self.has_view_permission(request, rollout):
-            return json_error("not_found", "No such rollout.", 404)
+            return json_error("not_found", gettext("No such rollout."), 404)
         progress = rollout_progress(rollout)
         return JsonResponse(
             {
@@ -109,7 +114,7 @@ class RolloutLiveAdmin(admin.ModelAdmin):
             "admin/cabinets/rollout/abort_confirm.html",
             {
                 **self.admin_site.each_context(request),
-                "title": f"Abort {rollout}?",
+                "title": gettext("Abort %(rollout)s?") % {"rollout": rollout},
                 "original": rollout,
                 "opts": self.model._meta,
                 "unsent": counts[RolloutTargetState.SCHEDULED]
@@ -182,8 +187,12 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
     @admin.display(description=_("progress"))
     def progress(self, obj: Any) -> str:
         if not obj.n_total:
-            return "not planned"
-        return f"{obj.n_done}/{obj.n_total} done, {obj.n_errors} errors"
+            return gettext("not planned")
+        return gettext("%(done)s/%(total)s done, %(errors)s errors") % {
+            "done": obj.n_done,
+            "total": obj.n_total,
+            "errors": obj.n_errors,
+        }
 
     @admin.display(description=_("targets"))
     def target_summary(self, obj: Rollout) -> str:
@@ -192,7 +201,7 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
             f"tag={obj.target_tag}" if obj.target_tag_id else "",
             f"model={obj.target_hardware_model}" if obj.target_hardware_model else "",
         ]
-        return ", ".join(p for p in parts if p) or "all cabinets"
+        return ", ".join(p for p in parts if p) or gettext("all cabinets")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -220,7 +229,7 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
             "admin/cabinets/rollout/create.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "New rollout",
+                "title": gettext("New rollout"),
                 "form": form,
                 "opts": self.model._meta,
             },

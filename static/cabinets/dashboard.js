@@ -10,9 +10,11 @@
     online: "#2e7d32", offline: "#c62828", never: "#757575",
     maintenance: "#ef6c00", provisioning: "#1565c0"
   };
+  // Every word shown comes translated from the page (charts.texts in cabinets/admin/dashboard.py).
+  var TEXTS = data.texts;
   var LABELS = {
-    online: "online", offline: "offline", never: "never connected",
-    maintenance: "maintenance", provisioning: "provisioning"
+    online: TEXTS.online, offline: TEXTS.offline, never: TEXTS.never,
+    maintenance: TEXTS.maintenance, provisioning: TEXTS.provisioning
   };
   // Counts are whole numbers: no 0.5 cabinet on an axis.
   var COUNT_AXIS = { beginAtZero: true, ticks: { precision: 0 } };
@@ -47,8 +49,8 @@
     data: {
       labels: data.parcels.labels,
       datasets: [
-        { label: "announced", data: data.parcels.announced, backgroundColor: "#1565c0" },
-        { label: "picked up", data: data.parcels.picked_up, backgroundColor: "#2e7d32" }
+        { label: TEXTS.announced, data: data.parcels.announced, backgroundColor: "#1565c0" },
+        { label: TEXTS.picked_up, data: data.parcels.picked_up, backgroundColor: "#2e7d32" }
       ]
     },
     options: { scales: { y: COUNT_AXIS } }
@@ -108,7 +110,7 @@
         iconSize: [size, size]
       });
       var detail = Object.keys(c[3]).map(function (s) { return c[3][s] + " " + LABELS[s]; }).join("<br>");
-      L.marker([c[0], c[1]], { icon: icon, title: n + " cabinets" })
+      L.marker([c[0], c[1]], { icon: icon, title: n + " " + TEXTS.cabinets })
         .bindTooltip(detail)
         .on("click", function () { map.setView([c[0], c[1]], Math.min(map.getZoom() + 2, 18)); })
         .addTo(layer);
@@ -142,7 +144,7 @@
         state.ready = true;
       })
       .catch(function (error) {
-        document.getElementById("fleet-map-legend").textContent = "The map could not load: " + error;
+        document.getElementById("fleet-map-legend").textContent = TEXTS.map_failed + " " + error;
       });
   }
 
@@ -174,7 +176,7 @@
         return loadMap();
       })
       .catch(function (error) {
-        document.getElementById("fleet-as-of").textContent = "Not refreshed: " + error + " (showing the last data)";
+        document.getElementById("fleet-as-of").textContent = TEXTS.not_refreshed.replace("%(error)s", error);
       })
       .finally(function () { setTimeout(refresh, data.refresh_ms); });
   }

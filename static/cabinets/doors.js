@@ -4,6 +4,8 @@
 (function () {
   "use strict";
   var config = JSON.parse(document.getElementById("door-grid-data").textContent);
+  // Every word shown comes translated from the page (door_grid_context in cabinets/admin/doors.py).
+  var TEXTS = config.texts;
   var grid = document.getElementById("door-grid");
   var asOf = document.getElementById("door-grid-asof");
   var note = document.getElementById("door-grid-message");
@@ -19,6 +21,10 @@
     el.textContent = value;
     if (cls) el.className = cls;
     return el;
+  }
+
+  function fill(template, values) {
+    return template.replace(/%\((\w+)\)s/g, function (_, key) { return values[key]; });
   }
 
   function when(iso) {
@@ -40,12 +46,12 @@
     box.id = "door-" + door.label;
     box.dataset.door = door.door_state;
     box.appendChild(text("div", door.label + " · " + door.size, "door-label"));
-    box.appendChild(text("div", door.opening ? "Opening…" : door.door_label, "door-state"));
+    box.appendChild(text("div", door.opening ? TEXTS.opening : door.door_label, "door-state"));
     box.appendChild(text("div", door.service_label, "door-service"));
-    box.appendChild(text("div", door.tracking_number || "empty", "door-parcel"));
+    box.appendChild(text("div", door.tracking_number || TEXTS.empty, "door-parcel"));
     box.appendChild(text("div", when(door.last_event_at), "door-when"));
     if (config.may_open) {
-      var button = text("button", "Open", "door-open-button");
+      var button = text("button", TEXTS.open, "door-open-button");
       button.type = "button";
       button.dataset.compartment = door.id;
       button.addEventListener("click", function () { ask(door); });
@@ -58,8 +64,8 @@
     var cells = document.createDocumentFragment();
     data.doors.forEach(function (door) { cells.appendChild(cell(door)); });
     grid.replaceChildren(cells);
-    if (!data.doors.length) grid.appendChild(text("p", "This cabinet has no compartments.", "help"));
-    asOf.textContent = "as of " + when(data.as_of);
+    if (!data.doors.length) grid.appendChild(text("p", TEXTS.no_compartments, "help"));
+    asOf.textContent = fill(TEXTS.as_of, { time: when(data.as_of) });
     state.doors = data.doors;
   }
 
@@ -74,15 +80,16 @@
       })
       .catch(function (e) {
         state.failures += 1;
-        asOf.textContent = "not updated: " + e.message;
+        asOf.textContent = fill(TEXTS.not_updated, { error: e.message });
       })
       .finally(function () { setTimeout(poll, config.poll_ms); });
   }
 
   function ask(door) {
     opening = door;
-    document.getElementById("door-open-title").textContent = "Open door " + door.label +
-      (door.tracking_number ? " (parcel " + door.tracking_number + ")" : "");
+    document.getElementById("door-open-title").textContent = door.tracking_number
+      ? fill(TEXTS.open_door_parcel, { door: door.label, parcel: door.tracking_number })
+      : fill(TEXTS.open_door, { door: door.label });
     reason.value = "";
     error.hidden = true;
     dialog.showModal();
@@ -91,7 +98,7 @@
 
   function send() {
     if (!reason.value.trim()) {
-      error.textContent = "Say why the door is opened.";
+      error.textContent = TEXTS.say_why;
       error.hidden = false;
       return;
     }
@@ -105,7 +112,7 @@
       .then(function (r) { return r.json().then(function (data) { return { ok: r.ok, data: data }; }); })
       .then(function (answer) {
         if (!answer.ok) {
-          error.textContent = answer.data.message || "The door could not be opened.";
+          error.textContent = answer.data.message || TEXTS.not_opened;
           error.hidden = false;
           return;
         }
@@ -113,7 +120,7 @@
         note.textContent = answer.data.message;
       })
       .catch(function (e) {
-        error.textContent = "The door could not be opened: " + e.message;
+        error.textContent = fill(TEXTS.not_opened_because, { error: e.message });
         error.hidden = false;
       });
   }

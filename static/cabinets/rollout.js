@@ -3,6 +3,8 @@
 (function () {
   "use strict";
   var config = JSON.parse(document.getElementById("rollout-live").textContent);
+  // Every word shown comes translated from the page (rollout_live_context in cabinets/admin/rollouts.py).
+  var TEXTS = config.texts;
   var body = document.getElementById("rollout-waves");
   var totals = document.getElementById("rollout-totals");
   var STATES = ["scheduled", "sent", "received", "succeeded", "failed", "timed_out", "skipped", "cancelled"];
@@ -47,7 +49,7 @@
     document.getElementById("rollout-state").textContent = data.state_label;
     document.getElementById("rollout-state-reason").textContent = data.state_reason ? " — " + data.state_reason : "";
     document.getElementById("rollout-state-changed").hidden = data.state === config.state;
-    document.getElementById("rollout-as-of").textContent = "as of " + new Date(data.as_of).toLocaleTimeString();
+    document.getElementById("rollout-as-of").textContent = TEXTS.as_of.replace("%(time)s", new Date(data.as_of).toLocaleTimeString());
     live.data = data;
   }
 
@@ -55,7 +57,7 @@
     fetch(config.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (data) { draw(data); live.polls += 1; live.ready = true; })
-      .catch(function (e) { document.getElementById("rollout-as-of").textContent = "not updated: " + e.message; })
+      .catch(function (e) { document.getElementById("rollout-as-of").textContent = TEXTS.not_updated.replace("%(error)s", e.message); })
       .finally(function () { setTimeout(poll, config.poll_ms); });
   }
   poll();

@@ -1,15 +1,34 @@
 # ruff: noqa: RUF001
 """The admin's own text in Simplified Chinese: a staff user whose browser asks for zh-hans
-sees the changelist's actions, a confirmation page and the flash message in Chinese."""
+sees the changelist's actions, a confirmation page, the flash message, the fleet dashboard, the
+door grid, the rollout page, field labels and status choices in Chinese; a staff user asking for English still reads English."""
 
 from __future__ import annotations
 
-import pytest
+import json
+import re
+from collections.abc import Iterator
 
-from cabinets.models import CabinetEvent, CabinetState
+import pytest
+from django.urls import reverse
+from django.utils import translation
+
+from cabinets.models import CabinetEvent, CabinetState, RolloutKind
+from cabinets.rollouts.services import rollout_create
+from core.actors import Actor
 from tests.cabinets.test_admin_operations import retire_selection
+from tests.factories import CabinetFactory, CompartmentFactory, ParcelFactory
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
+
+
+@pytest.fixture(autouse=True)
+def _language_restored() -> Iterator[None]:
+    """LocaleMiddleware leaves the request's language active in the thread: put it back, so
+    the labels of later tests are not read in Chinese."""
+    before = translation.get_language()
+    yield
+    translation.activate(before)
 
 
 @pytest.mark.django_db
@@ -30,3 +49,136 @@ def test_a_zh_hans_staff_user_sees_the_changelist_confirmation_and_flash_in_chin
     assert CabinetEvent.objects.filter(to_state=CabinetState.RETIRED).count() == 2
     text = " ".join(str(m) for m in done.context["messages"])
     assert "未作更改：1 个。" in text and "Left as they are" not in text
+
+
+EN = {"HTTP_ACCEPT_LANGUAGE": "en"}
+
+
+def _door_grid_texts(html: str) -> dict[str, str]:
+    found = re.search(r'<script id="door-grid-data" type="application/json">(.*?)</script>', html)
+    assert found is not None, html
+    return json.loads(found.group(1))["texts"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.django_db
+def test_a_zh_hans_staff_user_sees_the_fleet_dashboard_in_chinese(admin_client) -> None:  # type: ignore[no-untyped-def]
+    CabinetFactory(region="Zhejiang")
+    page = admin_client.get(reverse("admin:cabinets_fleet_dashboard"), **ZH).content.decode()
+    for zh in (
+        "柜机总览",
+        "各区域柜机",
+        "每日包裹",
+        "进行中的发布",
+        "每 30 秒自动刷新",
+        "从未连接",
+    ):
+        assert zh in page, zh
+    for en in ("Fleet dashboard", "Cabinets by region", "Parcels per day", "refreshes itself"):
+        assert en not in page, en
+    # the live refresh's script writes the words the page gives it
+    charts = json.loads(
+        re.search(r'id="fleet-data" type="application/json">(.*?)</script>', page).group(1)  # type: ignore[union-attr]
+    )
+    assert charts["texts"]["online"] == "在线" and charts["texts"]["picked_up"] == "已取件"
+    assert charts["occupancy"]["labels"] == ["空闲", "使用中", "停用中"]
+
+
+@pytest.mark.django_db
+def test_a_zh_hans_staff_user_sees_the_door_grid_in_chinese(admin_client) -> None:  # type: ignore[no-untyped-def]
+    compartment = CompartmentFactory()
+    change = reverse("admin:cabinets_cabinet_change", args=[compartment.cabinet_id])
+    page = admin_client.get(change, **ZH).content.decode()
+    assert "正在加载柜门…" in page and "打开柜门" in page and "轮换凭据" in page
+    assert "Loading the doors…" not in page and "Open the door" not in page
+    texts = _door_grid_texts(page)
+    assert texts["opening"] == "正在打开…" and texts["say_why"] == "请说明开门原因。"
+    assert texts["open_door_parcel"] == "打开 %(door)s 号柜门（包裹 %(parcel)s）"
+    refused = admin_client.post(
+        reverse("admin:cabinets_cabinet_door_open", args=[compartment.cabinet_id, compartment.pk]),
+        {"reason": ""},
+        **ZH,
+    )
+    assert refused.status_code == 400 and refused.json()["message"] == "请说明开门原因。"
+
+
+@pytest.mark.django_db
+def test_a_zh_hans_staff_user_sees_the_rollout_page_in_chinese(admin_client) -> None:  # type: ignore[no-untyped-def]
+    CabinetFactory.create_batch(2, firmware_version="1.0.0")
+    rollout = rollout_create(
+        name="fw 2",
+        kind=RolloutKind.FIRMWARE,
+        version="2.0.0",
+        wave_plan="1,100%",
+        actor=Actor.system("test operator"),
+    )
+    page = admin_client.get(
+        reverse("admin:cabinets_rollout_change", args=[rollout.pk]), **ZH
+    ).content.decode()
+    for zh in ("各批次进度", "审计记录", "全部批次", "待下发", "台柜机，各批次数量为"):
+        assert zh in page, zh
+    for en in ("Progress per wave", "Audit trail", "all waves", "cabinet(s) as targeted now"):
+        assert en not in page, en
+    live = json.loads(
+        re.search(r'id="rollout-live" type="application/json">(.*?)</script>', page).group(1)  # type: ignore[union-attr]
+    )
+    assert live["texts"]["as_of"] == "数据时间 %(time)s"
+
+    create = admin_client.get(reverse("admin:cabinets_rollout_add"), **ZH).content.decode()
+    assert "批次计划" in create and "创建草稿" in create and "新建发布" in create
+    assert "Wave plan" not in create and "Create draft" not in create
+
+    rollouts = admin_client.get(reverse("admin:cabinets_rollout_changelist"), **ZH)
+    assert "全部柜机" in rollouts.content.decode() and "草稿" in rollouts.content.decode()
+
+
+@pytest.mark.django_db
+def test_an_english_staff_user_still_sees_the_admin_pages_in_english(admin_client) -> None:  # type: ignore[no-untyped-def]
+    compartment = CompartmentFactory()
+    dashboard = admin_client.get(reverse("admin:cabinets_fleet_dashboard"), **EN).content.decode()
+    assert "Cabinets by region" in dashboard and "各区域柜机" not in dashboard
+    change = reverse("admin:cabinets_cabinet_change", args=[compartment.cabinet_id])
+    page = admin_client.get(change, **EN).content.decode()
+    assert "Loading the doors…" in page and "正在加载柜门…" not in page
+    assert _door_grid_texts(page)["opening"] == "Opening…"
+
+
+@pytest.mark.django_db
+def test_a_zh_hans_staff_user_sees_field_labels_and_status_choices_in_chinese(admin_client) -> None:  # type: ignore[no-untyped-def]
+    compartment = CompartmentFactory(cabinet__state=CabinetState.MAINTENANCE)
+    form = admin_client.get(
+        reverse("admin:cabinets_cabinet_change", args=[compartment.cabinet_id]), **ZH
+    ).content.decode()
+    for zh in ("硬件型号", "固件版本", "印在柜机上。", "纬度", "无有效凭据"):
+        assert zh in form, zh
+    for en in (
+        ">Hardware model:<",
+        ">Firmware version:<",
+        "Printed on the cabinet.",
+        "none active",
+    ):
+        assert en not in form, en
+
+    listing = admin_client.get(reverse("admin:cabinets_cabinet_changelist"), **ZH).content.decode()
+    assert "维护中" in listing and ">Maintenance<" not in listing
+
+    ParcelFactory(cabinet=compartment.cabinet)
+    parcels = admin_client.get(reverse("admin:courier_parcel_changelist"), **ZH).content.decode()
+    assert "已预报" in parcels and ">Announced<" not in parcels
+    assert "运单号" in parcels and "Tracking number" not in parcels
+
+    doors = admin_client.get(
+        reverse("admin:cabinets_cabinet_doors", args=[compartment.cabinet_id]), **ZH
+    ).json()["doors"]
+    assert (doors[0]["service_label"], doors[0]["door_label"]) == ("可用", "未知")
+
+
+@pytest.mark.django_db
+def test_an_english_staff_user_still_sees_field_labels_and_choices_in_english(admin_client) -> None:  # type: ignore[no-untyped-def]
+    compartment = CompartmentFactory(cabinet__state=CabinetState.MAINTENANCE)
+    form = admin_client.get(
+        reverse("admin:cabinets_cabinet_change", args=[compartment.cabinet_id]), **EN
+    ).content.decode()
+    assert "Hardware model" in form and "硬件型号" not in form
+    ParcelFactory(cabinet=compartment.cabinet)
+    parcels = admin_client.get(reverse("admin:courier_parcel_changelist"), **EN).content.decode()
+    assert ">Announced<" in parcels and "已预报" not in parcels
