@@ -295,16 +295,18 @@ class ParcelAdmin(StaffScopedAdmin):
         release = parcel_release(parcel=obj)
         if release is None:
             return "—"
-        return (
-            f"{release.status_label} at {shown_time(release.at)}: compartment "
-            f"{release.compartment}, opened by {release.opened_by}"
-        )
+        return gettext("%(status)s at %(at)s: compartment %(compartment)s, opened by %(by)s") % {
+            "status": release.status_label,
+            "at": shown_time(release.at),
+            "compartment": release.compartment,
+            "by": release.opened_by,
+        }
 
     @admin.display(description=_("access attempts"))
     def attempts_shown(self, obj: Parcel) -> SafeString:
         attempts = parcel_attempts(parcel=obj)
         if not attempts:
-            return format_html("{}", "none")
+            return format_html("{}", gettext("none"))
         rows = format_html_join(
             "",
             '<tr><td><a href="{}">{}</a></td>' + "<td>{}</td>" * 5 + "</tr>",
@@ -314,16 +316,31 @@ class ParcelAdmin(StaffScopedAdmin):
                     shown_time(a.at),
                     a.cabinet.serial,
                     a.get_method_display(),
-                    "yes" if a.success else "no",
+                    gettext("yes") if a.success else gettext("no"),
                     a.outcome,
                     figure(a.distance),
                 )
                 for a in attempts
             ),
         )
+        heads = format_html_join(
+            "",
+            "<th>{}</th>",
+            (
+                (h,)
+                for h in (
+                    _("when"),
+                    _("cabinet"),
+                    _("method"),
+                    _("opened"),
+                    _("outcome"),
+                    _("distance"),
+                )
+            ),
+        )
         return format_html(
-            '<table id="parcel-attempts"><thead><tr><th>when</th><th>cabinet</th><th>method</th>'
-            "<th>opened</th><th>outcome</th><th>distance</th></tr></thead><tbody>{}</tbody></table>",
+            '<table id="parcel-attempts"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            heads,
             rows,
         )
 

@@ -83,13 +83,17 @@ class IdentityAdmin(FaceDataActions):
             return "—"
         consent = consent_latest(identity=obj)
         if consent is None:
-            return "never given (face pickup off; the pickup code works)"
+            return gettext("never given (face pickup off; the pickup code works)")
         if consent.status == ConsentStatus.GIVEN:
-            given = shown_time(consent.given_at)
-            return f"given {given} (policy {consent.policy_version}, {consent.source})"
-        return (
-            f"withdrawn {shown_time(consent.withdrawn_at)} (given {shown_time(consent.given_at)})"
-        )
+            return gettext("given %(at)s (policy %(policy)s, %(source)s)") % {
+                "at": shown_time(consent.given_at),
+                "policy": consent.policy_version,
+                "source": consent.source,
+            }
+        return gettext("withdrawn %(at)s (given %(given)s)") % {
+            "at": shown_time(consent.withdrawn_at),
+            "given": shown_time(consent.given_at),
+        }
 
     @admin.display(description=_("face enrollment"))
     def enrollment_shown(self, obj: Identity) -> str:
@@ -97,10 +101,14 @@ class IdentityAdmin(FaceDataActions):
             return "—"
         overview = enrollment_overview(identity=obj)
         if overview.status == "none":
-            return "not enrolled"
-        label = EnrollmentStatus(overview.status).label
-        pending = f", {overview.pending} photo(s) being checked" if overview.pending else ""
-        return f"{label}: {overview.templates} usable face template(s){pending}"
+            return gettext("not enrolled")
+        text = gettext("%(status)s: %(count)d usable face template(s)") % {
+            "status": EnrollmentStatus(overview.status).label,
+            "count": overview.templates,
+        }
+        if overview.pending:
+            text += gettext(", %(count)d photo(s) being checked") % {"count": overview.pending}
+        return text
 
     @admin.action(
         description=_("Delete face data (templates and photos) now"),

@@ -14,6 +14,25 @@ from pathlib import Path
 PO = Path(__file__).resolve().parent / "zh_Hans" / "LC_MESSAGES" / "django.po"
 
 ZH: dict[str, str | list[str]] = {
+    # --- admin: read-only summaries on change pages (session 5)
+    "active: %(key)s (issued %(at)s)": "有效：%(key)s（签发于 %(at)s）",
+    "; rotating from %(key)s, accepted until %(at)s": "；正在从 %(key)s 轮换，旧凭据有效至 %(at)s",
+    "last {count} commands": "最近 {count} 条指令",
+    "none": "无",
+    "All commands of this cabinet": "此柜机的全部指令",
+    "unlock command %(id)s issued": "已下发开门指令 %(id)s",
+    "now %(state)s": "现为%(state)s",
+    "%(status)s at %(at)s: compartment %(compartment)s, opened by %(by)s": "%(at)s %(status)s：格口 %(compartment)s，开启方式：%(by)s",
+    "yes": "是",
+    "no": "否",
+    "when": "时间",
+    "opened": "已开启",
+    "never given (face pickup off; the pickup code works)": "从未同意（刷脸取件关闭；取件码可用）",
+    "given %(at)s (policy %(policy)s, %(source)s)": "已于 %(at)s 同意（政策 %(policy)s，来源 %(source)s）",
+    "withdrawn %(at)s (given %(given)s)": "已于 %(at)s 撤回（同意于 %(given)s）",
+    "not enrolled": "未录入",
+    "%(status)s: %(count)d usable face template(s)": "%(status)s：%(count)d 个可用人脸模板",
+    ", %(count)d photo(s) being checked": "，%(count)d 张照片检查中",
     # --- admin: confirmations of destructive bulk actions (courier, identity)
     "Delete the face data of %(count)d person(s)?": "删除 %(count)d 人的人脸数据？",
     "Their face templates and photos are deleted at once and cannot be restored; consent stays, and they can enroll again.": "其人脸模板和照片将立即删除且无法恢复；同意保持有效，可重新录入。",

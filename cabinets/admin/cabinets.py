@@ -15,6 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -212,13 +213,19 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
         if not rows:
             return gettext("none active")
         key_id, created_at, _expires = rows[0]
-        text = f"active: {key_id} (issued {admin_time(created_at)})"
+        text = gettext("active: %(key)s (issued %(at)s)") % {
+            "key": key_id,
+            "at": admin_time(created_at),
+        }
         for old_key_id, _issued, expires_at in rows[1:]:
             # A rotation in its overlap (protocol §17): the cabinet has not switched yet.
-            text += f"; rotating from {old_key_id}, accepted until {admin_time(expires_at)}"
+            text += gettext("; rotating from %(key)s, accepted until %(at)s") % {
+                "key": old_key_id,
+                "at": admin_time(expires_at),
+            }
         return text
 
-    @admin.display(description=f"last {COMMAND_LOG_ROWS} commands")
+    @admin.display(description=format_lazy(_("last {count} commands"), count=COMMAND_LOG_ROWS))
     def command_log(self, obj: Cabinet) -> SafeString:
         commands = obj.commands.select_related("compartment").order_by("-issued_at")[
             :COMMAND_LOG_ROWS
@@ -239,13 +246,19 @@ class CabinetAdmin(DoorGridAdmin, FleetDashboardAdmin, CabinetProvisioningAdmin)
             ),
         )
         url = reverse("admin:cabinets_cabinetcommand_changelist") + f"?cabinet__id__exact={obj.pk}"
+        heads = format_html_join(
+            "",
+            "<th>{}</th>",
+            ((h,) for h in (_("action"), _("compartment"), _("status"), _("by"), _("reason"))),
+        )
         return format_html(
-            "<table><thead><tr><th>{}</th><th>action</th><th>compartment</th><th>status</th>"
-            "<th>by</th><th>reason</th></tr></thead><tbody>{}</tbody></table>"
-            '<p><a href="{}">All commands of this cabinet</a></p>',
-            with_zone("issued"),
-            rows or format_html('<tr><td colspan="6">{}</td></tr>', "none"),
+            "<table><thead><tr><th>{}</th>{}</tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">{}</a></p>',
+            with_zone(gettext("issued")),
+            heads,
+            rows or format_html('<tr><td colspan="6">{}</td></tr>', gettext("none")),
             url,
+            gettext("All commands of this cabinet"),
         )
 
     # -- per-cabinet operations (change page buttons), the dashboard and the import --

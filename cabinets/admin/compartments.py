@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from cabinets.admin.forms import OperationForm
@@ -117,11 +118,13 @@ class CompartmentAdmin(StaffOperationsAdmin):
                         reason=reason,
                         payload={"reason": "remote open", "by": actor.label},
                     )
-                    done = f"unlock command {command.pk} issued"
+                    done = gettext("unlock command %(id)s issued") % {"id": command.pk}
                 else:
                     op = COMPARTMENT_SERVICE[operation]
                     COMPARTMENT_SERVICE.run(op, compartment, actor, reason)
-                    done = f"now {ServiceState(op.to_state).label.lower()}"
+                    done = gettext("now %(state)s") % {
+                        "state": str(ServiceState(op.to_state).label).lower()
+                    }
             except ApplicationError as exc:
                 messages.error(request, exc.message)
             else:

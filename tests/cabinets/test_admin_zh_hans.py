@@ -6,6 +6,7 @@ door grid, the rollout page, field labels and status choices in Chinese; a staff
 from __future__ import annotations
 
 import json
+import uuid
 import re
 from collections.abc import Iterator
 
@@ -182,3 +183,42 @@ def test_an_english_staff_user_still_sees_field_labels_and_choices_in_english(ad
     ParcelFactory(cabinet=compartment.cabinet)
     parcels = admin_client.get(reverse("admin:courier_parcel_changelist"), **EN).content.decode()
     assert ">Announced<" in parcels and "已预报" not in parcels
+
+
+@pytest.mark.django_db
+def test_a_zh_hans_staff_user_reads_the_change_pages_summaries_and_confirmations_in_chinese(
+    admin_client,
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import IdentityFactory
+
+    person = IdentityFactory()
+    page = admin_client.get(
+        reverse("admin:identity_identity_change", args=[person.pk]), **ZH
+    ).content.decode()
+    assert "从未同意（刷脸取件关闭；取件码可用）" in page and "未录入" in page
+    assert "never given" not in page and "not enrolled" not in page
+    # the destructive bulk action asks first, with the count, in Chinese
+    asked = admin_client.post(
+        reverse("admin:identity_identity_changelist"),
+        {"action": "withdraw_consent", "_selected_action": [person.pk]},
+        **ZH,
+    ).content.decode()
+    assert "撤回 1 人的生物特征同意？" in asked and "Withdraw the biometric" not in asked
+
+    cabinet = CabinetFactory()
+    page = admin_client.get(
+        reverse("admin:cabinets_cabinet_change", args=[cabinet.pk]), **ZH
+    ).content.decode()
+    assert "此柜机的全部指令" in page and "All commands of this cabinet" not in page
+    from courier.models import AccessAttempt
+
+    parcel = ParcelFactory(cabinet=cabinet)
+    attempt = AccessAttempt.objects.create(
+        cabinet=cabinet, method="code", event_id=uuid.uuid4(), success=False, outcome="no_match"
+    )
+    attempt.parcels.add(parcel)
+    page = admin_client.get(
+        reverse("admin:courier_parcel_change", args=[parcel.pk]), **ZH
+    ).content.decode()
+    assert "<th>时间</th>" in page and "<th>已开启</th>" in page and "<td>否</td>" in page
+    assert "<th>when</th>" not in page
