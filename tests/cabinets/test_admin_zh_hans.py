@@ -6,8 +6,8 @@ door grid, the rollout page, field labels and status choices in Chinese; a staff
 from __future__ import annotations
 
 import json
-import uuid
 import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
