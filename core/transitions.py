@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from django.db.models import Choices
+from django.utils.translation import gettext
 
 from core.errors import InvalidTransition
 
@@ -25,6 +26,12 @@ def check_transition(
     if target not in transitions.get(current, frozenset()):
         choices = type(target) if isinstance(target, Choices) else None
         raise InvalidTransition(
-            f"A {kind} cannot go from {_shown(current, choices)!r} to {_shown(target, choices)!r}.",
+            # The kind is a model's verbose name ("cabinet"), in the catalogue already.
+            gettext("A %(kind)s cannot go from %(current)r to %(target)r.")
+            % {
+                "kind": gettext(kind),
+                "current": _shown(current, choices),
+                "target": _shown(target, choices),
+            },
             details={"from": str(current), "to": str(target)},
         )

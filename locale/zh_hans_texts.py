@@ -14,6 +14,19 @@ from pathlib import Path
 PO = Path(__file__).resolve().parent / "zh_Hans" / "LC_MESSAGES" / "django.po"
 
 ZH: dict[str, str | list[str]] = {
+    # --- service refusals shown on cabinet screens and in the admin (session 5)
+    "A %(kind)s cannot go from %(current)r to %(target)r.": "%(kind)s不能从 %(current)r 变为 %(target)r。",
+    "The parcel is already in a compartment.": "该包裹已在格口中。",
+    "No free compartment is large enough for this parcel.": "没有足够大的空闲格口存放此包裹。",
+    "Parcel %(number)s is not announced.": "包裹 %(number)s 未预报。",
+    "Parcel %(number)s is %(status)s.": "包裹 %(number)s 状态为：%(status)s。",
+    "Parcel %(number)s is announced for another cabinet.": "包裹 %(number)s 预报的是另一台柜机。",
+    "Parcel %(number)s is no longer announced.": "包裹 %(number)s 已不在预报状态。",
+    "No compartment is open for parcel %(number)s.": "没有为包裹 %(number)s 打开的格口。",
+    "No larger compartment size exists.": "没有更大的格口规格。",
+    "The parcel is being put into a compartment and can no longer be cancelled.": "该包裹正在放入格口，已不能取消。",
+    "Only a parcel waiting for pickup can be extended.": "只有待取件的包裹才能延期。",
+    "The pickup deadline has already been extended once.": "取件期限已延长过一次。",
     # --- admin: read-only summaries on change pages (session 5)
     "active: %(key)s (issued %(at)s)": "有效：%(key)s（签发于 %(at)s）",
     "; rotating from %(key)s, accepted until %(at)s": "；正在从 %(key)s 轮换，旧凭据有效至 %(at)s",

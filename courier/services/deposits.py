@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Exists, IntegerField, OuterRef, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from cabinets.models import (
     COMMAND_OPEN_STATUSES,
@@ -94,13 +95,13 @@ def _reserve_and_open(
 ) -> Opening:
     """Inside a transaction, the parcel locked: reserve a compartment for it and unlock it."""
     if parcel.status != ParcelStatus.ANNOUNCED or parcel.compartment_id is not None:
-        raise Conflict("The parcel is already in a compartment.", code="parcel_in_cabinet")
+        raise Conflict(gettext("The parcel is already in a compartment."), code="parcel_in_cabinet")
     compartment = _free_compartment_lock(
         cabinet_id=parcel.cabinet_id, min_size=min_size, exclude_ids=avoid or set()
     )
     if compartment is None:
         raise Conflict(
-            "No free compartment is large enough for this parcel.", code="no_compartment"
+            gettext("No free compartment is large enough for this parcel."), code="no_compartment"
         )
     parcel.compartment = compartment
     parcel.reserved_at = timezone.now()
@@ -125,15 +126,21 @@ def _release_reservation(*, parcel: Parcel) -> None:
 def _depositable(*, cabinet: Cabinet, carrier: Carrier, tracking_number: str) -> Parcel:
     parcel = Parcel.objects.filter(carrier=carrier, tracking_number=tracking_number).first()
     if parcel is None:
-        raise NotFound(f"Parcel {tracking_number} is not announced.", code="unknown_parcel")
+        raise NotFound(
+            gettext("Parcel %(number)s is not announced.") % {"number": tracking_number},
+            code="unknown_parcel",
+        )
     if parcel.direction != ParcelDirection.DELIVERY or parcel.status != ParcelStatus.ANNOUNCED:
         raise Conflict(
-            f"Parcel {tracking_number} is {parcel.get_status_display().lower()}.",
+            gettext("Parcel %(number)s is %(status)s.")
+            % {"number": tracking_number, "status": parcel.get_status_display().lower()},
             code="parcel_not_depositable",
         )
     if parcel.cabinet_id != cabinet.pk:
         raise Conflict(
-            f"Parcel {tracking_number} is announced for another cabinet.", code="wrong_cabinet"
+            gettext("Parcel %(number)s is announced for another cabinet.")
+            % {"number": tracking_number},
+            code="wrong_cabinet",
         )
     return parcel
 
@@ -147,7 +154,10 @@ def parcel_deposit_start(
     with transaction.atomic():
         parcel = parcel_lock(parcel_id=found.pk)
         if parcel.status != ParcelStatus.ANNOUNCED:
-            raise Conflict(f"Parcel {tracking_number} is no longer announced.", code="conflict")
+            raise Conflict(
+                gettext("Parcel %(number)s is no longer announced.") % {"number": tracking_number},
+                code="conflict",
+            )
         if parcel.compartment is not None:
             command = compartment_unlock(
                 compartment=parcel.compartment,
@@ -171,12 +181,14 @@ def parcel_deposit_bigger(
         parcel = parcel_lock(parcel_id=found.pk) if found is not None else None
         if parcel is None or parcel.status != ParcelStatus.ANNOUNCED or parcel.compartment is None:
             raise Conflict(
-                f"No compartment is open for parcel {tracking_number}.", code="parcel_not_reserved"
+                gettext("No compartment is open for parcel %(number)s.")
+                % {"number": tracking_number},
+                code="parcel_not_reserved",
             )
         sizes = sorted(SIZE_ORDER, key=SIZE_ORDER.__getitem__)
         current = SIZE_ORDER[parcel.compartment.size]
         if current + 1 >= len(sizes):
-            raise Conflict("No larger compartment size exists.", code="no_compartment")
+            raise Conflict(gettext("No larger compartment size exists."), code="no_compartment")
         too_small = parcel.compartment_id
         _release_reservation(parcel=parcel)
         # The parcel is recorded as the larger size, so a re-scan does not pick a small one.

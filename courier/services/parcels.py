@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from cabinets.models import Cabinet, CompartmentSize
 from core.actors import Actor
@@ -141,7 +142,7 @@ def parcel_cancel(*, parcel: Parcel, actor: Actor, reason: str = "") -> Parcel:
         locked = parcel_lock(parcel_id=parcel.pk)
         if locked.status == ParcelStatus.ANNOUNCED and locked.compartment_id is not None:
             raise Conflict(
-                "The parcel is being put into a compartment and can no longer be cancelled.",
+                _("The parcel is being put into a compartment and can no longer be cancelled."),
                 code="parcel_in_cabinet",
             )
         return parcel_transition(
@@ -155,11 +156,12 @@ def parcel_extend(*, parcel: Parcel, actor: Actor) -> Parcel:
         locked = parcel_lock(parcel_id=parcel.pk)
         if locked.status != ParcelStatus.READY:
             raise Conflict(
-                "Only a parcel waiting for pickup can be extended.", code="not_extendable"
+                _("Only a parcel waiting for pickup can be extended."), code="not_extendable"
             )
         if locked.extension_count >= 1:
             raise Conflict(
-                "The pickup deadline has already been extended once.", code="already_extended"
+                _("The pickup deadline has already been extended once."),
+                code="already_extended",
             )
         assert locked.pickup_deadline is not None
         locked.pickup_deadline += timedelta(days=settings.PARCEL_EXTENSION_DAYS)

@@ -50,6 +50,8 @@ def test_a_zh_hans_staff_user_sees_the_changelist_confirmation_and_flash_in_chin
     assert CabinetEvent.objects.filter(to_state=CabinetState.RETIRED).count() == 2
     text = " ".join(str(m) for m in done.context["messages"])
     assert "未作更改：1 个。" in text and "Left as they are" not in text
+    # the transition map's own refusal, in Chinese too
+    assert "柜机不能从" in text and "cannot go from" not in text
 
 
 EN = {"HTTP_ACCEPT_LANGUAGE": "en"}

@@ -9,7 +9,7 @@ import pytest
 from cabinet_agent import protocol
 from courier.models import NotificationKind
 from courier.notifications import message_subject, message_text
-from tests.courier.conftest import cabinet_says, results
+from tests.courier.conftest import cabinet_says, courier_asks, results
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +59,18 @@ def test_an_english_preferring_recipient_gets_english_and_a_default_one_chinese(
     text = message_text(parcel=ready_parcel, kind=NotificationKind.READY, code="123456")
     assert "Pickup code: 123456" in text and "取件码" not in text
     assert message_subject(parcel=ready_parcel) == f"Your parcel {ready_parcel.tracking_number}"
+
+
+@pytest.mark.parametrize(
+    ("language", "unknown"),
+    [("zh-hans", "包裹 NOPE-1 未预报。"), ("en", "Parcel NOPE-1 is not announced.")],
+)  # fmt: skip
+def test_a_couriers_refusal_from_the_deposit_service_speaks_the_cabinet_language(
+    cabinet, courier, pushes, settings, django_capture_on_commit_callbacks,
+    language: str, unknown: str,
+) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    settings.CABINET_LANGUAGE_CODE = language
+    with django_capture_on_commit_callbacks(execute=True):
+        courier_asks(cabinet, "deposit", "NOPE-1")
+    [answer] = results(pushes, "courier_result")
+    assert (answer["outcome"], answer["message"]) == ("unknown_parcel", unknown)
