@@ -15,6 +15,15 @@ PO = Path(__file__).resolve().parent / "zh_Hans" / "LC_MESSAGES" / "django.po"
 
 ZH: dict[str, str | list[str]] = {
     # --- service refusals shown on cabinet screens and in the admin (session 5)
+    "A rollout needs at least one wave.": "分批发布至少需要一个批次。",
+    "Wave %(spec)r is neither a count (5) nor a percentage (10%%).": "批次 %(spec)r 既不是数量（5）也不是百分比（10%%）。",
+    "Wave %(spec)r: a percentage is between 0 and 100.": "批次 %(spec)r：百分比应在 0 到 100 之间。",
+    "A wave of 0 cabinets is empty.": "0 台柜机的批次是空的。",
+    "Unknown rollout kind %(kind)r.": "未知的发布类型 %(kind)r。",
+    "A config version is a non-negative integer.": "配置版本是非负整数。",
+    "A rollout needs a version.": "分批发布需要一个版本。",
+    "The version is set by the rollout, not in the payload.": "版本由分批发布设定，不能写在载荷中。",
+    "A %(state)s rollout cannot retry.": "状态为%(state)s的分批发布不能重试。",
     "A %(kind)s cannot go from %(current)r to %(target)r.": "%(kind)s不能从 %(current)r 变为 %(target)r。",
     "The parcel is already in a compartment.": "该包裹已在格口中。",
     "No free compartment is large enough for this parcel.": "没有足够大的空闲格口存放此包裹。",

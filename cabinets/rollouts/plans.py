@@ -6,6 +6,8 @@ import math
 import re
 from collections.abc import Iterable
 
+from django.utils.translation import gettext
+
 from core.errors import ApplicationError
 
 DEFAULT_WAVE_PLAN = ("5", "1%", "10%", "50%", "100%")
@@ -18,20 +20,26 @@ def wave_plan_parse(text: str | Iterable[str]) -> list[str]:
     items = text.replace(";", ",").split(",") if isinstance(text, str) else list(text)
     plan = [item.strip().replace(" ", "") for item in items if item.strip()]
     if not plan:
-        raise ApplicationError("A rollout needs at least one wave.", code="invalid_wave_plan")
+        raise ApplicationError(
+            gettext("A rollout needs at least one wave."), code="invalid_wave_plan"
+        )
     for spec in plan:
         match = _WAVE_SPEC.match(spec)
         if match is None:
             raise ApplicationError(
-                f"Wave {spec!r} is neither a count (5) nor a percentage (10%).",
+                gettext("Wave %(spec)r is neither a count (5) nor a percentage (10%%).")
+                % {"spec": spec},
                 code="invalid_wave_plan",
             )
         if match["pct"] is not None and not 0 < float(match["pct"]) <= 100:
             raise ApplicationError(
-                f"Wave {spec!r}: a percentage is between 0 and 100.", code="invalid_wave_plan"
+                gettext("Wave %(spec)r: a percentage is between 0 and 100.") % {"spec": spec},
+                code="invalid_wave_plan",
             )
         if match["count"] is not None and int(match["count"]) == 0:
-            raise ApplicationError("A wave of 0 cabinets is empty.", code="invalid_wave_plan")
+            raise ApplicationError(
+                gettext("A wave of 0 cabinets is empty."), code="invalid_wave_plan"
+            )
     if plan[-1] != "100%":
         plan.append("100%")
     return plan

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from cabinets.models import (
     CabinetTag,
@@ -58,18 +59,21 @@ def rollout_create(
 ) -> Rollout:
     version = version.strip()
     if kind not in RolloutKind.values:
-        raise ApplicationError(f"Unknown rollout kind {kind!r}.", code="invalid_kind")
+        raise ApplicationError(
+            gettext("Unknown rollout kind %(kind)r.") % {"kind": kind}, code="invalid_kind"
+        )
     if kind == RolloutKind.CONFIG and not version.isdigit():
         # The protocol's set_config carries an integer config_version.
         raise ApplicationError(
-            "A config version is a non-negative integer.", code="invalid_version"
+            gettext("A config version is a non-negative integer."), code="invalid_version"
         )
     if not version:
-        raise ApplicationError("A rollout needs a version.", code="invalid_version")
+        raise ApplicationError(gettext("A rollout needs a version."), code="invalid_version")
     payload = dict(payload or {})
     if {"version", "config_version"} & payload.keys():
         raise ApplicationError(
-            "The version is set by the rollout, not in the payload.", code="invalid_payload"
+            gettext("The version is set by the rollout, not in the payload."),
+            code="invalid_payload",
         )
     plan = wave_plan_parse(wave_plan)
     with transaction.atomic():
@@ -146,7 +150,9 @@ def rollout_retry_failed(*, rollout_id: int, actor: Actor) -> int:
         rollout = rollout_lock(rollout_id)
         if rollout.state not in (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.COMPLETED):
             raise ApplicationError(
-                f"A {rollout.state} rollout cannot retry.", code="invalid_transition"
+                gettext("A %(state)s rollout cannot retry.")
+                % {"state": rollout.get_state_display()},
+                code="invalid_transition",
             )
         retried = RolloutTarget.objects.filter(
             rollout=rollout, state__in=target_sources(RolloutTargetState.SCHEDULED)

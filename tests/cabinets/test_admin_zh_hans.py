@@ -224,3 +224,21 @@ def test_a_zh_hans_staff_user_reads_the_change_pages_summaries_and_confirmations
     ).content.decode()
     assert "<th>时间</th>" in page and "<th>已开启</th>" in page and "<td>否</td>" in page
     assert "<th>when</th>" not in page
+
+
+@pytest.mark.parametrize(
+    ("language", "message"),
+    [
+        ("zh-hans", "批次 'x' 既不是数量（5）也不是百分比（10%）。"),
+        ("en", "Wave 'x' is neither a count (5) nor a percentage (10%)."),
+    ],
+)
+def test_the_new_rollout_forms_refusal_speaks_the_readers_language(
+    language: str, message: str
+) -> None:
+    from cabinets.rollouts.plans import wave_plan_parse
+    from core.errors import ApplicationError
+
+    with translation.override(language), pytest.raises(ApplicationError) as refused:
+        wave_plan_parse("5, x")
+    assert refused.value.message == message
