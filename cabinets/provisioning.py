@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils.text import slugify
+from django.utils.translation import gettext
 
 from cabinets.models import (
     Cabinet,
@@ -97,15 +98,17 @@ def layout_parse(text: str) -> list[tuple[str, str]]:
     for item in (part.strip().upper() for part in text.split(",") if part.strip()):
         match = _LAYOUT_ITEM.match(item.replace(" ", ""))
         if match is None:
-            raise ValueError(f"{item!r} is not SIZE:COUNT with SIZE one of S, M, L")
+            raise ValueError(
+                gettext("%(item)r is not SIZE:COUNT with SIZE one of S, M, L") % {"item": item}
+            )
         size, count = match["size"], int(match["count"])
         if size in seen:
-            raise ValueError(f"size {size} appears twice")
+            raise ValueError(gettext("size %(size)s appears twice") % {"size": size})
         seen.add(size)
         letter = SIZE_ROW_LETTER[CompartmentSize(size)]
         layout.extend((f"{letter}{i:02d}", size) for i in range(1, count + 1))
     if not layout:
-        raise ValueError("a layout needs at least one compartment")
+        raise ValueError(gettext("a layout needs at least one compartment"))
     return layout
 
 
@@ -140,11 +143,11 @@ def _validate(
     for name in REQUIRED_COLUMNS:
         value = (raw.get(name) or "").strip()
         if not value:
-            fail(name, "is required")
+            fail(name, gettext("is required"))
         values[name] = value
     serial = values["serial"]
     if serial and not _SERIAL.match(serial):
-        fail("serial", "letters, digits, '.', '_' or '-', at most 32")
+        fail("serial", gettext("letters, digits, '.', '_' or '-', at most 32"))
     for name, limit in (
         ("name", 120),
         ("address", 255),
@@ -153,21 +156,24 @@ def _validate(
         ("hardware_model", 64),
     ):
         if len(values[name]) > limit:
-            fail(name, f"at most {limit} characters")
+            fail(name, gettext("at most %(limit)d characters") % {"limit": limit})
     for name, bound in (("latitude", 90), ("longitude", 180)):
         if not values[name]:
             continue
         try:
             number = Decimal(values[name]).quantize(Decimal("0.000001"))
         except InvalidOperation:
-            fail(name, "is not a number")
+            fail(name, gettext("is not a number"))
             continue
         if not -bound <= number <= bound:
-            fail(name, f"must be between -{bound} and {bound}")
+            fail(name, gettext("must be between -%(bound)s and %(bound)s") % {"bound": bound})
         values[name] = number
     values["time_zone"] = (raw.get("time_zone") or "").strip() or "Asia/Shanghai"
     if values["time_zone"] not in zones:
-        fail("time_zone", f"{values['time_zone']!r} is not a known IANA time zone")
+        fail(
+            "time_zone",
+            gettext("%(zone)r is not a known IANA time zone") % {"zone": values["time_zone"]},
+        )
     layout = None
     if (raw.get("compartments") or "").strip():
         try:
@@ -180,7 +186,7 @@ def _validate(
             continue
         slug = slugify(tag)[:40]
         if not slug:
-            fail("tags", f"{tag!r} is not a usable tag")
+            fail("tags", gettext("%(tag)r is not a usable tag") % {"tag": tag})
         tags.append(slug)
     if errors:
         return None, errors
@@ -193,7 +199,7 @@ def _read(text: str) -> Iterator[tuple[int, dict[str, str]]]:
     missing = [name for name in REQUIRED_COLUMNS if name not in fieldnames]
     if missing:
         raise ApplicationError(
-            f"The CSV has no column {', '.join(missing)}.",
+            gettext("The CSV has no column %(columns)s.") % {"columns": ", ".join(missing)},
             code="invalid_csv",
             details={
                 "missing_columns": missing,
@@ -224,7 +230,8 @@ def cabinets_import(
         result.rows += 1
         if result.rows > settings.CABINET_IMPORT_MAX_ROWS:
             raise ApplicationError(
-                f"At most {settings.CABINET_IMPORT_MAX_ROWS} rows per import.",
+                gettext("At most %(count)d rows per import.")
+                % {"count": settings.CABINET_IMPORT_MAX_ROWS},
                 code="too_many_rows",
             )
         row, errors = _validate(line, raw, zones)
@@ -234,7 +241,13 @@ def cabinets_import(
         serial = row.values["serial"]
         if serial in rows:
             result.errors.append(
-                RowError(line, "serial", f"{serial} is already on line {rows[serial].line}", serial)
+                RowError(
+                    line,
+                    "serial",
+                    gettext("%(serial)s is already on line %(line)d")
+                    % {"serial": serial, "line": rows[serial].line},
+                    serial,
+                )
             )
             continue
         rows[serial] = row
@@ -301,9 +314,13 @@ def _apply_chunk(chunk: list[_Row], *, result: ImportResult, actor: Actor) -> No
                     RowError(
                         row.line,
                         "compartments",
-                        "would remove or resize existing compartments "
-                        f"{', '.join(conflicts[:5])}{'…' if len(conflicts) > 5 else ''}; "
-                        "change them in the admin",
+                        gettext(
+                            "would remove or resize existing compartments %(labels)s;"
+                            " change them in the admin"
+                        )
+                        % {
+                            "labels": ", ".join(conflicts[:5]) + ("…" if len(conflicts) > 5 else "")
+                        },
                         serial,
                     )
                 )

@@ -15,6 +15,20 @@ PO = Path(__file__).resolve().parent / "zh_Hans" / "LC_MESSAGES" / "django.po"
 
 ZH: dict[str, str | list[str]] = {
     # --- service refusals shown on cabinet screens and in the admin (session 5)
+    "%(item)r is not SIZE:COUNT with SIZE one of S, M, L": "%(item)r 不是“规格:数量”格式（规格为 S、M、L 之一）",
+    "size %(size)s appears twice": "规格 %(size)s 出现了两次",
+    "a layout needs at least one compartment": "布局至少需要一个格口",
+    "is required": "为必填项",
+    "letters, digits, '.', '_' or '-', at most 32": "只能包含字母、数字、“.”、“_”或“-”，最多 32 个字符",
+    "at most %(limit)d characters": "最多 %(limit)d 个字符",
+    "is not a number": "不是数字",
+    "must be between -%(bound)s and %(bound)s": "必须在 -%(bound)s 到 %(bound)s 之间",
+    "%(zone)r is not a known IANA time zone": "%(zone)r 不是已知的 IANA 时区",
+    "%(tag)r is not a usable tag": "%(tag)r 不是可用的标签",
+    "The CSV has no column %(columns)s.": "CSV 缺少列 %(columns)s。",
+    "At most %(count)d rows per import.": "每次导入最多 %(count)d 行。",
+    "%(serial)s is already on line %(line)d": "%(serial)s 已出现在第 %(line)d 行",
+    "would remove or resize existing compartments %(labels)s; change them in the admin": "会删除或改变现有格口 %(labels)s 的规格；请在管理后台修改",
     "A rollout needs at least one wave.": "分批发布至少需要一个批次。",
     "Wave %(spec)r is neither a count (5) nor a percentage (10%%).": "批次 %(spec)r 既不是数量（5）也不是百分比（10%%）。",
     "Wave %(spec)r: a percentage is between 0 and 100.": "批次 %(spec)r：百分比应在 0 到 100 之间。",

@@ -214,3 +214,15 @@ def test_the_command_has_a_dry_run(tmp_path: Path, capsys) -> None:  # type: ign
     captured = capsys.readouterr()
     assert "Dry run: nothing was stored." in captured.err and captured.out == ""
     assert not Cabinet.objects.exists()
+
+
+def test_row_errors_speak_the_readers_language() -> None:
+    from django.utils import translation
+
+    text = HEADER + row("ZJ-0002", latitude="north") + row("ZJ-0004", name="")
+    with translation.override("zh-hans"):
+        result = cabinets_import(text=text, actor=ACTOR, filename="fleet.csv", dry_run=True)
+    assert result.errors == [
+        RowError(2, "latitude", "不是数字", "ZJ-0002"),
+        RowError(3, "name", "为必填项", "ZJ-0004"),
+    ]
