@@ -15,6 +15,7 @@ PO = Path(__file__).resolve().parent / "zh_Hans" / "LC_MESSAGES" / "django.po"
 
 ZH: dict[str, str | list[str]] = {
     # --- service refusals shown on cabinet screens and in the admin (session 5)
+    "“%(operation)s” is for a %(kind)s in %(states)s, not '%(state)s'.": "“%(operation)s”适用于状态为 %(states)s 的%(kind)s，而不是“%(state)s”。",
     "%(item)r is not SIZE:COUNT with SIZE one of S, M, L": "%(item)r 不是“规格:数量”格式（规格为 S、M、L 之一）",
     "size %(size)s appears twice": "规格 %(size)s 出现了两次",
     "a layout needs at least one compartment": "布局至少需要一个格口",

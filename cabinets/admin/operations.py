@@ -167,7 +167,12 @@ class OperationTable:
         except ApplicationError as exc:
             return exc.message
         shown = ", ".join(f"'{self.choices(s).label}'" for s in sorted(self.offered_in(op)))
-        return f"“{op.label}” is for a {self.kind} in {shown}, not '{self.choices(state).label}'."
+        return gettext("“%(operation)s” is for a %(kind)s in %(states)s, not '%(state)s'.") % {
+            "operation": op.label,
+            "kind": gettext(self.kind),
+            "states": shown,
+            "state": self.choices(state).label,
+        }
 
     def form_class(self, op: Operation) -> type[forms.Form] | None:
         if op.reason == "required":
