@@ -1,13 +1,15 @@
 """Parcel admin with two audiences (core/staff.py): platform staff see every carrier; a
 carrier's staff (a CarrierStaff row) see only their own carrier's records and nothing of the
 others, in lists, filters, detail pages and permissions alike, and only look. Scoping is
-core.admin.StaffScopedAdmin's `carrier_scope`; actions declare their permissions."""
+core.admin.StaffScopedAdmin's `carrier_scope`; actions declare their permissions. A parcel's
+operations (Cancel, Extend) come from PARCEL_OPERATIONS, a table over PARCEL_TRANSITIONS
+(core/admin_operations.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -19,12 +21,13 @@ from django.utils.translation import gettext_lazy as _
 
 from core.actors import Actor, shown_time
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin, figure
-from core.admin_confirm import bulk_confirmed
-from core.errors import ApplicationError
+from core.admin_operations import Operation, OperationTable, StaffOperationsAdmin
 from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_required
 from courier.authentication import carrier_api_key_issue
 from courier.models import (
+    PARCEL_EXTENDABLE,
+    PARCEL_TRANSITIONS,
     AccessAttempt,
     Carrier,
     CarrierApiKey,
@@ -33,6 +36,7 @@ from courier.models import (
     Notification,
     Parcel,
     ParcelEvent,
+    ParcelStatus,
 )
 from courier.selectors import parcel_attempts, parcel_release
 from courier.services.parcels import parcel_cancel, parcel_extend
@@ -253,10 +257,54 @@ class ParcelEventInline(admin.TabularInline):
         return False
 
 
+def _parcel_run(op: Operation, parcel: Parcel, actor: Actor, reason: str) -> Parcel:
+    if op.name == "extend":
+        return parcel_extend(parcel=parcel, actor=actor)
+    return parcel_cancel(parcel=parcel, actor=actor, reason=reason)
+
+
+PARCEL_OPERATIONS = OperationTable(
+    kind="parcel",
+    transitions=PARCEL_TRANSITIONS,
+    state_field="status",
+    choices=ParcelStatus,
+    run=_parcel_run,
+    # A parcel's other moves are the cabinet's and the deadline's: deposit, drop-off, pickup,
+    # expiry, return and collection happen at the cabinet or in the expiry task.
+    automatic=frozenset(
+        (source, target)
+        for source, targets in PARCEL_TRANSITIONS.items()
+        for target in targets
+        if target != ParcelStatus.CANCELLED
+    ),
+    operations=(
+        Operation(
+            "cancel",
+            _("Cancel (announced parcels not yet in a cabinet)"),
+            ParcelStatus.CANCELLED,
+            warning=_(
+                "A cancelled parcel cannot be deposited any more; parcels already in a cabinet"
+                " are left as they are."
+            ),
+            title=_("Cancel {count} parcel(s)?"),
+            default_reason="cancelled in the admin",
+        ),
+        Operation(
+            "extend",
+            _("Extend the pickup deadline (once)"),
+            # Not a move: the deadline is pushed back where parcel_extend allows it, and the
+            # service refuses a second extension.
+            acts_in_place=PARCEL_EXTENDABLE,
+            records_reason=False,
+        ),
+    ),
+)
+
+
 @admin.register(Parcel)
-class ParcelAdmin(StaffScopedAdmin):
+class ParcelAdmin(StaffOperationsAdmin):
     """Parcels are announced through the carrier API and move through the services: nothing
-    is added, edited or deleted here; cancel and extend are actions."""
+    is added, edited or deleted here; Cancel and Extend are operations (PARCEL_OPERATIONS)."""
 
     carrier_scope = "carrier"
     list_display = (
@@ -274,7 +322,8 @@ class ParcelAdmin(StaffScopedAdmin):
     list_select_related = ("carrier", "cabinet", "compartment__cabinet")
     exclude = ("pickup_code_hash",)
     inlines = [ParcelEventInline]
-    actions = ["cancel", "extend"]
+    actions = PARCEL_OPERATIONS.actions()
+    operation_table = PARCEL_OPERATIONS
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Where a parcel is, whose it is and until when are the services' to change (deposit,
@@ -355,48 +404,6 @@ class ParcelAdmin(StaffScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    @admin.action(
-        description=_("Cancel (announced parcels not yet in a cabinet)"), permissions=["change"]
-    )
-    def cancel(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> Any:
-        page = bulk_confirmed(
-            request,
-            self,
-            queryset,
-            action="cancel",
-            title=gettext("Cancel %(count)d parcel(s)?") % {"count": queryset.count()},
-            warning=gettext(
-                "A cancelled parcel cannot be deposited any more; parcels already in a cabinet"
-                " are left as they are."
-            ),
-        )
-        if page is not None:
-            return page
-        actor = Actor.staff(request.user)  # type: ignore[arg-type]
-        self._each(
-            request,
-            queryset,
-            lambda p: parcel_cancel(parcel=p, actor=actor, reason="cancelled in the admin"),
-        )
-
-    @admin.action(description=_("Extend the pickup deadline (once)"), permissions=["change"])
-    def extend(self, request: HttpRequest, queryset: QuerySet[Parcel]) -> None:
-        actor = Actor.staff(request.user)  # type: ignore[arg-type]
-        self._each(request, queryset, lambda p: parcel_extend(parcel=p, actor=actor))
-
-    def _each(self, request: HttpRequest, queryset: QuerySet[Parcel], change: Any) -> None:
-        done = 0
-        for parcel in queryset:
-            try:
-                change(parcel)
-                done += 1
-            except ApplicationError as exc:
-                self.message_user(
-                    request, f"{parcel.tracking_number}: {exc.message}", messages.ERROR
-                )
-        if done:
-            self.message_user(request, gettext("Parcels changed: %(count)d.") % {"count": done})
 
     # No date_hierarchy: its year/month links are a scan of every parcel on each page view.
     # Newest first by primary key (ids grow with creation): the model's created_at ordering

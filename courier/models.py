@@ -101,6 +101,10 @@ PARCEL_TRANSITIONS: dict[str, frozenset[str]] = {
     ParcelStatus.COLLECTED: frozenset(),
 }
 
+# Where a pickup deadline may be pushed back (once, parcel_extend): not a move of the map,
+# the parcel stays as it is.
+PARCEL_EXTENDABLE = frozenset({ParcelStatus.READY})
+
 # A parcel in one of these statuses physically occupies its compartment.
 PARCEL_IN_COMPARTMENT = (ParcelStatus.READY, ParcelStatus.EXPIRED, ParcelStatus.DROPPED_OFF)
 # The parcel that occupies its compartment or has it reserved (its door open for a deposit or

@@ -75,7 +75,7 @@ ZH: dict[str, str | list[str]] = {
     "Their face templates and photos are deleted at once and cannot be restored; consent stays, and they can enroll again.": "其人脸模板和照片将立即删除且无法恢复；同意保持有效，可重新录入。",
     "Withdraw the biometric consent of %(count)d person(s)?": "撤回 %(count)d 人的生物特征同意？",
     "Their face templates and photos are deleted at once and face pickup stops until they consent again on the enrollment page.": "其人脸模板和照片将立即删除，刷脸取件停止，直到其在录入页面重新同意。",
-    "Cancel %(count)d parcel(s)?": "取消 %(count)d 个包裹？",
+    "Cancel {count} parcel(s)?": "取消 {count} 个包裹？",
     "A cancelled parcel cannot be deposited any more; parcels already in a cabinet are left as they are.": "已取消的包裹不能再投递；已在柜机中的包裹保持不变。",
     # --- face by challenge (protocol 1.2): prompts, refusals, confirmation
     "Drop-off by face is not available with a challenge yet: please use your code.": "挑战式刷脸暂不支持寄件：请使用您的寄件码。",
@@ -113,7 +113,6 @@ ZH: dict[str, str | list[str]] = {
     "language": "语言",
     # --- admin flash messages
     "Keys revoked: %(count)d.": "已吊销密钥：%(count)d 个。",
-    "Parcels changed: %(count)d.": "已更改包裹：%(count)d 件。",
     "Face templates deleted: %(count)d.": "已删除人脸模板：%(count)d 个。",
     "Consent withdrawn; face templates deleted: %(count)d.": "已撤回同意；已删除人脸模板：%(count)d 个。",
     "Credentials revoked: %(count)d.": "已吊销凭据：%(count)d 个。",

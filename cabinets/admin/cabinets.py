@@ -23,7 +23,6 @@ from cabinets.admin.compartments import CompartmentInline
 from cabinets.admin.dashboard import FleetDashboardAdmin
 from cabinets.admin.display import pretty_json
 from cabinets.admin.doors import DoorGridAdmin
-from cabinets.admin.forms import OperationForm
 from cabinets.admin.operations import CABINET_LIFECYCLE
 from cabinets.admin.provisioning import (
     CabinetProvisioningAdmin,
@@ -44,6 +43,7 @@ from cabinets.services.credentials import (
     cabinet_credentials_rotate,
 )
 from core.admin import ReadOnlyEventAdmin, StaffScopedAdmin
+from core.admin_confirm import OperationForm
 from core.errors import ApplicationError
 from core.staff_otp import otp_refused
 from core.timefmt import admin_time, time_column, with_zone

@@ -13,8 +13,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cabinets.admin.forms import OperationForm
-from cabinets.admin.operations import COMPARTMENT_SERVICE, StaffOperationsAdmin
+from cabinets.admin.operations import COMPARTMENT_SERVICE
 from cabinets.models import (
     Compartment,
     CompartmentEvent,
@@ -22,6 +21,8 @@ from cabinets.models import (
 )
 from cabinets.services.commands import compartment_unlock
 from core.admin import ReadOnlyEventAdmin
+from core.admin_confirm import OperationForm
+from core.admin_operations import StaffOperationsAdmin
 from core.errors import ApplicationError
 from core.timefmt import time_column
 

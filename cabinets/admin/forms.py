@@ -1,5 +1,5 @@
-"""The admin's forms: a reason, a confirmation (with an optional reason), the CSV import,
-a new rollout."""
+"""The cabinets admin's own forms: the CSV import and a new rollout. The reason and
+confirmation forms of operations are core.admin_confirm's."""
 
 from __future__ import annotations
 
@@ -13,20 +13,7 @@ from cabinets.models import (
     RolloutKind,
 )
 from cabinets.rollouts.plans import DEFAULT_WAVE_PLAN, wave_plan_parse
-from core.admin_confirm import ConfirmForm
 from core.errors import ApplicationError
-
-
-class OperationForm(forms.Form):
-    reason = forms.CharField(max_length=255, widget=forms.TextInput(attrs={"size": 60}))
-
-
-class ConfirmReasonForm(ConfirmForm):
-    """A confirmation with an optional reason (the service records it when given)."""
-
-    reason = forms.CharField(
-        max_length=255, required=False, widget=forms.TextInput(attrs={"size": 60})
-    )
 
 
 class CabinetImportForm(forms.Form):

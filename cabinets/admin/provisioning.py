@@ -18,8 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cabinets.admin.forms import CabinetImportForm, OperationForm
-from cabinets.admin.operations import StaffOperationsAdmin
+from cabinets.admin.forms import CabinetImportForm
 from cabinets.models import (
     Cabinet,
     CabinetCredential,
@@ -38,7 +37,8 @@ from cabinets.services.credentials import (
     cabinet_credentials_rotate,
 )
 from core.admin import ReadOnlyEventAdmin
-from core.admin_confirm import ConfirmForm, bulk_confirmation_page
+from core.admin_confirm import OperationForm, bulk_confirmed, confirmation_form
+from core.admin_operations import StaffOperationsAdmin
 from core.errors import ApplicationError
 from core.shown_once import shown_once_redirect, shown_once_take
 from core.staff_otp import otp_refused, otp_required
@@ -103,22 +103,22 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
     )
     @otp_required
     def rotate_credentials(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
-        if not ConfirmForm(request.POST).is_valid():
-            return bulk_confirmation_page(
-                request,
-                self,
-                queryset,
-                action="rotate_credentials",
-                title=gettext("Rotate the credentials of %(count)s cabinet(s)?")
-                % {"count": queryset.count()},
-                form=ConfirmForm(),
-                warning=gettext(
-                    "Each cabinet receives its new credential over its link and stays online; "
-                    "the old credential is accepted until the cabinet connects with the new one, "
-                    "at most %(overlap)s. A stolen key: use “Revoke now” instead."
-                )
-                % {"overlap": overlap_text()},
+        page = bulk_confirmed(
+            request,
+            self,
+            queryset,
+            action="rotate_credentials",
+            title=gettext("Rotate the credentials of %(count)s cabinet(s)?")
+            % {"count": queryset.count()},
+            warning=gettext(
+                "Each cabinet receives its new credential over its link and stays online; "
+                "the old credential is accepted until the cabinet connects with the new one, "
+                "at most %(overlap)s. A stolen key: use “Revoke now” instead."
             )
+            % {"overlap": overlap_text()},
+        )
+        if page is not None:
+            return page
         started = cabinet_credentials_rotate(
             cabinets=list(queryset.order_by("pk")), actor=self._actor(request)
         )
@@ -131,26 +131,25 @@ class CabinetProvisioningAdmin(StaffOperationsAdmin):
     )
     @otp_required
     def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Cabinet]) -> Any:
-        form = OperationForm(request.POST if "reason" in request.POST else None)
-        if form.is_valid():
-            actor, reason = self._actor(request), form.cleaned_data["reason"]
-            revoked = sum(
-                cabinet_credential_revoke(cabinet=c, actor=actor, reason=reason)
-                for c in queryset.order_by("pk")
-            )
-            messages.success(
-                request, gettext("Credentials revoked: %(count)d.") % {"count": revoked}
-            )
-            return None
-        return bulk_confirmation_page(
+        form = confirmation_form(request, OperationForm)
+        page = bulk_confirmed(
             request,
             self,
             queryset,
             action="revoke_credentials",
             title=gettext("Revoke the credentials of these cabinets"),
-            form=form,
             warning=gettext("The cabinets go offline at once and stay offline until rotated."),
+            form=form,
         )
+        if page is not None:
+            return page
+        actor, reason = self._actor(request), form.cleaned_data["reason"]
+        revoked = sum(
+            cabinet_credential_revoke(cabinet=c, actor=actor, reason=reason)
+            for c in queryset.order_by("pk")
+        )
+        messages.success(request, gettext("Credentials revoked: %(count)d.") % {"count": revoked})
+        return None
 
     def credentials_view(self, request: HttpRequest, stash_id: str) -> HttpResponse:
         if not self.has_manage_credentials_permission(request):

@@ -25,10 +25,7 @@ from django.views.decorators.http import require_GET
 
 from cabinets.admin.doors import json_error
 from cabinets.admin.forms import RolloutCreateForm
-from cabinets.admin.operations import (
-    ROLLOUT_CONTROL,
-    StaffOperationsAdmin,
-)
+from cabinets.admin.operations import ROLLOUT_CONTROL
 from cabinets.models import (
     Rollout,
     RolloutEvent,
@@ -40,6 +37,8 @@ from cabinets.rollouts.services import (
     rollout_create,
 )
 from core.admin import ReadOnlyEventAdmin
+from core.admin_confirm import confirmation_form
+from core.admin_operations import StaffOperationsAdmin
 from core.errors import ApplicationError
 from core.timefmt import time_column
 
@@ -274,7 +273,7 @@ class RolloutAdmin(RolloutLiveAdmin, StaffOperationsAdmin):
         ):
             raise PermissionDenied
         op = ROLLOUT_CONTROL[operation]
-        if op.warning and request.POST.get("confirm") != "yes":
+        if op.warning and not confirmation_form(request).is_valid():
             return self.abort_confirmation(request, rollout)
         label = op.button or op.label
         try:

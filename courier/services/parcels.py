@@ -16,6 +16,7 @@ from core.errors import ApplicationError, Conflict
 from core.transitions import check_transition
 from courier.lock_objects import parcel_lock
 from courier.models import (
+    PARCEL_EXTENDABLE,
     PARCEL_TRANSITIONS,
     Carrier,
     Parcel,
@@ -154,7 +155,7 @@ def parcel_extend(*, parcel: Parcel, actor: Actor) -> Parcel:
     """The recipient may push the deadline back once, while the parcel waits for them."""
     with transaction.atomic():
         locked = parcel_lock(parcel_id=parcel.pk)
-        if locked.status != ParcelStatus.READY:
+        if locked.status not in PARCEL_EXTENDABLE:
             raise Conflict(
                 _("Only a parcel waiting for pickup can be extended."), code="not_extendable"
             )

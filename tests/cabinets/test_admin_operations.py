@@ -1,6 +1,7 @@
-"""The one operations mechanism (cabinets/admin/operations.py): the admin's lifecycle, service
-and rollout actions are generated from the transition maps, offered where the map allows the
-move, refused in the map's words, and destructive ones state the count before they run."""
+"""The one operations mechanism (core/admin_operations.py) over the cabinets' tables
+(cabinets/admin/operations.py): the admin's lifecycle, service and rollout actions are
+generated from the transition maps, offered where the map allows the move, refused in the
+map's words, and destructive ones state the count before they run."""
 
 from __future__ import annotations
 
@@ -10,12 +11,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from cabinets.admin.operations import (
-    CABINET_LIFECYCLE,
-    COMPARTMENT_SERVICE,
-    ROLLOUT_CONTROL,
-    OperationTable,
-)
+from cabinets.admin.operations import CABINET_LIFECYCLE, COMPARTMENT_SERVICE, ROLLOUT_CONTROL
 from cabinets.models import (
     Cabinet,
     CabinetEvent,
@@ -28,6 +24,7 @@ from cabinets.models import (
 )
 from cabinets.rollouts.services import rollout_create
 from core.actors import Actor
+from core.admin_operations import OperationTable
 from tests.factories import CabinetFactory, CompartmentFactory
 
 TABLES = [CABINET_LIFECYCLE, COMPARTMENT_SERVICE, ROLLOUT_CONTROL]

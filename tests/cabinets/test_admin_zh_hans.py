@@ -242,3 +242,36 @@ def test_the_new_rollout_forms_refusal_speaks_the_readers_language(
     with translation.override(language), pytest.raises(ApplicationError) as refused:
         wave_plan_parse("5, x")
     assert refused.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("language", "asked", "refused", "not_offered"),
+    [
+        ("zh-hans", "取消 1 个包裹？", "未作更改：1 个。包裹不能从 '已取件' 变为 '已取消'。",
+         "未作更改：1 个。“延长取件期限（限一次）”适用于状态为 '已入柜，待取件' 的包裹，而不是“已预报”。"),
+        ("en", "Cancel 1 parcel(s)?",
+         "Left as they are: 1. A parcel cannot go from 'Picked up' to 'Cancelled'.",
+         "Left as they are: 1. “Extend the pickup deadline (once)” is for a parcel in "
+         "'Deposited, ready for pickup', not 'Announced'."),
+    ],
+)  # fmt: skip
+@pytest.mark.django_db
+def test_the_parcel_operations_ask_and_refuse_in_the_readers_language(
+    admin_client, language: str, asked: str, refused: str, not_offered: str
+) -> None:  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    from courier.models import ParcelStatus
+
+    reader = {"HTTP_ACCEPT_LANGUAGE": language}
+    announced = ParcelFactory()
+    picked_up = ParcelFactory(status=ParcelStatus.PICKED_UP, picked_up_at=timezone.now())
+    changelist = reverse("admin:courier_parcel_changelist")
+    chosen = {"action": "cancel", "_selected_action": [announced.pk, picked_up.pk]}
+    assert asked in admin_client.post(changelist, chosen, **reader).content.decode()
+    done = admin_client.post(changelist, {**chosen, "confirm": "1"}, follow=True, **reader)
+    assert refused in " ".join(str(m) for m in done.context["messages"])
+
+    extend = {"action": "extend", "_selected_action": [ParcelFactory().pk]}
+    done = admin_client.post(changelist, extend, follow=True, **reader)
+    assert not_offered in " ".join(str(m) for m in done.context["messages"])

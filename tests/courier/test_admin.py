@@ -1,14 +1,26 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.hashers import check_password
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
-from courier.models import CarrierApiKey, CarrierStaff, Courier, Parcel, ParcelStatus
-from tests.factories import CarrierFactory, CourierFactory, ParcelFactory
+from courier.admin import PARCEL_OPERATIONS
+from courier.models import (
+    PARCEL_EXTENDABLE,
+    PARCEL_TRANSITIONS,
+    CarrierApiKey,
+    CarrierStaff,
+    Courier,
+    Parcel,
+    ParcelEvent,
+    ParcelStatus,
+)
+from tests.factories import CarrierFactory, CompartmentFactory, CourierFactory, ParcelFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -61,21 +73,92 @@ def test_staff_set_a_courier_pin_shown_once_and_never_displayed(admin_client: Cl
     assert courier.pin_hash.encode() not in page.content
 
 
-def test_the_cancel_action_cancels_announced_parcels_and_explains_the_others(
+def _ready_parcel(**fields: object) -> Parcel:
+    deposited = timezone.now()
+    return ParcelFactory(  # type: ignore[no-any-return]
+        compartment=CompartmentFactory(),
+        status=ParcelStatus.READY,
+        deposited_at=deposited,
+        pickup_deadline=deposited + timedelta(days=3),
+        **fields,
+    )
+
+
+def _offered(client: Client, query: str = "") -> set[str]:
+    page = client.get("/admin/courier/parcel/" + query).content.decode()
+    return set(re.findall(r'<option value="(\w+)"', page)) - {"delete_selected"}
+
+
+def test_the_cancel_operation_asks_with_the_count_it_cancels_and_leaves_the_others(
     admin_client: Client,
 ) -> None:
     announced = ParcelFactory()
     done = ParcelFactory(status=ParcelStatus.CANCELLED)
-    selected = {"action": "cancel", "_selected_action": [announced.pk, done.pk]}
-    asked = admin_client.post("/admin/courier/parcel/", selected)
-    assert "Cancel 2 parcel(s)?" in asked.content.decode()  # asked first, with the count
+    picked_up = ParcelFactory(status=ParcelStatus.PICKED_UP, picked_up_at=timezone.now())
+    selected = {"action": "cancel", "_selected_action": [announced.pk, done.pk, picked_up.pk]}
+    asked = admin_client.post("/admin/courier/parcel/", selected).content.decode()
+    # asked first, with the count of the parcels it will cancel
+    assert "Cancel 1 parcel(s)?" in asked and "Confirm for 1" in asked
+    assert picked_up.tracking_number not in asked and "cannot be deposited any more" in asked
     assert Parcel.objects.get(pk=announced.pk).status == ParcelStatus.ANNOUNCED
     response = admin_client.post(
         "/admin/courier/parcel/", {**selected, "confirm": "1"}, follow=True
     )
     assert Parcel.objects.get(pk=announced.pk).status == ParcelStatus.CANCELLED
-    assert f"{done.tracking_number}: " in _messages(response)
-    assert announced.events.last().actor_kind == "staff"
+    assert Parcel.objects.get(pk=picked_up.pk).status == ParcelStatus.PICKED_UP
+    text = _messages(response)
+    # the others are refused in the transition map's words, one message per status
+    assert "Left as they are: 1. A parcel cannot go from 'Picked up' to 'Cancelled'." in text
+    assert "Left as they are: 1. A parcel cannot go from 'Cancelled' to 'Cancelled'." in text
+    event = announced.events.last()
+    assert (event.actor_kind, event.reason) == ("staff", "cancelled in the admin")
+    # a reload of the confirming post finds nothing left to cancel: no page, no event
+    events = ParcelEvent.objects.count()
+    again = admin_client.post("/admin/courier/parcel/", {**selected, "confirm": "1"})
+    assert again.status_code == 302 and ParcelEvent.objects.count() == events
+
+
+def test_extend_acts_in_place_on_ready_parcels_once_and_refuses_the_rest(
+    admin_client: Client,
+) -> None:
+    ready = _ready_parcel()
+    extended = _ready_parcel(extension_count=1)
+    announced = ParcelFactory()
+    before = Parcel.objects.get(pk=ready.pk).pickup_deadline
+    selected = {"action": "extend", "_selected_action": [ready.pk, extended.pk, announced.pk]}
+    # not destructive: no confirmation page, it runs on the first post
+    response = admin_client.post("/admin/courier/parcel/", selected, follow=True)
+    ready.refresh_from_db()
+    assert ready.status == ParcelStatus.READY and ready.extension_count == 1
+    assert ready.pickup_deadline == before + timedelta(days=2)
+    event = ready.events.last()
+    assert (event.from_status, event.to_status) == (ParcelStatus.READY, ParcelStatus.READY)
+    text = _messages(response)
+    assert f"{extended}: The pickup deadline has already been extended once." in text
+    assert (
+        "Left as they are: 1. “Extend the pickup deadline (once)” is for a parcel in "
+        "'Deposited, ready for pickup', not 'Announced'."
+    ) in text
+    assert Parcel.objects.get(pk=announced.pk).extension_count == 0
+
+    again = admin_client.post("/admin/courier/parcel/", selected, follow=True)
+    assert f"{ready}: The pickup deadline has already been extended once." in _messages(again)
+    assert Parcel.objects.get(pk=ready.pk).pickup_deadline == before + timedelta(days=2)
+
+
+def test_the_parcel_operations_come_from_the_transition_map(admin_client: Client) -> None:
+    moves = {(s, t) for s, targets in PARCEL_TRANSITIONS.items() for t in targets}
+    cancel, extend = PARCEL_OPERATIONS["cancel"], PARCEL_OPERATIONS["extend"]
+    assert PARCEL_OPERATIONS.moves(cancel) | PARCEL_OPERATIONS.automatic == moves
+    assert PARCEL_OPERATIONS.offered_in(cancel) == {ParcelStatus.ANNOUNCED}
+    assert not PARCEL_OPERATIONS.moves(extend)  # in place: no target state
+    assert PARCEL_OPERATIONS.offered_in(extend) == PARCEL_EXTENDABLE
+
+    ParcelFactory()
+    assert _offered(admin_client) == {"cancel", "extend"}  # generated from the table
+    assert _offered(admin_client, "?status__exact=announced") == {"cancel"}
+    assert _offered(admin_client, "?status__exact=ready") == {"extend"}
+    assert _offered(admin_client, "?status__exact=picked_up") == set()
 
 
 def test_carrier_staff_see_only_their_own_attempts_and_not_other_carriers_keys(
