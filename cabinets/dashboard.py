@@ -15,6 +15,7 @@ from django.db.models import Avg, Count, F, FloatField, OuterRef, Q, QuerySet, S
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, Floor
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from cabinets.models import (
     Cabinet,
@@ -309,14 +310,15 @@ def map_query_parse(
         bbox = tuple(float(v) for v in query["bbox"].split(",")) if query.get("bbox") else None
     except ValueError as exc:
         raise ApplicationError(
-            "zoom is an integer and bbox four numbers: south,west,north,east.",
+            gettext("zoom is an integer and bbox four numbers: south,west,north,east."),
             code="invalid_map_query",
         ) from exc
     if bbox is not None and (
         len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or bbox[0] > bbox[2]
     ):
         raise ApplicationError(
-            "bbox is south,west,north,east with south <= north.", code="invalid_map_query"
+            gettext("bbox is south,west,north,east with south <= north."),
+            code="invalid_map_query",
         )
     return zoom, bbox  # type: ignore[return-value]
 

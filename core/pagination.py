@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -20,11 +21,12 @@ def _bounded_int(request: Request, name: str, *, default: int, low: int, high: i
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
+    refusal = gettext("Must be an integer from %(low)d to %(high)d.") % {"low": low, "high": high}
     if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(high)) or int(raw) < low:
-        raise ValidationError({name: [f"Must be an integer from {low} to {high}."]})
+        raise ValidationError({name: [refusal]})
     value = int(raw)
     if value > high:
-        raise ValidationError({name: [f"Must be an integer from {low} to {high}."]})
+        raise ValidationError({name: [refusal]})
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, Q
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.exceptions import ValidationError
@@ -30,6 +31,8 @@ from courier.services.parcels import (
 )
 from identity.phones import PhoneField
 from identity.services import identity_for_phone
+
+STATUS_VALUES = ", ".join(ParcelStatus.values)
 
 
 class IsCarrier(permissions.BasePermission):
@@ -59,7 +62,9 @@ class CarrierApi(APIView):
         parcel = parcel_for_carrier(carrier=self.carrier, tracking_number=tracking_number)
         if parcel is None:
             # Another carrier's parcel is indistinguishable from a missing one.
-            raise NotFound(f"No parcel {tracking_number} for this carrier.")
+            raise NotFound(
+                gettext("No parcel %(number)s for this carrier.") % {"number": tracking_number}
+            )
         return parcel
 
 
@@ -139,7 +144,9 @@ class ParcelListApi(CarrierApi):
         status = request.query_params.get("status")
         if status:
             if status not in ParcelStatus.values:
-                raise ValidationError({"status": [f"One of: {', '.join(ParcelStatus.values)}."]})
+                raise ValidationError(
+                    {"status": [gettext("One of: %(values)s.") % {"values": STATUS_VALUES}]}
+                )
             parcels = parcels.filter(status=status)
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(parcels, request, view=self)
@@ -161,7 +168,10 @@ class ParcelListApi(CarrierApi):
         values = data.validated_data
         cabinet = Cabinet.objects.filter(serial=values["cabinet"]).first()
         if cabinet is None or cabinet.state != CabinetState.ACTIVE:
-            raise NotFound(f"No active cabinet {values['cabinet']}.", code="unknown_cabinet")
+            raise NotFound(
+                gettext("No active cabinet %(serial)s.") % {"serial": values["cabinet"]},
+                code="unknown_cabinet",
+            )
         recipient = _contact(values["recipient"])
         sender = _contact(values["sender"]) if values.get("sender") else None
         try:

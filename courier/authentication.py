@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.translation import gettext
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -55,14 +56,14 @@ class CarrierApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         prefix, dot, secret = credential.strip().partition(".")
         if not dot:
-            raise exceptions.AuthenticationFailed("Malformed API key.")
+            raise exceptions.AuthenticationFailed(gettext("Malformed API key."))
         key = (
             CarrierApiKey.objects.select_related("carrier")
             .filter(prefix=prefix, revoked_at__isnull=True, carrier__is_active=True)
             .first()
         )
         if key is None or not hmac.compare_digest(_hash(secret), key.secret_hash):
-            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+            raise exceptions.AuthenticationFailed(gettext("Unknown or revoked API key."))
         return CarrierClient(carrier=key.carrier, key_prefix=prefix), key
 
     def authenticate_header(self, request: Any) -> str:

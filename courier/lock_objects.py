@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.utils.translation import gettext
+
 from cabinets.locks import compartment_lock
 from cabinets.models import Compartment
 from core.errors import Conflict
@@ -44,7 +46,9 @@ def parcel_lock(*, parcel_id: int) -> Parcel:
         )
         if parcel.compartment_id == compartment_id:
             return parcel
-    raise Conflict("The parcel is moving between compartments; try again.", code="parcel_busy")
+    raise Conflict(
+        gettext("The parcel is moving between compartments; try again."), code="parcel_busy"
+    )
 
 
 def parcels_lock(*, parcel_ids: Iterable[int]) -> list[Parcel]:
@@ -69,5 +73,7 @@ def parcels_lock(*, parcel_ids: Iterable[int]) -> list[Parcel]:
     if any(
         p.compartment_id is not None and p.compartment_id not in compartment_ids for p in parcels
     ):
-        raise Conflict("A parcel moved between compartments; try again.", code="parcel_busy")
+        raise Conflict(
+            gettext("A parcel moved between compartments; try again."), code="parcel_busy"
+        )
     return parcels

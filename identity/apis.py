@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext
 from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
@@ -207,7 +208,9 @@ class ConsentApi(PersonApi):
         data = self.ConsentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if not data.validated_data["agree"]:
-            raise serializers.ValidationError({"agree": ["Consent must be given explicitly."]})
+            raise serializers.ValidationError(
+                {"agree": [gettext("Consent must be given explicitly.")]}
+            )
         services.consent_give(identity=self.person(request), source="api")
         _remember_language(request, self.person(request))
         return self.overview(request)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.translation import gettext
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -39,12 +40,12 @@ class EnrollmentTokenAuthentication(BaseAuthentication):
         if not parts or parts[0].lower() != KEYWORD.lower().encode():
             return None
         if len(parts) != 2:
-            raise exceptions.AuthenticationFailed("Send 'Enrollment <token>'.")
+            raise exceptions.AuthenticationFailed(gettext("Send 'Enrollment <token>'."))
         try:
             identity = identity_from_api_token(token=parts[1].decode("ascii"))
         except (ApplicationError, UnicodeDecodeError) as exc:
             raise exceptions.AuthenticationFailed(
-                getattr(exc, "message", "Invalid token.")
+                getattr(exc, "message", gettext("Invalid token."))
             ) from exc
         return EnrollingPerson(identity=identity), identity
 

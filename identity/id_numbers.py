@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from core.errors import ApplicationError
 from identity.crypto import keyed_hash
@@ -27,25 +28,30 @@ def id_number_validate(value: str) -> str:
     """The number in canonical form (upper-case X), or `InvalidIdNumber` saying what is wrong."""
     number = "".join(value.split()).upper()
     if len(number) != 18:
-        raise InvalidIdNumber("An ID number has 18 characters.", details={"reason": "length"})
+        raise InvalidIdNumber(
+            gettext("An ID number has 18 characters."), details={"reason": "length"}
+        )
     if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
         raise InvalidIdNumber(
-            "An ID number has 17 digits followed by a digit or X.",
+            gettext("An ID number has 17 digits followed by a digit or X."),
             details={"reason": "characters"},
         )
     if number[0] == "0":
-        raise InvalidIdNumber("The region code is not valid.", details={"reason": "region"})
+        raise InvalidIdNumber(
+            gettext("The region code is not valid."), details={"reason": "region"}
+        )
     try:
         born = dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError:
         born = None
     if born is None or born.year < 1900 or born > timezone.localdate():
         raise InvalidIdNumber(
-            "The birth date in the ID number is not valid.", details={"reason": "birth_date"}
+            gettext("The birth date in the ID number is not valid."),
+            details={"reason": "birth_date"},
         )
     if id_number_check_character(number[:17]) != number[17]:
         raise InvalidIdNumber(
-            "The ID number's check character does not match: check for a typo.",
+            gettext("The ID number's check character does not match: check for a typo."),
             details={"reason": "check_digit"},
         )
     return number

@@ -185,12 +185,12 @@ def enrollment_photo_get(*, identity: Identity, photo_id: int) -> EnrollmentPhot
         .first()
     )
     if photo is None:
-        raise NotFound("No such photo.")
+        raise NotFound(gettext("No such photo."))
     return photo
 
 
 def real_id_check_get(*, identity: Identity, check_id: int) -> RealIdCheck:
     check = RealIdCheck.objects.defer("portrait").filter(pk=check_id, identity=identity).first()
     if check is None:
-        raise NotFound("No such check.")
+        raise NotFound(gettext("No such check."))
     return check

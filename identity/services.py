@@ -200,8 +200,10 @@ def enrollment_link_redeem(*, token: str) -> Identity:
     )
     if row is None or used != 1:
         raise InvalidEnrollmentToken(
-            "This enrollment link is not valid any more (links work once and expire): "
-            "log in with your phone number instead."
+            gettext(
+                "This enrollment link is not valid any more (links work once and expire): "
+                "log in with your phone number instead."
+            )
         )
     return row.identity
 
@@ -374,7 +376,7 @@ def enrollment_transition(
 def _phone_proven_required(identity: Identity) -> None:
     if identity.phone_verified_at is None:
         raise PhoneNotProven(
-            "Confirm your phone number with the code we text you before enrolling a face."
+            gettext("Confirm your phone number with the code we text you before enrolling a face.")
         )
 
 
@@ -425,7 +427,8 @@ def enrollment_photo_submit(*, identity: Identity, data: bytes, actor: Actor) ->
         ).count()
         if received >= settings.FACE_PHOTOS_PER_DAY:
             raise RateLimited(
-                f"You sent {received} photos in the last 24 hours: try again tomorrow.",
+                gettext("You sent %(count)d photos in the last 24 hours: try again tomorrow.")
+                % {"count": received},
                 code="too_many_photos",
             )
         photos = enrollment.photos.all()
@@ -653,7 +656,7 @@ def _login_throttle(*, kind: str, phone: str, client_address: str) -> None:
     by_address, by_phone, overall = _login_limits(kind)
     throttle(
         [(by_address, client_address), (by_phone, phone), (overall, "all")],
-        message="Too many attempts: wait an hour and try again.",
+        message=gettext("Too many attempts: wait an hour and try again."),
     )
 
 
@@ -745,10 +748,13 @@ def real_id_check_submit(*, identity: Identity, id_number: str, portrait: bytes)
     # consented and enrolled, never to anyone with a login who is probing numbers.
     if not identity_has_face(identity=identity):
         raise Conflict(
-            "Enroll your face first: the ID photo is compared with it.", code="no_enrolled_face"
+            gettext("Enroll your face first: the ID photo is compared with it."),
+            code="no_enrolled_face",
         )
     if Identity.objects.filter(id_number_hash=number_hash).exclude(pk=identity.pk).exists():
-        raise Conflict("This ID number is registered to another person.", code="id_number_taken")
+        raise Conflict(
+            gettext("This ID number is registered to another person."), code="id_number_taken"
+        )
     with transaction.atomic():
         check = RealIdCheck.objects.create(
             identity=identity, id_number_hash=number_hash, portrait=portrait

@@ -74,7 +74,10 @@ class DuplicateTrackingNumber(Conflict):
     code = "duplicate_tracking_number"
 
     def __init__(self, *, parcel: Parcel) -> None:
-        super().__init__(f"Tracking number {parcel.tracking_number!r} is already announced.")
+        super().__init__(
+            _("Tracking number %(number)s is already announced.")
+            % {"number": parcel.tracking_number}
+        )
         self.parcel = parcel
 
 
@@ -95,12 +98,14 @@ def parcel_announce(
     default just those phones and the people's own names) go on the parcel."""
     to = recipient_contact or Contact(phone=recipient.phone, name=recipient.name)
     if to.phone != recipient.phone:
-        raise ApplicationError("The recipient and their contact phone differ.", code="invalid")
+        raise ApplicationError(_("The recipient and their contact phone differ."), code="invalid")
     by = sender_contact or (Contact(phone=sender.phone, name=sender.name) if sender else None)
     if size not in CompartmentSize.values:
-        raise ApplicationError(f"Unknown parcel size {size!r}.", code="invalid_size")
+        raise ApplicationError(
+            _("Unknown parcel size %(size)r.") % {"size": size}, code="invalid_size"
+        )
     if direction == ParcelDirection.DROPOFF and sender is None:
-        raise ApplicationError("A drop-off needs its sender.", code="sender_required")
+        raise ApplicationError(_("A drop-off needs its sender."), code="sender_required")
     existing = Parcel.objects.filter(carrier=carrier, tracking_number=tracking_number).first()
     if existing is not None:
         raise DuplicateTrackingNumber(parcel=existing)

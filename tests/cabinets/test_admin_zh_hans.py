@@ -275,3 +275,24 @@ def test_the_parcel_operations_ask_and_refuse_in_the_readers_language(
     extend = {"action": "extend", "_selected_action": [ParcelFactory().pk]}
     done = admin_client.post(changelist, extend, follow=True, **reader)
     assert not_offered in " ".join(str(m) for m in done.context["messages"])
+
+
+@pytest.mark.parametrize(
+    ("language", "not_numbers", "upside_down"),
+    [
+        ("zh-hans", "zoom 为整数，bbox 为四个数字：south,west,north,east。",
+         "bbox 为 south,west,north,east，且 south <= north。"),
+        ("en", "zoom is an integer and bbox four numbers: south,west,north,east.",
+         "bbox is south,west,north,east with south <= north."),
+    ],
+)  # fmt: skip
+@pytest.mark.django_db
+def test_the_dashboard_maps_query_errors_speak_the_readers_language(
+    admin_client, language: str, not_numbers: str, upside_down: str
+) -> None:  # type: ignore[no-untyped-def]
+    url = reverse("admin:cabinets_fleet_map")
+    reader = {"HTTP_ACCEPT_LANGUAGE": language}
+    for query, message in (({"zoom": "x"}, not_numbers), ({"bbox": "5,0,1,1"}, upside_down)):
+        response = admin_client.get(url, query, **reader)
+        assert response.status_code == 400
+        assert response.json() == {"error": "invalid_map_query", "message": message, "details": {}}

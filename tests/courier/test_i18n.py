@@ -1,6 +1,7 @@
 # ruff: noqa: RUF001
 """Cabinet screens and texts to recipients speak the configured language (Chinese by
-default): cabinets and phones have no browser to ask for one."""
+default): cabinets and phones have no browser to ask for one. The carrier API answers in the
+language its caller asks for (Accept-Language), in the one error shape."""
 
 from __future__ import annotations
 
@@ -74,3 +75,71 @@ def test_a_couriers_refusal_from_the_deposit_service_speaks_the_cabinet_language
         courier_asks(cabinet, "deposit", "NOPE-1")
     [answer] = results(pushes, "courier_result")
     assert (answer["outcome"], answer["message"]) == ("unknown_parcel", unknown)
+
+
+@pytest.mark.parametrize(
+    ("language", "texts"),
+    [
+        ("zh-hans", {
+            "missing": "本快递公司没有运单号为 NOPE-1 的包裹。",
+            "no_cabinet": "没有在用的柜机 SH-NONE-1。",
+            "duplicate": "运单号 SF1234567890 已预报。",
+            "invalid": "请求无效，详见 details。",
+            "status": "可选值：announced, ready, picked_up, expired, returned, cancelled, dropped_off, collected。",
+            "cancel": "包裹不能从 '已取消' 变为 '已取消'。",
+            "bad_key": "API 密钥格式不正确。",
+        }),
+        ("en", {
+            "missing": "No parcel NOPE-1 for this carrier.",
+            "no_cabinet": "No active cabinet SH-NONE-1.",
+            "duplicate": "Tracking number SF1234567890 is already announced.",
+            "invalid": "The request is invalid; see details.",
+            "status": "One of: announced, ready, picked_up, expired, returned, cancelled, dropped_off, collected.",
+            "cancel": "A parcel cannot go from 'Cancelled' to 'Cancelled'.",
+            "bad_key": "Malformed API key.",
+        }),
+    ],
+)  # fmt: skip
+def test_the_carrier_apis_refusals_speak_the_callers_language(
+    carrier, cabinet, language: str, texts: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    from rest_framework.test import APIClient
+
+    from courier.authentication import carrier_api_key_issue
+    from tests.courier.test_carrier_api import ANNOUNCE
+
+    api = APIClient(HTTP_ACCEPT_LANGUAGE=language)
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {carrier_api_key_issue(carrier=carrier)}")
+    parcels = "/api/v1/carrier/parcels/"
+
+    def refused(response, status: int, error: str, message: str, details=None) -> None:  # type: ignore[no-untyped-def]
+        assert response.status_code == status, response.json()
+        # the one error shape, its message in the caller's language
+        assert response.json() == {"error": error, "message": message, "details": details or {}}
+
+    refused(api.get(parcels + "NOPE-1/"), 404, "not_found", texts["missing"])
+    elsewhere = {**ANNOUNCE, "cabinet": "SH-NONE-1"}
+    refused(
+        api.post(parcels, elsewhere, format="json"), 404, "unknown_cabinet", texts["no_cabinet"]
+    )
+    refused(
+        api.get(parcels, {"status": "lost"}),
+        400,
+        "validation_error",
+        texts["invalid"],
+        {"status": [texts["status"]]},
+    )
+    assert api.post(parcels, ANNOUNCE, format="json").status_code == 201
+    duplicate = api.post(parcels, ANNOUNCE, format="json")
+    assert duplicate.status_code == 409
+    assert duplicate.json()["message"] == texts["duplicate"]
+    assert api.post(parcels + "SF1234567890/cancel/").status_code == 200
+    refused(
+        api.post(parcels + "SF1234567890/cancel/"),
+        409,
+        "invalid_transition",
+        texts["cancel"],
+        {"from": "cancelled", "to": "cancelled"},
+    )
+    forged = APIClient(HTTP_ACCEPT_LANGUAGE=language, HTTP_AUTHORIZATION="Api-Key no-dot")
+    refused(forged.get(parcels), 401, "authentication_failed", texts["bad_key"])

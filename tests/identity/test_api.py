@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001
 """The enrollment REST API: token authentication, the same flows, one error shape."""
 
 from __future__ import annotations
@@ -239,3 +240,60 @@ def test_a_second_photo_of_the_same_moment_answers_too_similar_with_its_message(
     assert detail["refusal_code"] == "too_similar"
     assert detail["message"].startswith("This photo is almost the same as one you already sent")
     assert "distance" not in json.dumps(detail)
+
+
+@pytest.mark.parametrize(
+    ("language", "texts"),
+    [
+        ("zh-hans", {
+            "invalid": "请求无效，详见 details。",
+            "consent": "必须明确表示同意。",
+            "id_number": "身份证号码应为 18 位。",
+            "photo": "没有这张照片。",
+            "phone": "请输入手机号码，例如 13800138000；境外号码请加国家代码，例如 +8613800138000。",
+            "token": "请发送 'Enrollment <token>'。",
+        }),
+        ("en", {
+            "invalid": "The request is invalid; see details.",
+            "consent": "Consent must be given explicitly.",
+            "id_number": "An ID number has 18 characters.",
+            "photo": "No such photo.",
+            "phone": "Enter a phone number such as 13800138000, or +8613800138000 from abroad.",
+            "token": "Send 'Enrollment <token>'.",
+        }),
+    ],
+)  # fmt: skip
+def test_the_identity_apis_refusals_speak_the_callers_language(
+    consenting_recipient: Identity, language: str, texts: dict[str, str]
+) -> None:
+    api = as_person(consenting_recipient)
+    asks = {"HTTP_ACCEPT_LANGUAGE": language}
+
+    def refused(response, status: int, error: str, message: str, details=None) -> None:  # type: ignore[no-untyped-def]
+        assert response.status_code == status, response.json()
+        assert response.json() == {"error": error, "message": message, "details": details or {}}
+
+    refused(
+        api.post(API + "consent/", {"agree": False}, format="json", **asks),
+        400,
+        "validation_error",
+        texts["invalid"],
+        {"agree": [texts["consent"]]},
+    )
+    refused(
+        api.post(API + "real-id/", {"id_number": "123", "portrait": photo(b"x")}, **asks),
+        400,
+        "invalid_id_number",
+        texts["id_number"],
+        {"reason": "length"},
+    )
+    refused(api.get(API + "photos/999999/", **asks), 404, "not_found", texts["photo"])
+    refused(
+        APIClient().post(API + "login/code/", {"phone": "12"}, format="json", **asks),
+        400,
+        "validation_error",
+        texts["invalid"],
+        {"phone": [texts["phone"]]},
+    )
+    malformed = APIClient(HTTP_AUTHORIZATION="Enrollment a b", **asks)
+    refused(malformed.get(API + "enrollment/"), 401, "authentication_failed", texts["token"])
