@@ -150,6 +150,7 @@ def test_the_parcel_operations_come_from_the_transition_map(admin_client: Client
     moves = {(s, t) for s, targets in PARCEL_TRANSITIONS.items() for t in targets}
     cancel, extend = PARCEL_OPERATIONS["cancel"], PARCEL_OPERATIONS["extend"]
     assert PARCEL_OPERATIONS.moves(cancel) | PARCEL_OPERATIONS.automatic == moves
+    assert not PARCEL_OPERATIONS.moves(cancel) & PARCEL_OPERATIONS.automatic
     assert PARCEL_OPERATIONS.offered_in(cancel) == {ParcelStatus.ANNOUNCED}
     assert not PARCEL_OPERATIONS.moves(extend)  # in place: no target state
     assert PARCEL_OPERATIONS.offered_in(extend) == PARCEL_EXTENDABLE
