@@ -10,6 +10,7 @@ from http import HTTPStatus
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 API_PREFIX = "/api/"
 
@@ -53,9 +54,9 @@ class ApiResponseMiddleware:
             phrase = "Error"
         code = _CODES.get(status, phrase.lower().replace(" ", "_").replace("-", "_"))
         message = {
-            404: "No such API endpoint.",
-            413: "The request body is too large.",
-            500: "Internal server error; it has been logged.",
+            404: gettext("No such API endpoint."),
+            413: gettext("The request body is too large."),
+            500: gettext("Internal server error; it has been logged."),
         }.get(status, f"{phrase}.")
         return JsonResponse({"error": code, "message": message, "details": {}}, status=status)
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from django.conf import settings
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
@@ -17,7 +18,7 @@ from cabinet_agent.protocol import MAX_NESTING_DEPTH, nests_deeper_than
 
 class RequestTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
+    default_detail = gettext_lazy("The request body is too large.")
     default_code = "request_too_large"
 
 
@@ -36,18 +37,22 @@ class BoundedJSONParser(JSONParser):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raw = stream.read(limit + 1) if limit is not None else stream.read()
         if limit is not None and len(raw) > limit:
-            raise RequestTooLarge(f"The request body exceeds {limit} bytes.")
+            raise RequestTooLarge(
+                gettext("The request body exceeds %(limit)d bytes.") % {"limit": limit}
+            )
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
             text = codecs.decode(raw, encoding)
         except (UnicodeDecodeError, LookupError) as exc:
-            raise ParseError("The request body is not valid text.") from exc
+            raise ParseError(gettext("The request body is not valid text.")) from exc
         if nests_deeper_than(text):
-            raise ParseError(f"JSON nests deeper than {MAX_NESTING_DEPTH} levels.")
+            raise ParseError(
+                gettext("JSON nests deeper than %(depth)d levels.") % {"depth": MAX_NESTING_DEPTH}
+            )
         try:
             return json.loads(text, parse_constant=_refuse_constant)
         except ValueError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from exc
+            raise ParseError(gettext("JSON parse error - %(error)s") % {"error": exc}) from exc
 
 
 def _refuse_constant(name: str) -> Any:

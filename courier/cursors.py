@@ -17,6 +17,7 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from django.conf import settings
+from django.utils.translation import gettext
 
 from core.errors import ApplicationError
 
@@ -46,8 +47,8 @@ def change_cursor_decode(*, carrier_id: int, cursor: str) -> int:
     if not cursor:
         return 0
     refused = InvalidCursor(
-        "Unknown cursor: pass a next_cursor this feed returned, or none to start over.",
-        details={"after": ["Not a cursor of this feed."]},
+        gettext("Unknown cursor: pass a next_cursor this feed returned, or none to start over."),
+        details={"after": [gettext("Not a cursor of this feed.")]},
     )
     try:
         block = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))

@@ -88,6 +88,9 @@ def test_a_couriers_refusal_from_the_deposit_service_speaks_the_cabinet_language
             "status": "可选值：announced, ready, picked_up, expired, returned, cancelled, dropped_off, collected。",
             "cancel": "包裹不能从 '已取消' 变为 '已取消'。",
             "bad_key": "API 密钥格式不正确。",
+            "cursor": "未知的游标：请传入本接口返回的 next_cursor，或不传以从头开始。",
+            "not_cursor": "不是本接口的游标。",
+            "no_endpoint": "没有这个 API 接口。",
         }),
         ("en", {
             "missing": "No parcel NOPE-1 for this carrier.",
@@ -97,6 +100,9 @@ def test_a_couriers_refusal_from_the_deposit_service_speaks_the_cabinet_language
             "status": "One of: announced, ready, picked_up, expired, returned, cancelled, dropped_off, collected.",
             "cancel": "A parcel cannot go from 'Cancelled' to 'Cancelled'.",
             "bad_key": "Malformed API key.",
+            "cursor": "Unknown cursor: pass a next_cursor this feed returned, or none to start over.",
+            "not_cursor": "Not a cursor of this feed.",
+            "no_endpoint": "No such API endpoint.",
         }),
     ],
 )  # fmt: skip
@@ -141,5 +147,13 @@ def test_the_carrier_apis_refusals_speak_the_callers_language(
         texts["cancel"],
         {"from": "cancelled", "to": "cancelled"},
     )
+    refused(
+        api.get("/api/v1/carrier/changes/", {"after": "not-a-cursor"}),
+        400,
+        "invalid_cursor",
+        texts["cursor"],
+        {"after": [texts["not_cursor"]]},
+    )
+    refused(api.get("/api/v1/carrier/nowhere/"), 404, "not_found", texts["no_endpoint"])
     forged = APIClient(HTTP_ACCEPT_LANGUAGE=language, HTTP_AUTHORIZATION="Api-Key no-dot")
     refused(forged.get(parcels), 401, "authentication_failed", texts["bad_key"])
