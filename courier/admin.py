@@ -328,7 +328,8 @@ class ParcelAdmin(StaffOperationsAdmin):
     exclude = ("pickup_code_hash",)
     inlines = [ParcelEventInline]
     actions = PARCEL_OPERATIONS.actions()
-    operation_table = PARCEL_OPERATIONS
+    operation_table, operation_context = PARCEL_OPERATIONS, "parcel_operations"
+    change_form_template = "admin/courier/parcel/change_form.html"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Where a parcel is, whose it is and until when are the services' to change (deposit,

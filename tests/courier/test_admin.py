@@ -162,6 +162,28 @@ def test_the_parcel_operations_come_from_the_transition_map(admin_client: Client
     assert _offered(admin_client, "?status__exact=picked_up") == set()
 
 
+def test_a_parcels_page_offers_the_operations_of_its_status_and_runs_them(
+    admin_client: Client,
+) -> None:
+    def offered(parcel: Parcel) -> set[str]:
+        page = admin_client.get(f"/admin/courier/parcel/{parcel.pk}/change/").content.decode()
+        return set(re.findall(r'id="operation-(\w+)"', page))
+
+    ready = _ready_parcel()
+    assert offered(ParcelFactory()) == {"cancel"}
+    assert offered(ready) == {"extend"}
+    assert (
+        offered(ParcelFactory(status=ParcelStatus.PICKED_UP, picked_up_at=timezone.now())) == set()
+    )
+    page = admin_client.get(f"/admin/courier/parcel/{ready.pk}/change/").content.decode()
+    form = re.search(r'<form method="post" action="([^"]+)">(.*?)</form>', page, re.S)
+    assert form is not None
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.group(2)))
+    admin_client.post(form.group(1), fields)
+    ready.refresh_from_db()
+    assert ready.extension_count == 1 and ready.status == ParcelStatus.READY
+
+
 def test_carrier_staff_see_only_their_own_attempts_and_not_other_carriers_keys(
     client: Client,
 ) -> None:
