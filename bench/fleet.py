@@ -142,8 +142,8 @@ class Server:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", *target, "--port", str(self.port),
                  "--workers", str(PROCESSES), "--timeout-worker-healthcheck", "30",
-                 "--loop", "asyncio", "--ws", "websockets",
-                 "--ws-max-size", "2097152", "--no-access-log", "--log-level", "warning"],
+                 "--loop", "asyncio", "--ws", "websockets-sansio", "--lifespan", "off",
+                 "--ws-max-size", "2097152", "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 90
@@ -437,6 +437,16 @@ def database_writes() -> int | None:
         return int(cursor.fetchone()[0])
 
 
+async def warmed_up(server: Server, clients: list[Client]) -> tuple[int, int]:
+    """(cabinets connected, server RSS in KB) once a fiftieth of the level is connected: by
+    then each process has its thread pool, database and Redis connections, and the code a
+    handshake runs imported. Memory per cabinet is what each further cabinet adds."""
+    wanted = max(len(clients) // 50, 1)
+    while (connected := sum(c.connected.is_set() for c in clients)) < wanted:
+        await asyncio.sleep(0.05)
+    return connected, sum(server.rss_kb())
+
+
 async def wait_connected(clients: list[Client], timeout: float, stats: Stats) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -459,6 +469,7 @@ async def measure(
     stats = Stats()
     result: dict[str, Any] = {"kind": kind, "level": level, "processes": PROCESSES}
     tasks: list[asyncio.Task[None]] = []
+    warm: asyncio.Task[tuple[int, int]] | None = None
     try:
         await asyncio.sleep(2)
         rss0 = sum(server.rss_kb())
@@ -466,6 +477,7 @@ async def measure(
             asyncio.create_task(client_run(c, kind, server.url, stats, i / CONNECT_RATE))
             for i, c in enumerate(clients)
         ]
+        warm = asyncio.create_task(warmed_up(server, clients))
         connect_s = await wait_connected(clients, level / CONNECT_RATE + 120, stats)
         connected = sum(c.connected.is_set() for c in clients)
         result.update(
@@ -483,9 +495,11 @@ async def measure(
         cpu1, t1 = server.cpu_s(), time.monotonic()
         redis1, db1 = redis_commands(), await sync_to_async(database_writes)()
         minutes = (t1 - t0) / 60
+        warm_n, warm_rss = warm.result() if warm.done() else (0, rss0)
         result.update(
             rss_mb=sum(rss) / 1024, rss_per_process_mb=[round(r / 1024) for r in rss],
-            kb_per_cabinet=(sum(rss) - rss0) / max(connected, 1),
+            kb_per_cabinet=(sum(rss) - warm_rss) / max(connected - warm_n, 1),
+            kb_per_cabinet_from_start=(sum(rss) - rss0) / max(connected, 1),
             heartbeat_cpu_pct=100 * (cpu1 - cpu0) / (t1 - t0),
             redis_ops_per_cabinet_min=(redis1 - redis0) / minutes / max(connected, 1),
             db_writes_per_cabinet_min=(
@@ -521,6 +535,8 @@ async def measure(
             result.update(await storm(kind, issuer, clients, stats))
         result["server_faults"] = server.faults()
     finally:
+        if warm is not None:
+            warm.cancel()
         for client in clients:
             if client.ws is not None:
                 client.ws.transport.abort()  # no close handshake: 10,000 closes take long
@@ -671,10 +687,14 @@ def report(results: list[dict[str, Any]], *, database: str, took: float, load: s
         "frame received (platform: the `compartment_unlock` service, stored then pushed on "
         f"commit; echo: a bare `group_send`), {PUSHES} sequential unlocks; burst = {BURST} "
         "unlocks issued by 8 concurrent issuers. Storm = every socket cut at once, "
-        f"{STORM_COMMANDS} unlocks issued just before and during the reconnect.",
+        f"{STORM_COMMANDS} unlocks issued just before and during the reconnect. KB/cabinet: "
+        "server RSS (sum of the processes) added per cabinet once a fiftieth of the level was "
+        "connected (each process warm: thread pool, database and Redis connections, the "
+        "handshake's code imported), and from the idle process.",
         "",
         "| server | cabinets | connected | connect s | handshake p50 / p99 ms | refused+retried "
-        "| RSS MB (per process) | KB/cabinet | heartbeat CPU % | heartbeat RTT p50 / p99 ms "
+        "| RSS MB (per process) | KB/cabinet (after warm-up / from start) | heartbeat CPU % "
+        "| heartbeat RTT p50 / p99 ms "
         "| push p50 / p99 ms | lost | burst lost | burst p50 / p99 ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -684,7 +704,8 @@ def report(results: list[dict[str, Any]], *, database: str, took: float, load: s
             f"| {r['kind']} | {r['level']:,} | {r.get('connected', 0):,} | "
             f"{fmt(r.get('connect_s'))} | {fmt(r.get('handshake_p50'))} / "
             f"{fmt(r.get('handshake_p99'))} | {r.get('throttled', '-')} | "
-            f"{fmt(r.get('rss_mb'), '.0f')} ({per}) | {fmt(r.get('kb_per_cabinet'))} | "
+            f"{fmt(r.get('rss_mb'), '.0f')} ({per}) | {fmt(r.get('kb_per_cabinet'))} / "
+            f"{fmt(r.get('kb_per_cabinet_from_start'))} | "
             f"{fmt(r.get('heartbeat_cpu_pct'))} | {fmt(r.get('heartbeat_rtt_p50'))} / "
             f"{fmt(r.get('heartbeat_rtt_p99'))} | {fmt(r.get('push_p50'))} / "
             f"{fmt(r.get('push_p99'))} | {r.get('push_lost', '-')} | "
@@ -764,11 +785,20 @@ def main() -> int:
         CABINET_HEARTBEAT_INTERVAL_S=str(HEARTBEAT_S),
         # Storm commands must outlive the storm: this measures delivery, not expiry.
         CABINET_UNLOCK_TTL_S="600",
-        # config.settings.test switches admission by loop lateness off; production has it.
-        CABINET_ADMISSION_MAX_LAG_S=os.environ.get("CABINET_ADMISSION_MAX_LAG_S", "0.25"),
     )
     started = time.monotonic()
     fleet = setup_django(env)
+    # config.settings.test switches admission by loop lateness and the garbage collector's
+    # periodic freeze off; the servers measured here run production's values (read once
+    # Django is set up: config.settings.base reads the environment when imported).
+    from config.settings import base as production
+
+    env.update(
+        {
+            name: os.environ.get(name, str(getattr(production, name)))
+            for name in ("CABINET_ADMISSION_MAX_LAG_S", "CABINET_GC_FREEZE_S", "CABINET_GC_THAW_S")
+        }
+    )
     print(f"provisioned {len(fleet)} cabinets in {time.monotonic() - started:.0f} s", flush=True)
     print(f"server logs in {workdir}", flush=True)
     results: list[dict[str, Any]] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from redis.exceptions import RedisError
 
 from cabinet_agent import protocol
 from cabinets.admission import admission
+from cabinets.gc_policy import gc_policy
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, cabinet_authenticate, link_backlog
@@ -53,15 +55,16 @@ COMMAND_ACKNOWLEDGEMENTS = frozenset(
 )
 
 
-def _telemetry_digest(telemetry: dict[str, Any]) -> tuple[Any, ...]:
+def _telemetry_digest(telemetry: dict[str, Any]) -> int:
     # What makes a telemetry write worth it: doors, versions and power source, not the
-    # temperature's last decimal.
-    return (
-        tuple(sorted((telemetry.get("doors") or {}).items())),
+    # temperature's last decimal. Kept per socket as a hash, not as the tuple.
+    digest = (
+        sorted((telemetry.get("doors") or {}).items()),
         telemetry.get("firmware_version"),
         telemetry.get("config_version"),
         telemetry.get("power"),
     )
+    return hash(repr(digest))
 
 
 def supported_protocol(headers: dict[bytes, bytes]) -> bool:
@@ -97,6 +100,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
     async def connect(self) -> None:
+        gc_policy.watch()
         # Admission first, before any database or Redis work: a saturated process refuses at
         # once, with a hint, instead of accepting slowly until the cabinet times out.
         if not admission.try_enter():
@@ -146,20 +150,24 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             self._refuse(auth.reason)
             await self.close()
             return
-        self.session = auth.session
+        # The stored telemetry is kept once, below, not in the session too.
+        self.session = dataclasses.replace(auth.session, telemetry={})
         self.replaced = False
-        self.bad_frames: deque[float] = deque()
+        # Per socket, times 10,000: what most links never need is made when first needed (an
+        # empty deque is 760 bytes, a set 216).
+        self.bad_frames: deque[float] | None = None
         # What is stored counts as just written: a reconnecting cabinet's first heartbeat
         # costs no database write unless something changed.
-        self.telemetry_digest: tuple[Any, ...] | None = (
+        self.telemetry_digest: int | None = (
             _telemetry_digest(auth.session.telemetry) if auth.session.telemetry else None
         )
         self.telemetry_written_at = time.monotonic()
         # Telemetry keys are optional (protocol §4): a key a heartbeat leaves out keeps the
         # value last reported, rather than erasing the stored one.
-        self.telemetry: dict[str, Any] = dict(auth.session.telemetry or {})
-        self.delivered: set[str] = set()
-        self.resends: dict[str, asyncio.Task[None]] = {}
+        # Not copied: heartbeats merge into a new dict, they never change this one.
+        self.telemetry: dict[str, Any] = auth.session.telemetry or {}
+        self.delivered: set[str] | None = None
+        self.resends: dict[str, asyncio.Task[None]] | None = None
         loop = asyncio.get_running_loop()
         self.last_frame_at = loop.time()
         # A timer handle, not a task: 10,000 sleeping coroutines would cost memory per socket.
@@ -223,7 +231,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         if self.silence_timer is not None:
             self.silence_timer.cancel()
             self.silence_timer = None
-        for task in list(self.resends.values()):
+        for task in list((self.resends or {}).values()):
             task.cancel()
         try:
             await self.channel_layer.group_discard(
@@ -300,6 +308,8 @@ class CabinetConsumer(AsyncWebsocketConsumer):
     async def _bad_frame(self, code: str, message: str, *, ref: str | None) -> None:
         assert self.session is not None
         now = asyncio.get_running_loop().time()
+        if self.bad_frames is None:
+            self.bad_frames = deque()
         self.bad_frames.append(now)
         while self.bad_frames and self.bad_frames[0] <= now - BAD_FRAME_WINDOW_S:
             self.bad_frames.popleft()
@@ -375,11 +385,15 @@ class CabinetConsumer(AsyncWebsocketConsumer):
 
     async def _deliver(self, frame: dict[str, Any]) -> None:
         command_id = frame["command"]["id"]
-        if command_id in self.delivered:
+        if self.delivered is None:
+            self.delivered = set()
+        elif command_id in self.delivered:
             return
         self.delivered.add(command_id)
         await self._send(frame)
         if await db(command_mark_sent)(command_id=command_id):
+            if self.resends is None:
+                self.resends = {}
             self.resends[command_id] = asyncio.create_task(self._resend_until_received(frame))
 
     async def _resend_until_received(self, frame: dict[str, Any]) -> None:
@@ -401,10 +415,11 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 except Exception:  # the socket is going away; disconnect() cleans up
                     return
         finally:
-            self.resends.pop(command_id, None)
+            if self.resends is not None:
+                self.resends.pop(command_id, None)
 
     def _stop_resending(self, command_id: str | None) -> None:
-        task = self.resends.pop(command_id, None) if command_id else None
+        task = self.resends.pop(command_id, None) if command_id and self.resends else None
         if task is not None:
             task.cancel()
 

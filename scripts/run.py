@@ -92,6 +92,10 @@ def main() -> int:
             "off",
             "--ws-max-size",
             "2097152",
+            # Cabinet frames are small JSON; a socket whose client negotiates compression
+            # costs about twice the memory (../shared/CHANNELS-NOTES.md). Refused here.
+            "--ws-per-message-deflate",
+            "false",
             "--workers",
             str(web_concurrency),
             # The supervisor kills a worker that does not answer its ping in time (5 s by

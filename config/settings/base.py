@@ -498,6 +498,12 @@ CELERY_BEAT_SCHEDULE["identity-purge-tokens"] = {
 CABINET_RECEIPT_TIMEOUT_S = env.float("CABINET_RECEIPT_TIMEOUT_S", default=5.0)
 # The ASGI process freezes its start-up objects out of the garbage collector (config/asgi.py).
 CABINET_ASGI_GC_FREEZE = env.bool("CABINET_ASGI_GC_FREEZE", default=True)
+# ... and then, every this many seconds, what has lived since (cabinets/gc_policy.py: a full
+# collection walked every socket's objects, up to 1.3 s with 5,000 sockets); 0: never.
+CABINET_GC_FREEZE_S = env.float("CABINET_GC_FREEZE_S", default=5.0)
+# Every this many seconds the process unfreezes, collects the garbage cycles among frozen
+# objects in one full collection, and freezes again; 0: never.
+CABINET_GC_THAW_S = env.float("CABINET_GC_THAW_S", default=3600.0)
 # Admission control (cabinets/admission.py, protocol §11): handshakes one ASGI process runs at
 # a time; more are refused at once with HTTP 503 and a Retry-After hint between these bounds.
 CABINET_HANDSHAKE_MAX_IN_FLIGHT = env.int("CABINET_HANDSHAKE_MAX_IN_FLIGHT", default=64)

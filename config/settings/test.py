@@ -46,6 +46,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 # A busy test machine runs every loop late: admission by lateness would make tests refuse
 # handshakes at random. Tests that need it set it (bench/fleet.py sets the production value).
 CABINET_ADMISSION_MAX_LAG_S = env.float("CABINET_ADMISSION_MAX_LAG_S", default=0.0)
+# Consumers run inside the pytest process too (WebsocketCommunicator): freezing it would keep
+# every test's garbage cycles. Tests of the policy set it; bench/fleet.py sets production's.
+CABINET_GC_FREEZE_S = env.float("CABINET_GC_FREEZE_S", default=0.0)
+CABINET_GC_THAW_S = env.float("CABINET_GC_THAW_S", default=0.0)
 
 # End-to-end tests point the processes they start (ASGI server) at their worker's queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")

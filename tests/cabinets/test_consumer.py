@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from cabinet_agent import protocol
-from cabinets import consumers, presence, selectors
+from cabinets import consumers, presence
 from cabinets.models import (
     Cabinet,
     CabinetCommand,
@@ -24,7 +24,7 @@ from cabinets.models import (
     ServiceState,
 )
 from cabinets.presence import presence_snapshot
-from cabinets.selectors import cabinet_authenticate, commands_to_deliver
+from cabinets.selectors import cabinet_authenticate
 from cabinets.services.commands import command_issue, commands_expire, compartment_unlock
 from cabinets.services.credentials import cabinet_credential_issue, cabinet_credential_revoke
 from cabinets.services.liveness import cabinets_liveness_sync
@@ -259,15 +259,17 @@ def test_a_command_committed_while_the_cabinet_connects_is_delivered_on_that_lin
     cabinet, compartment, issued = provisioned
     during: list[str] = []
 
+    read_backlog = consumers.link_backlog
+
     def read_then_issue(session):  # type: ignore[no-untyped-def]
-        pending = commands_to_deliver(session)
+        backlog = read_backlog(session)
         if not during:
             during.append(
                 str(compartment_unlock(compartment=compartment, actor=STAFF, reason="r").pk)
             )
-        return pending
+        return backlog
 
-    monkeypatch.setattr(selectors, "commands_to_deliver", read_then_issue)
+    monkeypatch.setattr(consumers, "link_backlog", read_then_issue)
 
     async def scenario() -> dict:  # type: ignore[type-arg]
         comm, _ = await open_link(issued.credential)

@@ -416,6 +416,28 @@ def test_a_graceful_server_restart_closes_with_1012_which_the_document_lists(
     assert sent_by == "server" and reaction.startswith("reconnect")
 
 
+def test_the_server_refuses_compression_a_client_offers(
+    provisioned, asgi_server_process: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    """A socket with permessage-deflate costs about twice the server memory; cabinet frames are
+    small JSON. A client that offers it gets a plain link, which still works."""
+    _, _, issued = provisioned
+
+    async def scenario() -> list[Any]:
+        async with connect(
+            asgi_server_process.ws_url,
+            additional_headers=_headers(issued.credential),
+            compression="deflate",
+        ) as ws:
+            assert (await _recv(ws))["type"] == "hello"
+            event = protocol.make_door_event(compartment="Z99", event="closed", at=1)
+            await ws.send(protocol.encode_frame(event))
+            assert await _recv(ws) == {"type": "ack", "ref": event["id"]}
+            return list(ws.protocol.extensions)
+
+    assert asyncio.run(scenario()) == []
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -426,7 +448,7 @@ def test_a_graceful_server_restart_closes_with_1012_which_the_document_lists(
     ],
     ids=lambda path: path.name,
 )
-def test_every_place_that_starts_uvicorn_sets_the_documented_websocket_size_limit(
+def test_every_place_that_starts_uvicorn_sets_the_documented_websocket_limits(
     command: Path,
 ) -> None:
     text = command.read_text()
@@ -436,6 +458,8 @@ def test_every_place_that_starts_uvicorn_sets_the_documented_websocket_size_limi
         r"--ws-max-size[\s\"',]+(" + limit + r"|str\(protocol\.TRANSPORT_MAX_FRAME_BYTES\))", text
     )
     assert "2 MiB" in DOC.read_text()
+    # And none negotiates compression (memory per socket: docs/benchmarks.md).
+    assert re.search(r"--ws-per-message-deflate[\s\"',]+false", text)
 
 
 # --- §10 The reference agent against the real server -------------------------------------------

@@ -98,6 +98,8 @@ class LiveServer:
             "off",
             "--ws-max-size",
             str(protocol.TRANSPORT_MAX_FRAME_BYTES),
+            "--ws-per-message-deflate",
+            "false",
             "--log-level",
             self.log_level,
             "--access-log" if self.access_log else "--no-access-log",
