@@ -19,9 +19,18 @@ import math
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
+
+from cabinet_agent import protocol
+from cabinets.gc_policy import gc_policy
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 # The window over which refusals and completions are counted for the hint.
 WINDOW_S = 10.0
@@ -101,3 +110,78 @@ class HandshakeAdmission:
 
 
 admission = HandshakeAdmission()
+
+
+@dataclass
+class AdmissionTicket:
+    """One admitted handshake's place in `in_flight`, given back once: by the consumer when its
+    handshake ended, or by the gate when the socket ended before that."""
+
+    left: bool = False
+
+    def leave(self, *, completed: bool) -> None:
+        if not self.left:
+            self.left = True
+            admission.leave(completed=completed)
+
+
+SCOPE_KEY = "cabinet.admission"
+
+
+def admission_ticket(scope: dict[str, Any]) -> AdmissionTicket:
+    """The ticket the gate put in the scope (a spent one where no gate ran, e.g. a test
+    mounting the consumer alone)."""
+    ticket = scope.get(SCOPE_KEY)
+    return ticket if isinstance(ticket, AdmissionTicket) else AdmissionTicket(left=True)
+
+
+async def admission_refuse(scope: dict[str, Any], send: Send) -> None:
+    """Refuse a cabinet's handshake as busy, with a retry hint (protocol §11): HTTP 503 and
+    `Retry-After` through the ASGI denial-response extension (uvicorn), else accept and close
+    4429 with `retry-after=N` (a close before accept would be a bare 403, which says nothing
+    about load)."""
+    retry_after = admission.retry_after_s()
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": protocol.ADMISSION_HTTP_STATUS,
+                "headers": [
+                    (protocol.RETRY_AFTER_HEADER.lower().encode(), str(retry_after).encode()),
+                    (b"content-type", b"text/plain"),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": b"busy\n"})
+        return
+    await send({"type": "websocket.accept"})
+    await send(
+        {
+            "type": "websocket.close",
+            "code": protocol.CloseCode.TRY_AGAIN_LATER,
+            "reason": f"{protocol.RETRY_AFTER_REASON_PREFIX}{retry_after}",
+        }
+    )
+
+
+class AdmissionGate:
+    """ASGI middleware in front of the cabinet link's router: a handshake the process cannot
+    take now is refused here, before Channels makes a consumer for it (a consumer starts a
+    channel-layer receive on Redis and two tasks, and in a storm most handshakes are refused:
+    py-spy, docs/benchmarks.md). An admitted one carries its ticket in the scope."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        gc_policy.watch()
+        if not admission.try_enter():
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await admission_refuse(scope, send)
+            return
+        ticket = AdmissionTicket()
+        try:
+            await self.app({**scope, SCOPE_KEY: ticket}, receive, send)
+        finally:
+            ticket.leave(completed=False)  # the socket ended during its handshake

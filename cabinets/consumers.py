@@ -21,8 +21,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from cabinet_agent import protocol
-from cabinets.admission import admission
-from cabinets.gc_policy import gc_policy
+from cabinets.admission import admission_refuse, admission_ticket
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import CabinetSession, cabinet_authenticate, link_backlog
@@ -100,42 +99,19 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
     async def connect(self) -> None:
-        gc_policy.watch()
-        # Admission first, before any database or Redis work: a saturated process refuses at
-        # once, with a hint, instead of accepting slowly until the cabinet times out.
-        if not admission.try_enter():
-            await self._refuse_busy()
-            return
+        # Admission ran before this consumer was made (cabinets.admission.AdmissionGate): a
+        # saturated process refused at once, with a hint, instead of accepting slowly until
+        # the cabinet times out. This handshake holds one of the process's places until here.
         completed = False
         try:
             await self._open()
             completed = self.session is not None
         finally:
-            admission.leave(completed=completed)
+            admission_ticket(self.scope).leave(completed=completed)
 
     async def _refuse_busy(self) -> None:
-        retry_after = admission.retry_after_s()
-        if "websocket.http.response" in (self.scope.get("extensions") or {}):
-            # The ASGI denial-response extension (uvicorn): HTTP 503 + Retry-After, no upgrade.
-            await self.base_send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": protocol.ADMISSION_HTTP_STATUS,
-                    "headers": [
-                        (protocol.RETRY_AFTER_HEADER.lower().encode(), str(retry_after).encode()),
-                        (b"content-type", b"text/plain"),
-                    ],
-                }
-            )
-            await self.base_send({"type": "websocket.http.response.body", "body": b"busy\n"})
-            self.closed = True
-            return
-        # Elsewhere a close before accept is a bare 403, which says nothing about load.
-        await self.accept()
-        await self.close(
-            code=protocol.CloseCode.TRY_AGAIN_LATER,
-            reason=f"{protocol.RETRY_AFTER_REASON_PREFIX}{retry_after}",
-        )
+        self.closed = True
+        await admission_refuse(self.scope, self.base_send)
 
     async def _open(self) -> None:
         headers = dict(self.scope.get("headers") or [])

@@ -14,6 +14,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from cabinets.admission import AdmissionGate  # noqa: E402
 from cabinets.redaction import link_url_redaction_install  # noqa: E402
 from cabinets.routing import CabinetLinkUrlOnly, websocket_urlpatterns  # noqa: E402
 
@@ -22,7 +23,7 @@ from cabinets.routing import CabinetLinkUrlOnly, websocket_urlpatterns  # noqa: 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": CabinetLinkUrlOnly(URLRouter(websocket_urlpatterns)),
+        "websocket": CabinetLinkUrlOnly(AdmissionGate(URLRouter(websocket_urlpatterns))),
     }
 )
 # After Django's logging setup, in the ASGI server's process: a credential put in a URL by a

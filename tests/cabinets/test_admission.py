@@ -94,6 +94,35 @@ def test_a_busy_process_refuses_a_handshake_at_once_with_4429_and_a_retry_hint(
         release.set()
 
 
+def test_a_refused_handshake_gets_no_consumer_and_no_channel(issued, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The gate refuses before Channels makes a consumer: no channel name, no receive on Redis.
+    settings.CABINET_HANDSHAKE_MAX_IN_FLIGHT = 0
+    made: list[object] = []
+    real_init = consumers.CabinetConsumer.__init__
+
+    def counting_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(consumers.CabinetConsumer, "__init__", counting_init)
+
+    async def scenario() -> None:
+        busy = communicator(issued.credential)
+        connected, _ = await busy.connect(timeout=10)
+        assert connected  # accepted only to say why (no denial-response extension here)
+        closed = await busy.receive_output(timeout=10)
+        assert (closed["type"], closed["code"]) == (
+            "websocket.close",
+            protocol.CloseCode.TRY_AGAIN_LATER,
+        )
+        assert protocol.parse_retry_after(closed["reason"]) is not None
+        await busy.wait()
+
+    async_to_sync(scenario)()
+    assert made == []
+    assert admission.in_flight == 0
+
+
 def test_a_link_closed_by_a_revocation_is_not_closed_again_by_a_replacement(issued) -> None:  # type: ignore[no-untyped-def]
     # Under load a replacement, a revocation and a silence timeout can all reach the same
     # socket; a second close made uvicorn raise "Unexpected ASGI message 'websocket.close',

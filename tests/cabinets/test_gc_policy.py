@@ -85,10 +85,10 @@ def test_with_both_periods_zero_nothing_is_frozen_or_thawed(settings, thawed_aft
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_first_handshake_of_a_loop_starts_the_processs_policy(
+def test_the_first_handshake_of_a_loop_starts_the_processs_policy_at_the_admission_gate(
     settings, monkeypatch, thawed_after
 ) -> None:  # type: ignore[no-untyped-def]
-    from cabinets import consumers
+    from cabinets import admission
     from cabinets.services.credentials import cabinet_credential_issue
     from core.actors import Actor
     from tests.cabinets.link import open_link
@@ -97,7 +97,7 @@ def test_the_first_handshake_of_a_loop_starts_the_processs_policy(
     settings.CABINET_GC_FREEZE_S = 0.05
     settings.CABINET_GC_THAW_S = 0
     policy = GcPolicy()
-    monkeypatch.setattr(consumers, "gc_policy", policy)
+    monkeypatch.setattr(admission, "gc_policy", policy)
     issued = cabinet_credential_issue(
         cabinet=CabinetFactory(serial="SH-GC-1"), actor=Actor.system("test")
     )
