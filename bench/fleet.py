@@ -379,40 +379,117 @@ def percentile(values: list[float], p: float) -> float | None:
 
 class Issuer:
     """Unlocks as the platform issues them (the service: stored, then pushed on commit), or a
-    bare group_send for the echo server."""
+    bare group_send for the echo server, from a process of their own (as a web request or a
+    Celery worker would issue them): not on the GIL of the clients' event loop, which would
+    add the load generator's own delays to every push measured. Eight threads, for the
+    burst's concurrent issuers. Start times are `time.perf_counter()` in that process: on
+    Linux the system-wide monotonic clock, the one the clients' arrival times use."""
 
-    def __init__(self, kind: str, clients: list[Client]) -> None:
-        self.kind = kind
-        self.compartments: dict[int, Any] = {}
-        if kind == "platform":
-            from cabinets.models import Compartment
+    THREADS = 8
 
-            rows = Compartment.objects.filter(
-                cabinet_id__in=[c.cabinet_id for c in clients], label="A01"
-            ).select_related("cabinet")
-            self.compartments = {r.cabinet_id: r for r in rows}
+    def __init__(self, kind: str, cabinet_ids: list[int], env: dict[str, str]) -> None:
+        import itertools
+        import multiprocessing
+        import threading
 
-    async def unlock(self, client: Client) -> str:
-        from asgiref.sync import sync_to_async
-        from channels.layers import get_channel_layer
-
-        from cabinet_agent import protocol
-        from cabinets.services.commands import compartment_unlock
-        from core.actors import Actor
-
-        if self.kind == "platform":
-            command = await sync_to_async(compartment_unlock, thread_sensitive=False)(
-                compartment=self.compartments[client.cabinet_id],
-                actor=Actor.system("bench"),
-                reason="bench",
-            )
-            return str(command.pk)
-        command_id = protocol.new_id()
-        frame = {"type": "command", "command": {"id": command_id}}
-        await get_channel_layer().group_send(
-            f"cabinet.{client.cabinet_id}", {"type": "link.send", "frame": frame}
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_issuer_main, args=(child, kind, cabinet_ids, env), daemon=True
         )
-        return command_id
+        self.process.start()
+        self._ids = itertools.count()
+        self._pending: dict[int, asyncio.Future[tuple[str, float]]] = {}
+        self._lock = threading.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                request_id, command_id, started = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            future = self._pending.pop(request_id)
+            self._loop.call_soon_threadsafe(future.set_result, (command_id, started))
+
+    async def ready(self) -> None:
+        await self.unlock_cabinet(None)
+
+    async def unlock(self, client: Client) -> tuple[str, float]:
+        """(command id, when the issue started)."""
+        return await self.unlock_cabinet(client.cabinet_id)
+
+    async def unlock_cabinet(self, cabinet_id: int | None) -> tuple[str, float]:
+        request_id = next(self._ids)
+        future = self._pending[request_id] = self._loop.create_future()
+        with self._lock:
+            self.conn.send((request_id, cabinet_id))
+        return await future
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _issuer_main(conn: Any, kind: str, cabinet_ids: list[int], env: dict[str, str]) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from cabinet_agent import protocol
+    from cabinets.models import Compartment
+    from cabinets.services.commands import compartment_unlock
+    from core.actors import Actor
+
+    compartments = (
+        {
+            row.cabinet_id: row
+            for row in Compartment.objects.filter(
+                cabinet_id__in=cabinet_ids, label="A01"
+            ).select_related("cabinet")
+        }
+        if kind == "platform"
+        else {}
+    )
+    lock = threading.Lock()
+    actor = Actor.system("bench")
+
+    def issue(request_id: int, cabinet_id: int | None) -> None:
+        started = time.perf_counter()
+        if cabinet_id is None:  # ready?
+            command_id = ""
+        elif kind == "platform":
+            command = compartment_unlock(
+                compartment=compartments[cabinet_id], actor=actor, reason="bench"
+            )
+            command_id = str(command.pk)
+        else:
+            command_id = protocol.new_id()
+            frame = {"type": "command", "command": {"id": command_id}}
+            async_to_sync(get_channel_layer().group_send)(
+                f"cabinet.{cabinet_id}", {"type": "link.send", "frame": frame}
+            )
+        with lock:
+            conn.send((request_id, command_id, started))
+
+    with ThreadPoolExecutor(Issuer.THREADS) as pool:
+        while True:
+            try:
+                request_id, cabinet_id = conn.recv()
+            except (EOFError, OSError):
+                return
+            pool.submit(issue, request_id, cabinet_id)
 
 
 def redis_commands() -> int:
@@ -470,6 +547,7 @@ async def measure(
     result: dict[str, Any] = {"kind": kind, "level": level, "processes": PROCESSES}
     tasks: list[asyncio.Task[None]] = []
     warm: asyncio.Task[tuple[int, int]] | None = None
+    issuer: Issuer | None = None
     try:
         await asyncio.sleep(2)
         rss0 = sum(server.rss_kb())
@@ -487,7 +565,8 @@ async def measure(
         )  # fmt: skip
         await asyncio.sleep(5)  # first heartbeats and their telemetry writes settle
         rss = server.rss_kb()
-        issuer = await sync_to_async(Issuer)(kind, clients)
+        issuer = Issuer(kind, [c.cabinet_id for c in clients], env)
+        await issuer.ready()
         stats.record_heartbeats = True
         cpu0, t0 = server.cpu_s(), time.monotonic()
         redis0, db0 = redis_commands(), await sync_to_async(database_writes)()
@@ -516,8 +595,7 @@ async def measure(
             client = random.choice(live)
             while not client.connected.is_set():  # reconnecting: a bare push would be lost
                 client = random.choice(live)
-            start = time.perf_counter()
-            command_id = await issuer.unlock(client)
+            command_id, start = await issuer.unlock(client)
             try:
                 received = await asyncio.wait_for(asyncio.shield(stats.arrival(command_id)), 5)
                 push_ms.append((received - start) * 1000)
@@ -543,6 +621,8 @@ async def measure(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if issuer is not None:
+            issuer.stop()
         server.stop()
     return result
 
@@ -559,8 +639,8 @@ async def burst(issuer: Issuer, live: list[Client], stats: Stats) -> dict[str, A
     async def issue() -> None:
         while not queue.empty():
             client = queue.get_nowait()
-            t = time.perf_counter()
-            started[await issuer.unlock(client)] = t
+            command_id, t = await issuer.unlock(client)
+            started[command_id] = t
 
     t0 = time.perf_counter()
     await asyncio.gather(*(issue() for _ in range(8)))
@@ -591,13 +671,13 @@ async def storm(kind: str, issuer: Issuer, clients: list[Client], stats: Stats) 
     issued: dict[str, Client] = {}
     half = len(targets) // 2
     for client in targets[:half]:
-        issued[await issuer.unlock(client)] = client
+        issued[(await issuer.unlock(client))[0]] = client
     dropped = time.monotonic()
     for client in live:
         client.ws.transport.abort()
     await asyncio.sleep(0.5)
     for client in targets[half:]:  # while the fleet reconnects
-        issued[await issuer.unlock(client)] = client
+        issued[(await issuer.unlock(client))[0]] = client
         await asyncio.sleep(SPREAD_S / max(len(targets) - half, 1))
     # Settled: every client had a new session and is connected.
     with contextlib.suppress(TimeoutError):
@@ -676,7 +756,7 @@ def report(results: list[dict[str, Any]], *, database: str, took: float, load: s
         f"run: {load}.",
         "",
         f"Each row is one fresh `uvicorn --workers {PROCESSES}` ({PROCESSES} ASGI processes on "
-        "one port, `--loop asyncio --ws websockets`, FleetRedisChannelLayer); N lean clients "
+        "one port, `--loop asyncio --ws websockets-sansio --ws-per-message-deflate false`, FleetRedisChannelLayer); N lean clients "
         f"connect at about {CONNECT_RATE}/s and reconnect as the reference agent does (spread "
         f"{SPREAD_S:.0f} s, full-jitter backoff, the server's Retry-After; handshake timeout "
         f"{OPEN_TIMEOUT_S:.0f} s); heartbeats every "
@@ -685,7 +765,8 @@ def report(results: list[dict[str, Any]], *, database: str, took: float, load: s
         "TCP connect → hello received. Heartbeat RTT = heartbeat sent → pong of a ping sent "
         "right after it (the server's event loop read the heartbeat). Push = issue → command "
         "frame received (platform: the `compartment_unlock` service, stored then pushed on "
-        f"commit; echo: a bare `group_send`), {PUSHES} sequential unlocks; burst = {BURST} "
+        "commit; echo: a bare `group_send`; issued from a process of their own, not the "
+        f"clients'), {PUSHES} sequential unlocks; burst = {BURST} "
         "unlocks issued by 8 concurrent issuers. Storm = every socket cut at once, "
         f"{STORM_COMMANDS} unlocks issued just before and during the reconnect. KB/cabinet: "
         "server RSS (sum of the processes) added per cabinet once a fiftieth of the level was "

@@ -69,10 +69,15 @@ def cabinet_authenticate(authorization: str | None) -> AuthResult:
     if parsed is None:
         return AuthResult(None, "malformed")
     key_id, secret = parsed
-    credential = (
-        CabinetCredential.objects.select_related("cabinet", "supersedes")
-        .filter(key_id=key_id)
-        .first()
+    # key_id is unique: no ORDER BY (what .first() adds costs a fifth of this read's time in
+    # Django's compiler, on every handshake of a reconnect storm).
+    credential = next(
+        iter(
+            CabinetCredential.objects.select_related("cabinet", "supersedes").filter(key_id=key_id)[
+                :1
+            ]
+        ),
+        None,
     )
     if credential is None or not protocol.secret_matches(secret, credential.secret_hash):
         return AuthResult(None, "unknown")
@@ -194,11 +199,13 @@ def link_backlog(session: CabinetSession) -> LinkBacklog:
     (state, and whether any command waits) and no write, in one thread hop after the
     authentication's; the commands themselves only when some wait, which a reconnect storm's
     cabinets mostly have not."""
-    row = (
-        Cabinet.objects.filter(pk=session.cabinet_id)
-        .annotate(waiting=Exists(_commands_open(session.cabinet_id)))
-        .values_list("state", "waiting")
-        .first()
+    row = next(
+        iter(
+            Cabinet.objects.filter(pk=session.cabinet_id)
+            .annotate(waiting=Exists(_commands_open(session.cabinet_id)))
+            .values_list("state", "waiting")[:1]
+        ),
+        None,
     )
     if row is None:
         return LinkBacklog(state="", pending=[])
