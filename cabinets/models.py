@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy
@@ -33,6 +33,13 @@ CABINET_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# What a serial is, wherever one comes in (the admin, a provisioning CSV, the carrier API).
+SERIAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+serial_validator = RegexValidator(
+    SERIAL_PATTERN, gettext_lazy("letters, digits, '.', '_' or '-', at most 32")
+)
+
+
 class ConnectionState(models.TextChoices):
     NEVER = "never", gettext_lazy("Never connected")
     ONLINE = "online", gettext_lazy("Online")
@@ -43,6 +50,7 @@ class Cabinet(models.Model):
     serial = models.CharField(
         max_length=32,
         unique=True,
+        validators=[serial_validator],
         help_text=gettext_lazy("Printed on the cabinet."),
         verbose_name=gettext_lazy("serial"),
     )

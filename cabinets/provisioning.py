@@ -24,12 +24,14 @@ from django.utils.text import slugify
 from django.utils.translation import gettext
 
 from cabinets.models import (
+    SERIAL_PATTERN,
     Cabinet,
     CabinetImport,
     CabinetState,
     CabinetTag,
     Compartment,
     CompartmentSize,
+    serial_validator,
 )
 from cabinets.services.credentials import IssuedCredential, cabinet_credentials_issue_bulk
 from core.actors import Actor
@@ -51,7 +53,6 @@ CABINET_FIELDS = (*REQUIRED_COLUMNS[1:], "time_zone")
 # Compartment labels per size: "S:6,M:4,L:2" -> A01..A06 (S), B01..B04 (M), C01..C02 (L).
 SIZE_ROW_LETTER = {CompartmentSize.S: "A", CompartmentSize.M: "B", CompartmentSize.L: "C"}
 _LAYOUT_ITEM = re.compile(r"^(?P<size>[SML]):(?P<count>\d{1,2})$")
-_SERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 CHUNK = 1000
 
 Progress = Callable[[int, int], None]
@@ -146,8 +147,8 @@ def _validate(
             fail(name, gettext("is required"))
         values[name] = value
     serial = values["serial"]
-    if serial and not _SERIAL.match(serial):
-        fail("serial", gettext("letters, digits, '.', '_' or '-', at most 32"))
+    if serial and not re.match(SERIAL_PATTERN, serial):
+        fail("serial", str(serial_validator.message))
     for name, limit in (
         ("name", 120),
         ("address", 255),

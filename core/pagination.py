@@ -19,8 +19,9 @@ MAX_OFFSET = 10_000_000
 
 def _bounded_int(request: Request, name: str, *, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
+    # `?limit=` (empty) is no integer: refused, as the changes feed refuses it.
     refusal = gettext("Must be an integer from %(low)d to %(high)d.") % {"low": low, "high": high}
     if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(high)) or int(raw) < low:
         raise ValidationError({name: [refusal]})

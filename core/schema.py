@@ -35,17 +35,31 @@ TAG_DESCRIPTIONS = {
 }
 
 
+# DRF's CharField refuses a NUL character (PostgreSQL cannot store one) and trims spaces
+# before it checks for blanks; a string without its own pattern gets one that says so.
+_NO_NUL = r"^[^\x00]*$"
+_NOT_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
+
+
+def _string_rules(schema: dict[str, Any]) -> None:
+    if schema.get("type") != "string" or "enum" in schema or "pattern" in schema:
+        return
+    if schema.get("format") == "binary":
+        schema.setdefault("minLength", 1)  # an upload must not be empty
+    elif "format" not in schema:
+        schema["pattern"] = _NOT_BLANK if schema.get("minLength", 0) >= 1 else _NO_NUL
+
+
 def _request_rules(component: dict[str, Any]) -> None:
-    """What DRF refuses in a request body that drf-spectacular does not say: a required
-    string (trimmed, not blank) must hold a non-space character, and an upload must not be
-    empty."""
+    """What DRF refuses in a request body that drf-spectacular does not say."""
     for prop in component.get("properties", {}).values():
-        if prop.get("type") != "string":
-            continue
-        if prop.get("format") == "binary":
-            prop.setdefault("minLength", 1)
-        elif prop.get("minLength") == 1 and "pattern" not in prop and "enum" not in prop:
-            prop["pattern"] = r"\S"
+        _string_rules(prop)
+
+
+def _parameter_rules(operation: dict[str, Any]) -> None:
+    """The same for query and path parameters: the API reads them through serializers."""
+    for parameter in operation.get("parameters", []):
+        _string_rules(parameter.get("schema", {}))
 
 
 def errors_and_tags_hook(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -70,6 +84,7 @@ def errors_and_tags_hook(result: dict[str, Any], **kwargs: Any) -> dict[str, Any
     for path, operations in result.get("paths", {}).items():
         tag = next((tag for prefix, tag in TAGS.items() if path.startswith(prefix)), None)
         for method, operation in operations.items():
+            _parameter_rules(operation)
             if tag is not None:
                 operation["tags"] = [tag]
             errors = dict(_ALWAYS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import Count, Q
@@ -13,14 +14,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cabinets.models import Cabinet, CabinetState, CompartmentSize
+from cabinets.models import Cabinet, CabinetState, CompartmentSize, serial_validator
 from cabinets.selectors import compartments_free
 from core.actors import Actor, ActorKind
 from core.errors import Conflict, NotFound
 from core.pagination import BoundedLimitOffsetPagination, paginated, paginated_parameters
 from core.parsers import BoundedJSONParser
 from courier.authentication import CarrierApiKeyAuthentication, CarrierClient
-from courier.cursors import change_cursor_decode, change_cursor_encode
+from courier.cursors import CHANGE_CURSOR_PATTERN, change_cursor_decode, change_cursor_encode
 from courier.models import Carrier, Parcel, ParcelDirection, ParcelEvent, ParcelStatus
 from courier.selectors import collection_list, parcel_changes, parcel_events, parcel_for_carrier
 from courier.services.parcels import (
@@ -33,6 +34,10 @@ from identity.phones import PhoneField
 from identity.services import identity_for_phone
 
 STATUS_VALUES = ", ".join(ParcelStatus.values)
+TRACKING_NUMBER_PATTERN = r"^[A-Za-z0-9-]{4,40}$"
+TRACKING_NUMBER_PARAMETER = OpenApiParameter(
+    "tracking_number", str, OpenApiParameter.PATH, pattern=TRACKING_NUMBER_PATTERN
+)
 
 
 class IsCarrier(permissions.BasePermission):
@@ -59,7 +64,12 @@ class CarrierApi(APIView):
         return Actor(kind=ActorKind.CARRIER, label=f"{user.carrier.code}/{user.key_prefix}")
 
     def own_parcel(self, tracking_number: str) -> Parcel:
-        parcel = parcel_for_carrier(carrier=self.carrier, tracking_number=tracking_number)
+        # A number that announcing refuses names no parcel, and is not queried: PostgreSQL
+        # refuses a NUL character in a query (a 500 where a 404 belongs).
+        if re.fullmatch(TRACKING_NUMBER_PATTERN, tracking_number):
+            parcel = parcel_for_carrier(carrier=self.carrier, tracking_number=tracking_number)
+        else:
+            parcel = None
         if parcel is None:
             # Another carrier's parcel is indistinguishable from a missing one.
             raise NotFound(
@@ -75,6 +85,7 @@ class PersonSerializer(serializers.Serializer):
     phone = PhoneField(help_text="E.164, or a national number (then +86 is assumed)")
     name = serializers.CharField(max_length=120)
     email = serializers.EmailField(
+        max_length=254,
         required=False,
         allow_blank=True,
         help_text="Notifications of this parcel go here too (never another carrier's).",
@@ -117,11 +128,13 @@ class ParcelDetailSerializer(ParcelOutputSerializer):
 
 class ParcelListApi(CarrierApi):
     class ParcelAnnounceInputSerializer(serializers.Serializer):
-        tracking_number = serializers.RegexField(r"^[A-Za-z0-9-]{4,40}$")
+        tracking_number = serializers.RegexField(TRACKING_NUMBER_PATTERN)
         recipient = PersonSerializer()
         sender = PersonSerializer(required=False)
         size = serializers.ChoiceField(choices=CompartmentSize.choices)
-        cabinet = serializers.CharField(max_length=32, help_text="Serial of the chosen cabinet.")
+        cabinet = serializers.CharField(
+            max_length=32, validators=[serial_validator], help_text="Serial of the chosen cabinet."
+        )
         direction = serializers.ChoiceField(
             choices=ParcelDirection.choices, default=ParcelDirection.DELIVERY
         )
@@ -142,7 +155,8 @@ class ParcelListApi(CarrierApi):
             .order_by("-created_at", "-id")
         )
         status = request.query_params.get("status")
-        if status:
+        # `?status=` (empty) is refused too, like every value the schema does not list.
+        if status is not None:
             if status not in ParcelStatus.values:
                 raise ValidationError(
                     {"status": [gettext("One of: %(values)s.") % {"values": STATUS_VALUES}]}
@@ -200,7 +214,11 @@ def _contact(values: dict[str, Any]) -> Contact:
 
 
 class ParcelDetailApi(CarrierApi):
-    @extend_schema(summary="A parcel's status and history", responses=ParcelDetailSerializer)
+    @extend_schema(
+        summary="A parcel's status and history",
+        parameters=[TRACKING_NUMBER_PARAMETER],
+        responses=ParcelDetailSerializer,
+    )
     def get(self, request: Request, tracking_number: str) -> Response:
         return Response(ParcelDetailSerializer(self.own_parcel(tracking_number)).data)
 
@@ -208,6 +226,7 @@ class ParcelDetailApi(CarrierApi):
 class ParcelCancelApi(CarrierApi):
     @extend_schema(
         summary="Cancel a parcel before it is deposited",
+        parameters=[TRACKING_NUMBER_PARAMETER],
         request=None,
         responses=ParcelOutputSerializer,
     )
@@ -241,7 +260,12 @@ class ChangesApi(CarrierApi):
             "Cursors are opaque and belong to one carrier."
         ),
         parameters=[
-            OpenApiParameter("after", str, description="Cursor: the last `next_cursor` seen."),
+            OpenApiParameter(
+                "after",
+                str,
+                pattern=CHANGE_CURSOR_PATTERN,
+                description="Cursor: the last `next_cursor` seen.",
+            ),
             OpenApiParameter(
                 "limit", {"type": "integer", "minimum": 1, "maximum": 500}, description="1 to 500."
             ),
@@ -274,7 +298,10 @@ class ChangesApi(CarrierApi):
         )
 
     class Params(serializers.Serializer):
-        after = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+        # Not trimmed: a cursor is the feed's string exactly, or nothing.
+        after = serializers.CharField(
+            max_length=64, required=False, default="", allow_blank=True, trim_whitespace=False
+        )
         limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
 
 
@@ -312,10 +339,15 @@ class CollectionsApi(CarrierApi):
 
 
 class CabinetListApi(CarrierApi):
+    class Params(serializers.Serializer):
+        city = serializers.CharField(
+            max_length=80, required=False, help_text="Only cabinets in this city."
+        )
+
     @extend_schema(
         summary="Active cabinets with free compartments by size",
         description="At most 500 cabinets, by serial.",
-        parameters=[OpenApiParameter("city", str, description="Only cabinets in this city.")],
+        parameters=[Params],
         responses=inline_serializer(
             "CabinetAvailability",
             {
@@ -342,9 +374,11 @@ class CabinetListApi(CarrierApi):
             .annotate(**{f"free_{size}": count for size, count in free.items()})
             .order_by("serial")
         )
-        city = request.query_params.get("city")
-        if city:
-            cabinets = cabinets.filter(city=city)
+        # A plain dict: from a QueryDict, DRF reads `?city=` as "not given".
+        params = self.Params(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        if "city" in params.validated_data:
+            cabinets = cabinets.filter(city=params.validated_data["city"])
         return Response(
             [
                 {

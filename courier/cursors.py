@@ -23,6 +23,8 @@ from core.errors import ApplicationError
 
 _MAGIC = b"chg1"
 _BLOCK = struct.Struct(">4sIQ")  # magic, carrier id, event id: one 16-byte block
+# What a cursor looks like: one block in unpadded URL-safe base64, or nothing (the start).
+CHANGE_CURSOR_PATTERN = r"^([A-Za-z0-9_-]{22})?$"
 
 
 class InvalidCursor(ApplicationError):

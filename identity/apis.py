@@ -24,6 +24,7 @@ from core.actors import Actor, ActorKind
 from core.ratelimit import client_address
 from identity import selectors, services
 from identity.authentication import EnrollmentTokenAuthentication, IsEnrollingPerson
+from identity.face_pipeline import UPLOAD_REFUSALS
 from identity.models import Identity, RealIdCheck
 from identity.phones import PhoneField
 
@@ -31,6 +32,18 @@ from identity.phones import PhoneField
 @extend_schema_field({"type": "boolean", "enum": [True]})
 class ConsentField(serializers.BooleanField):
     """Consent is given explicitly: only `true` is accepted."""
+
+
+# The forms the schema states. The services refuse anything else with their own code
+# (invalid_code, invalid_id_number), in the one error shape.
+@extend_schema_field({"type": "string", "pattern": r"^[0-9]{6}$"})
+class LoginCodeField(serializers.CharField):
+    """The six digits of a texted login code."""
+
+
+@extend_schema_field({"type": "string", "pattern": r"^[1-9][0-9]{16}[0-9Xx]$"})
+class IdNumberField(serializers.CharField):
+    """A resident ID number: 17 digits, then a digit or X."""
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -80,6 +93,17 @@ class RealIdCheckSerializer(serializers.ModelSerializer):
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input (code says which)."),
     403: OpenApiResponse(ErrorSerializer, description="Missing or expired token, or no consent."),
+}
+UPLOAD_ERRORS = {
+    **ERRORS,
+    400: OpenApiResponse(
+        ErrorSerializer,
+        description=(
+            "Invalid input (code says which); a file that is not a photo read here: "
+            + ", ".join(f"`{code}`" for code in UPLOAD_REFUSALS)
+            + "."
+        ),
+    ),
 }
 THROTTLED = {
     429: OpenApiResponse(
@@ -146,7 +170,7 @@ class LoginCodeVerifyApi(APIView):
 
     class LoginCodeVerifyInputSerializer(serializers.Serializer):
         phone = PhoneField(max_length=32)
-        code = serializers.CharField(max_length=6)
+        code = LoginCodeField(max_length=6)
 
     @extend_schema(
         request=LoginCodeVerifyInputSerializer,
@@ -247,7 +271,7 @@ class PhotoSubmitApi(PersonApi):
 
     @extend_schema(
         request={"multipart/form-data": PhotoSubmitInputSerializer},
-        responses={202: PhotoSerializer, **ERRORS},
+        responses={202: PhotoSerializer, **UPLOAD_ERRORS},
         summary="Send a selfie; a worker processes it (poll the photo or the status)",
     )
     def post(self, request: Request) -> Response:
@@ -274,12 +298,12 @@ class RealIdCheckSubmitApi(PersonApi):
     parser_classes = [MultiPartParser, FormParser]
 
     class RealIdCheckSubmitInputSerializer(serializers.Serializer):
-        id_number = serializers.CharField(max_length=32, help_text="18-character resident ID.")
+        id_number = IdNumberField(max_length=32, help_text="18-character resident ID.")
         portrait = serializers.FileField(help_text="Photo of the ID document's portrait.")
 
     @extend_schema(
         request={"multipart/form-data": RealIdCheckSubmitInputSerializer},
-        responses={202: RealIdCheckSerializer, **ERRORS},
+        responses={202: RealIdCheckSerializer, **UPLOAD_ERRORS},
         summary="Real-name verification: ID number and ID portrait, matched 1:1 by a worker",
     )
     def post(self, request: Request) -> Response:

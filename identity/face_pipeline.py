@@ -175,6 +175,11 @@ def process_photo(
     return result
 
 
+# What inspect_photo refuses an upload for, before any worker sees it: not a photo that
+# this pipeline reads.
+UPLOAD_REFUSALS = ("empty", "too_large", "unsupported_type", "too_many_pixels", "corrupt_image")
+
+
 def decode_photo(data: bytes, *, limits: PhotoLimits = PhotoLimits()) -> np.ndarray:
     """Upright HxWx3 uint8 RGB pixels of a JPEG/PNG/WEBP upload, within `limits`."""
     image = _open_checked(data, limits)

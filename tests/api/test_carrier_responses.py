@@ -16,7 +16,7 @@ from core.actors import Actor
 from courier.authentication import carrier_api_key_issue
 from courier.models import ParcelStatus
 from courier.services.parcels import parcel_transition
-from tests.api.openapi import schema
+from tests.api.openapi import schema, served_schema
 from tests.factories import CabinetFactory, CarrierFactory, IdentityFactory, ParcelFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("connection_kept_open")]
@@ -49,13 +49,18 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Api-Key {carrier_api_key_issue(carrier=carrier)}"}
 
 
+CALLED: set[tuple[str, str]] = set()
+
+
 def _call(auth: dict[str, str], method: str, path: str, **case: Any) -> Any:
+    CALLED.add((method, path))
     operation = schema[path][method]
     response = operation.Case(**case).call_and_validate(headers=auth)
     return response
 
 
 def test_every_carrier_operation_answers_as_documented(auth: dict[str, str]) -> None:
+    CALLED.clear()
     created = _call(auth, "POST", "/api/v1/carrier/parcels/", body=ANNOUNCE)
     assert created.status_code == 201
     duplicate = _call(auth, "POST", "/api/v1/carrier/parcels/", body=ANNOUNCE)
@@ -102,6 +107,15 @@ def test_every_carrier_operation_answers_as_documented(auth: dict[str, str]) -> 
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     again = _call(auth, "POST", cancel, path_parameters={"tracking_number": "SF7000001"})
     assert again.status_code == 409
+
+    # every carrier operation the schema lists, so that a new one is not left out
+    documented = {
+        (method.upper(), path)
+        for path, operations in served_schema()["paths"].items()
+        if path.startswith("/api/v1/carrier/")
+        for method in operations
+    }
+    assert documented == CALLED
 
 
 def test_answers_without_a_key_are_documented_too() -> None:

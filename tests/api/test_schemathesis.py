@@ -16,6 +16,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from cabinets.models import CabinetState
 from cabinets.services.lifecycle import compartments_create
 from courier.authentication import carrier_api_key_issue
+from identity.face_pipeline import UPLOAD_REFUSALS
 from identity.services import api_token_issue
 from tests.api.openapi import schema, served_schema
 from tests.factories import (
@@ -82,13 +83,7 @@ def test_every_operation_answers_as_its_schema_says(
 
 # Refusals of well-formed input that no schema can express: a cursor or a code this server
 # never issued, a file that is not a photo, an ID number with a wrong check digit.
-SEMANTIC_REFUSALS = {
-    "invalid_cursor",
-    "invalid_code",
-    "unsupported_type",
-    "unreadable_image",
-    "invalid_id_number",
-}
+SEMANTIC_REFUSALS = {"invalid_cursor", "invalid_code", *UPLOAD_REFUSALS, "invalid_id_number"}
 
 
 def _positive_data_accepted(case: Any, response: Any) -> None:

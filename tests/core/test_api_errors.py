@@ -50,6 +50,8 @@ def api() -> APIClient:
         "limit=\uff11\uff10",  # full-width digits: str.isdigit() says yes, int() accepts them
         "offset=99999999999999999999",
         "offset=-5",
+        "limit=",  # empty: no integer, not "not given"
+        "offset=",
     ],
 )
 def test_pagination_out_of_range_is_a_400_not_a_500(api: APIClient, query: str) -> None:
@@ -147,3 +149,46 @@ def test_a_changes_feed_limit_that_is_not_a_number_in_range_is_a_400(
     # `?limit=` (empty) once read as "not given" and answered 200 (schemathesis found it).
     body = _shape(api.get(f"/api/v1/carrier/changes/?{query}"), 400, "validation_error")
     assert set(body["details"]) == {"limit"}
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (f"{PARCELS}?status=", "status"),
+        (f"{PARCELS}?status=nope", "status"),
+        ("/api/v1/carrier/cabinets/?city=", "city"),
+        ("/api/v1/carrier/cabinets/?city=%20", "city"),
+        ("/api/v1/carrier/cabinets/?city=Shang%00hai", "city"),
+        (f"/api/v1/carrier/cabinets/?city={'x' * 81}", "city"),
+    ],
+)
+def test_a_query_value_the_schema_does_not_allow_is_a_400(
+    api: APIClient, path: str, field: str
+) -> None:
+    body = _shape(api.get(path), 400, "validation_error")
+    assert set(body["details"]) == {field}
+
+
+@pytest.mark.parametrize("number", ["%00", "DX%000001", "abc", "DX 0001", "x" * 41])
+@pytest.mark.parametrize("suffix", ["", "cancel/"])
+def test_a_tracking_number_that_no_announce_accepts_is_a_404(
+    api: APIClient, number: str, suffix: str
+) -> None:
+    method = api.post if suffix else api.get
+    _shape(method(f"{PARCELS}{number}/{suffix}"), 404, "not_found")
+
+
+@pytest.mark.parametrize("serial", ["\x00", "SH\x00-1", "-SH-1", "SH 1", "SH/1", "S" * 33])
+def test_an_announce_to_a_serial_no_cabinet_can_have_is_a_400(api: APIClient, serial: str) -> None:
+    from tests.courier.test_carrier_api import ANNOUNCE
+
+    body = _shape(api.post(PARCELS, {**ANNOUNCE, "cabinet": serial}, format="json"), 400)
+    assert body["error"] == "validation_error" and set(body["details"]) == {"cabinet"}
+
+
+@pytest.mark.parametrize("after", ["%20", "%1F", "%00", "A" * 22])
+def test_a_changes_feed_cursor_it_never_issued_is_a_400(api: APIClient, after: str) -> None:
+    # Not trimmed to "" (the start of the feed): schemathesis sent `?after=%1F`.
+    body = _shape(api.get(f"/api/v1/carrier/changes/?after={after}"), 400)
+    assert body["error"] in {"invalid_cursor", "validation_error"}
+    assert set(body["details"]) == {"after"}
