@@ -97,3 +97,42 @@ def test_several_redis_hosts_share_the_groups_and_deliver_to_each(tmp_path) -> N
         await layer.flush()
 
     async_to_sync(scenario)()
+
+
+def test_pushes_from_sync_threads_share_one_loop_per_process_and_arrive() -> None:
+    # A Celery task or a pool thread pushes from sync code: every push goes through the one
+    # push loop of the process (its Redis connections kept), not a new loop per call.
+    import threading
+
+    from cabinets.push import cabinet_group, push_loop, push_now
+
+    layer = get_channel_layer()
+    assert layer is not None
+    cabinet_id = 987_654
+
+    async def join() -> str:
+        channel = await layer.new_channel()
+        await layer.group_add(cabinet_group(cabinet_id), channel)
+        return channel
+
+    channel = async_to_sync(join)()
+    loops = []
+
+    def push(n: int) -> None:
+        push_now(cabinet_id, {"type": "link.send", "n": n})
+        loops.append(push_loop._running())
+
+    threads = [threading.Thread(target=push, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    push(3)  # and from this thread
+
+    async def received() -> set[int]:
+        got = {(await asyncio.wait_for(layer.receive(channel), 10))["n"] for _ in range(4)}
+        await layer.group_discard(cabinet_group(cabinet_id), channel)
+        return got
+
+    assert async_to_sync(received)() == {0, 1, 2, 3}
+    assert len({id(loop) for loop in loops}) == 1 and loops[0].is_running()
