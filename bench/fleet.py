@@ -18,7 +18,10 @@ BENCH_DATABASE_URL (default: a throwaway SQLite file), BENCH_FLEET_OUTPUT
 Clients are lean protocol clients (the reference agent's frames and reconnect rules: spread,
 full-jitter backoff, the server's Retry-After; no SQLite queue) in this process, so that the
 measured server is not starved by 10,000 agents' bookkeeping. Like the agent they execute a
-command once per id, whatever the number of deliveries.
+command once per id, whatever the number of deliveries. Unlocks are issued from a process of
+their own (`Issuer`), as a web request or a Celery worker would issue them. The servers run
+production's admission and garbage-collection settings (config.settings.base), and what was
+found and decided by hand is kept in bench/fleet-notes.md, which follows the table.
 """
 
 from __future__ import annotations

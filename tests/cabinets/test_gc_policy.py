@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 from collections.abc import Callable
 
@@ -31,9 +32,14 @@ async def _until(condition: Callable[[], bool], deadline_s: float = 20.0) -> Non
 
 @pytest.fixture
 def thawed_after():  # type: ignore[no-untyped-def]
+    # The test process's own state is put back: frozen after the test if it was before
+    # (config.asgi freezes at import, and a test checks that).
+    was_frozen = gc.get_freeze_count() > 0
     yield
-    gc.unfreeze()  # the test process frees its own cycles again
+    gc.unfreeze()
     gc.collect()
+    if was_frozen or "config.asgi" in sys.modules:
+        gc.freeze()
 
 
 def test_what_lives_past_a_freeze_is_skipped_by_collections_and_its_cycles_wait_for_the_thaw(
