@@ -169,7 +169,7 @@ def test_bulk_rotation_asks_for_confirmation_with_the_count_and_the_cabinet_stay
     from cabinets.services.credentials import cabinet_credential_issue
     from cabinets.services.liveness import cabinets_liveness_sync
     from core.staff_otp import staff_totp_enroll
-    from tests.cabinets.rotation import connected_cabinet
+    from tests.cabinets.connected import connected_cabinet
     from tests.cabinets.test_link_integration import eventually
     from tests.staff import totp_token
 
@@ -257,61 +257,53 @@ def test_a_deposited_parcel_cannot_be_moved_from_its_change_form(
 
 
 def test_the_door_grid_opens_a_door_and_shows_it_open_without_reload(
-    browser, live_server, fleet
+    browser, live_server, fleet, asgi_server_process, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    from django.db import transaction
+    """The cabinet is the reference agent in its own process, connected through uvicorn: the
+    Open button's unlock travels to it, it opens its (simulated) lock and reports, and the
+    grid shows the door open."""
+    from playwright.sync_api import expect
 
-    from cabinets.models import CabinetCommand, CommandStatus, DoorState
-    from cabinets.services.commands import command_receipt_record, command_result_record
-    from cabinets.services.messages import door_event_apply
+    from cabinets.models import CabinetCommand, CommandStatus
+    from tests.cabinets.connected import connected_cabinet
 
-    cabinet = CabinetFactory(serial="GRID-0001", connection_state=ConnectionState.ONLINE)
-    for label in ("A01", "A02", "A03"):
-        CompartmentFactory(cabinet=cabinet, label=label, door_state=DoorState.CLOSED)
-    page, errors = logged_in_page(
-        browser,
-        live_server,
-        f"/admin/cabinets/cabinet/{cabinet.pk}/change/",
-        ready="window.doorGrid && window.doorGrid.ready",
-    )
-    assert page.inner_text("#door-A02 .door-state") == "Closed"
+    # The door stays open once opened: the page polls every few seconds and must see it.
+    with connected_cabinet(
+        asgi_server_process, tmp_path, serial="GRID-0001", auto_close_after=None
+    ) as (cabinet, _, agent):
+        page, errors = logged_in_page(
+            browser,
+            live_server,
+            f"/admin/cabinets/cabinet/{cabinet.pk}/change/",
+            ready="window.doorGrid && window.doorGrid.ready",
+        )
+        expect(page.locator("#door-A02 .door-state")).to_have_text("Closed")
 
-    page.click("#door-A02 button.door-open-button")
-    page.click("#door-open-confirm")  # no reason yet: refused on the page
-    assert page.inner_text("#door-open-error") == "Say why the door is opened."
-    assert not CabinetCommand.objects.exists()
-    page.fill("#door-open-reason", "recipient locked out, called support")
-    page.click("#door-open-confirm")
-    command = eventually(
-        lambda: CabinetCommand.objects.filter(compartment__label="A02").first(), "the unlock"
-    )
-    assert command.reason == "recipient locked out, called support"
-    page.wait_for_function(
-        "() => document.querySelector('#door-A02 .door-state').textContent === 'Opening…'",
-        timeout=15_000,
-    )
+        page.click("#door-A02 button.door-open-button")
+        page.click("#door-open-confirm")  # no reason yet: refused on the page
+        expect(page.locator("#door-open-error")).to_have_text("Say why the door is opened.")
+        assert not CabinetCommand.objects.exists()
+        page.fill("#door-open-reason", "recipient locked out, called support")
+        page.click("#door-open-confirm")
 
-    # The cabinet acknowledges, opens the door and reports it (the link's own services).
-    command_receipt_record(cabinet_id=cabinet.pk, command_id=str(command.pk))
-    command_result_record(
-        cabinet_id=cabinet.pk,
-        command_id=str(command.pk),
-        status="succeeded",
-        door="open",
-        detail="",
-    )
-    with transaction.atomic():
-        door_event_apply(cabinet_id=cabinet.pk, label="A02", event="opened", at=None)
-    assert CabinetCommand.objects.get().status == CommandStatus.SUCCEEDED
-
-    page.wait_for_function(
-        "() => document.querySelector('#door-A02').dataset.door === 'open'", timeout=15_000
-    )
-    assert page.inner_text("#door-A02 .door-state") == "Open"
-    assert page.inner_text("#door-A01 .door-state") == "Closed"
-    assert page.evaluate("window.sameDocument") is True  # no reload
-    page.screenshot(path=str(ARTIFACTS / "door-grid.png"), full_page=True)
-    assert errors == []
+        # The agent acknowledges, opens the door and reports it; the page's polls follow.
+        expect(page.locator("#door-A02")).to_have_attribute("data-door", "open", timeout=60_000)
+        expect(page.locator("#door-A02 .door-state")).to_have_text("Open", timeout=30_000)
+        expect(page.locator("#door-A01 .door-state")).to_have_text("Closed")
+        # A heartbeat may report the open door just before the result that closes the command.
+        command = eventually(
+            lambda: CabinetCommand.objects.filter(status=CommandStatus.SUCCEEDED).first(),
+            "the unlock reported done",
+        )
+        assert (command.compartment.label, command.reason) == (
+            "A02",
+            "recipient locked out, called support",
+        )
+        assert CabinetCommand.objects.count() == 1
+        assert agent.runs_of(str(command.pk)) == 1  # the agent itself drove the lock
+        assert page.evaluate("window.sameDocument") is True  # no reload
+        page.screenshot(path=str(ARTIFACTS / "door-grid.png"), full_page=True)
+        assert errors == []
 
 
 def test_the_rollout_page_shows_the_real_counts_while_a_simulated_fleet_runs_it(

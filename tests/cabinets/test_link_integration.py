@@ -49,7 +49,16 @@ SKEW = timedelta(milliseconds=settings.CABINET_MAX_CLOCK_SKEW_MS)
 class AgentProcess:
     """`python -m cabinet_agent` with a TOML config in a temporary directory."""
 
-    def __init__(self, directory: Path, *, url: str, issued: IssuedCredential) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        url: str,
+        issued: IssuedCredential,
+        auto_close_after: float | None = 2.0,
+    ) -> None:
+        """`auto_close_after`: seconds until the simulated lock closes an opened door by
+        itself; None leaves it open."""
         self.directory = directory
         self.config_path = directory / "agent.toml"
         self.log_path = directory / "agent.log"
@@ -78,8 +87,8 @@ cap = 1.0
 spread = 0.3
 
 [simulator]
-auto_close_after = 2.0
 """
+            + ("" if auto_close_after is None else f"auto_close_after = {auto_close_after}\n")
         )
         self.config_path.chmod(0o600)
         self.process: subprocess.Popen[bytes] | None = None

@@ -1,4 +1,5 @@
-"""A cabinet connected through uvicorn with the reference agent, for the rotation tests."""
+"""A cabinet connected through uvicorn with the reference agent in its own process: what the
+rotation tests and the door grid's browser test drive."""
 
 from __future__ import annotations
 
@@ -17,13 +18,22 @@ from tests.live.server import LiveServer
 
 @contextlib.contextmanager
 def connected_cabinet(
-    server: LiveServer, directory: Path, *, serial: str
+    server: LiveServer,
+    directory: Path,
+    *,
+    serial: str,
+    auto_close_after: float | None = 2.0,
 ) -> Iterator[tuple[Cabinet, IssuedCredential, AgentProcess]]:
+    """A cabinet with doors A01 and A02 whose agent is connected; `auto_close_after` as in
+    AgentProcess (None: an opened door stays open). The agent keeps its files in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
     cabinet = CabinetFactory(serial=serial)
     CompartmentFactory(cabinet=cabinet, label="A01")
     CompartmentFactory(cabinet=cabinet, label="A02")
     issued = cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
-    agent = AgentProcess(directory, url=server.ws_url, issued=issued)
+    agent = AgentProcess(
+        directory, url=server.ws_url, issued=issued, auto_close_after=auto_close_after
+    )
     agent.start()
     try:
         eventually(
