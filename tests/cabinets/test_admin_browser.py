@@ -4,6 +4,8 @@ test-artifacts/."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from decimal import Decimal
@@ -169,18 +171,21 @@ def test_bulk_rotation_asks_for_confirmation_with_the_count_and_the_cabinet_stay
     from cabinets.services.credentials import cabinet_credential_issue
     from cabinets.services.liveness import cabinets_liveness_sync
     from core.staff_otp import staff_totp_enroll
-    from tests.cabinets.connected import connected_cabinet
+    from tests.cabinets.connected import PresenceWatch, connected_cabinet
     from tests.cabinets.test_link_integration import eventually
     from tests.staff import totp_token
 
     for cabinet in Cabinet.objects.all():
         cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
-    # One cabinet really connected, through uvicorn, with the reference agent.
-    with connected_cabinet(asgi_server_process, tmp_path, serial="SH-ROT-WEB") as (
-        linked,
-        issued,
-        agent,
-    ):
+    # Two cabinets really connected, through uvicorn, each with the reference agent in its
+    # own process; the fleet's other cabinets have no link.
+    with contextlib.ExitStack() as stack:
+        connected = [
+            stack.enter_context(connected_cabinet(asgi_server_process, tmp_path / s, serial=s))
+            for s in ("SH-ROT-WEB1", "SH-ROT-WEB2")
+        ]
+        linked = {cabinet.pk: (issued, agent) for cabinet, issued, agent in connected}
+        assert presence_snapshot().keys() == linked.keys()
         count = Cabinet.objects.count()
         device = staff_totp_enroll(user=User.objects.get(username="ops"))
 
@@ -202,29 +207,49 @@ def test_bulk_rotation_asks_for_confirmation_with_the_count_and_the_cabinet_stay
         page.screenshot(path=str(ARTIFACTS / "rotation-confirmation.png"), full_page=True)
         assert CabinetCredential.objects.count() == count  # nothing rotated before confirming
 
-        page.click("#action-confirm")
-        page.wait_for_selector(".messagelist")
-        assert f"Rotation started for {count} cabinet(s)" in page.inner_text(".messagelist")
-        assert CabinetCredential.objects.count() == 2 * count
-        page.reload()
-        assert CabinetCredential.objects.count() == 2 * count  # a reload rotates nothing
+        # From the confirmation until both agents are in on their new credentials, every
+        # reading of the presence set finds them alive by the liveness rule.
+        before = {pk: (agent.sessions(), agent.reconnects()) for pk, (_, agent) in linked.items()}
+        with PresenceWatch(linked) as watch:
+            page.click("#action-confirm")
+            page.wait_for_selector(".messagelist")
+            assert f"Rotation started for {count} cabinet(s)" in page.inner_text(".messagelist")
+            assert CabinetCredential.objects.count() == 2 * count
+            page.reload()
+            assert CabinetCredential.objects.count() == 2 * count  # a reload rotates nothing
 
-        # The connected cabinet switches by itself: old credential revoked, link up again.
-        old_key_id = issued.credential.split(".", 1)[0]
-        eventually(
-            lambda: (
-                CabinetCredential.objects.filter(
-                    key_id=old_key_id, revoked_reason="rotated"
-                ).exists()
-                and linked.pk in presence_snapshot()
-            ),
-            what="the rotation completed with the cabinet connected",
-            agent=agent,
-            server=asgi_server_process,
-        )
+            # Each connected cabinet switches by itself: it stores the delivered credential,
+            # the server closes its old link (4401), it comes back with the new one, and the
+            # old one is revoked.
+            def switched(pk: int) -> bool:
+                issued, agent = linked[pk]
+                old_key_id = issued.credential.split(".", 1)[0]
+                return agent.sessions() > before[pk][0] and (
+                    CabinetCredential.objects.filter(
+                        key_id=old_key_id, revoked_reason="rotated"
+                    ).exists()
+                )
+
+            for pk, (_, agent) in linked.items():
+                eventually(
+                    functools.partial(switched, pk),
+                    what=f"cabinet {pk} back on its new credential",
+                    agent=agent,
+                    server=asgi_server_process,
+                )
+        assert watch.readings > 0
+        assert watch.offline == [], f"offline by the liveness rule at (s, cabinet) {watch.offline}"
+        for pk, (_, agent) in linked.items():
+            # One new link each, after the planned reconnect: straight to the new credential,
+            # no backoff, no other drop.
+            sessions, reconnects = before[pk]
+            assert agent.sessions() == sessions + 1, agent.log()[-4000:]
+            assert agent.reconnects()[len(reconnects) :] == ["switched"], agent.log()[-4000:]
+
         cabinets_liveness_sync()
-        page.goto(f"{live_server.url}/admin/cabinets/cabinet/{linked.pk}/change/")
-        assert "Online" in page.inner_text(".field-connection_state")
+        for pk in linked:
+            page.goto(f"{live_server.url}/admin/cabinets/cabinet/{pk}/change/")
+            assert "Online" in page.inner_text(".field-connection_state")
         page.screenshot(path=str(ARTIFACTS / "rotation-online.png"), full_page=True)
 
 
