@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -462,3 +464,67 @@ def test_the_dashboard_refreshes_itself_and_clusters_the_map_at_fleet_scale(
     assert page.evaluate("window.sameDocument") is True
     page.screenshot(path=str(ARTIFACTS / "fleet-dashboard-clusters.png"), full_page=True)
     assert errors == []
+
+
+# The one format of config/formats/, "2026-12-02 21:38:20 +0800"; and anything that reads as a
+# time of day, to find times shown any other way ("10:44 p.m.", "22:44:49").
+# The zone as headers name it, "(UTC+08:00)", is not a time.
+POLICY_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}")
+TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}")
+ZONE_LABEL = re.compile(r"UTC[+-]\d{2}:\d{2}")
+
+
+def times_shown(text: str) -> list[datetime]:
+    """Every time in `text`, each of which must be in the one format."""
+    shown = POLICY_TIME.findall(text)
+    others = TIME_OF_DAY.findall(ZONE_LABEL.sub("", text))
+    assert len(others) == len(shown), f"a time in another format: {text!r}"
+    return [datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z") for value in shown]
+
+
+def test_the_live_pages_show_their_times_in_the_operators_zone_in_the_one_format(
+    browser, live_server, fleet
+) -> None:  # type: ignore[no-untyped-def]
+    """The dashboard, the door grid and the rollout page, in a browser whose own zone is New
+    York: their "as of", the doors' last events and every other time on them read as every
+    time of the admin does (core/timefmt.py), in TIME_ZONE with its offset."""
+    import zoneinfo
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    cabinet = CabinetFactory(serial="TIME-0001")
+    CompartmentFactory(cabinet=cabinet, label="A01", door_changed_at=timezone.now())
+    rollout = rollout_create(
+        name="config 7", kind="config", version="7", wave_plan="1", actor=Actor.system("test")
+    )
+    zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    offset = timezone.localtime(timezone.now(), zone).utcoffset()
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, timezone_id="America/New_York"
+    )
+    page = context.new_page()
+    login(page, live_server)
+    pages = {
+        "/admin/cabinets/cabinet/dashboard/": (
+            "window.fleetDashboard && window.fleetDashboard.ready",
+            ["#fleet-as-of"],
+        ),
+        f"/admin/cabinets/cabinet/{cabinet.pk}/change/": (
+            "window.doorGrid && window.doorGrid.ready",
+            ["#door-grid-asof", "#door-A01 .door-when"],
+        ),
+        f"/admin/cabinets/rollout/{rollout.pk}/change/": (
+            "window.rolloutLive && window.rolloutLive.ready",
+            ["#rollout-as-of", "#rollout-events tbody td:first-child"],
+        ),
+    }
+    for path, (ready, selectors) in pages.items():
+        page.goto(f"{live_server.url}{path}")
+        page.wait_for_function(f"() => {ready}", timeout=15_000)
+        for selector in selectors:
+            [shown] = times_shown(page.inner_text(selector))
+            assert shown.utcoffset() == offset, (path, selector, shown)
+            assert abs(shown - timezone.now()) < timedelta(minutes=10), (path, selector, shown)
+        times_shown(page.inner_text("#content"))  # and no time in another format
+    context.close()
