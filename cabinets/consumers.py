@@ -129,6 +129,8 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         # The stored telemetry is kept once, below, not in the session too.
         self.session = dataclasses.replace(auth.session, telemetry={})
         self.replaced = False
+        # Closed so that the cabinet switches to the credential it just stored (link_revoke).
+        self.switching = False
         # Per socket, times 10,000: what most links never need is made when first needed (an
         # empty deque is 760 bytes, a set 216).
         self.bad_frames: deque[float] | None = None
@@ -216,7 +218,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             if not self.replaced:
                 # Offline within one liveness tick, without a write per disconnect (a server
                 # restart disconnects the whole fleet at once).
-                await presence_release(self.session.cabinet_id, self.channel_name)
+                await presence_release(
+                    self.session.cabinet_id, self.channel_name, reconnecting=self.switching
+                )
         except (RedisError, OSError) as exc:
             # Left behind, both expire: the group entry after the layer's group expiry, the
             # presence entry at the liveness task's offline cutoff; a push to the dead
@@ -342,6 +346,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         if key_id is not None and key_id != self.session.key_id:
             return
         rotated = message.get("reason") == "rotated"
+        # The cabinet holds its new credential and reconnects with it at once (protocol §17,
+        # item 4): its presence is kept over the reconnect.
+        self.switching = rotated and message.get("switching") is True
         await self.close(
             code=protocol.CloseCode.BAD_CREDENTIAL if rotated else protocol.CloseCode.REVOKED
         )

@@ -95,7 +95,14 @@ _RELEASE = (
 )
 
 
-async def presence_release(cabinet_id: int, channel_name: str) -> None:
+async def presence_release(
+    cabinet_id: int, channel_name: str, *, reconnecting: bool = False
+) -> None:
+    """This connection is gone: the cabinet is offline at the next liveness tick. Unless it
+    is `reconnecting` at once (closed so that it switches to the credential it just stored):
+    then its last heartbeat stays, and a planned reconnect is no offline moment; a cabinet
+    that does not come back ages out at the liveness cutoff like any silent one."""
     client = _async_client()
     await client.eval(_RELEASE, 1, _link_key(cabinet_id), channel_name)  # type: ignore[misc]
-    await client.zrem(PRESENCE_KEY, str(cabinet_id))
+    if not reconnecting:
+        await client.zrem(PRESENCE_KEY, str(cabinet_id))

@@ -225,7 +225,7 @@ class DoorRow:
     door_state: str
     door_label: str
     tracking_number: str | None
-    last_event_at: str | None
+    last_event_at: datetime | None
     # An unlock sent and not finished yet: the grid says "opening".
     opening: bool
 
@@ -265,13 +265,13 @@ def cabinet_doors(*, cabinet_id: int) -> list[DoorRow]:
             door_state=c["door_state"],
             door_label=str(DoorState(c["door_state"]).label),
             tracking_number=held.get(c["id"]),
-            last_event_at=_latest_iso(c["door_changed_at"], c["service_changed_at"]),
+            last_event_at=_latest(c["door_changed_at"], c["service_changed_at"]),
             opening=c["id"] in opening,
         )
         for c in compartments
     ]
 
 
-def _latest_iso(*moments: datetime | None) -> str | None:
+def _latest(*moments: datetime | None) -> datetime | None:
     known = [m for m in moments if m is not None]
-    return max(known).isoformat() if known else None
+    return max(known) if known else None

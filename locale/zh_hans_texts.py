@@ -382,6 +382,11 @@ ZH: dict[str, str | list[str]] = {
     "The camera is not ready yet.": "摄像头尚未就绪。",
     "Log in to face pickup": "登录刷脸取件",
     "Log in with your phone": "用手机号登录",
+    # --- the enrollment link's first step (templates/identity/link.html)
+    "Confirm it is you": "确认是您本人",
+    "We text a 6-digit code to the phone number this link was sent to.": "我们会向收到此链接的手机号发送 6 位验证码。",
+    "Text me a code": "发送验证码",
+    "Log in with your phone number instead": "改用手机号登录",
     "Enter the phone number your parcels are sent to. We text you a 6-digit login code.": "请输入收件手机号，我们将发送 6 位登录验证码。",
     "Phone number": "手机号码",
     "A mainland China number needs no +86.": "中国大陆号码无需输入 +86。",

@@ -25,6 +25,7 @@ from cabinets.selectors import cabinet_doors
 from cabinets.services.commands import compartment_unlock
 from core.actors import Actor
 from core.errors import ApplicationError
+from core.timefmt import admin_time
 
 # How often the page asks for the doors' state (milliseconds); the endpoint costs two queries.
 DOOR_GRID_POLL_MS = 3000
@@ -101,11 +102,17 @@ class DoorGridAdmin(admin.ModelAdmin):
         cabinet = self._cabinet(request, object_id)
         if cabinet is None or not self.has_view_permission(request, cabinet):
             return json_error("not_found", gettext("No such cabinet."), 404)
+        now = timezone.now()
+        # Each time twice: ISO for scripts, and as the page shows it (core.timefmt's policy).
         return JsonResponse(
             {
                 "cabinet": cabinet.serial,
-                "as_of": timezone.now().isoformat(),
-                "doors": [asdict(row) for row in cabinet_doors(cabinet_id=cabinet.pk)],
+                "as_of": now.isoformat(),
+                "as_of_shown": admin_time(now),
+                "doors": [
+                    {**asdict(row), "last_event_shown": admin_time(row.last_event_at)}
+                    for row in cabinet_doors(cabinet_id=cabinet.pk)
+                ],
             }
         )
 

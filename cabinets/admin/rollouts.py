@@ -40,7 +40,7 @@ from core.admin import ReadOnlyEventAdmin
 from core.admin_confirm import confirmation_form
 from core.admin_operations import StaffOperationsAdmin
 from core.errors import ApplicationError
-from core.timefmt import time_column
+from core.timefmt import admin_time, time_column
 
 ROLLOUT_POLL_MS = 3000
 
@@ -92,9 +92,12 @@ class RolloutLiveAdmin(admin.ModelAdmin):
         if rollout is None or not self.has_view_permission(request, rollout):
             return json_error("not_found", gettext("No such rollout."), 404)
         progress = rollout_progress(rollout)
+        now = timezone.now()
         return JsonResponse(
             {
-                "as_of": timezone.now().isoformat(),
+                "as_of": now.isoformat(),
+                # As the page shows it (core.timefmt's policy): the script writes it as is.
+                "as_of_shown": admin_time(now),
                 "state": rollout.state,
                 "state_label": rollout.get_state_display(),
                 "state_reason": rollout.state_reason,

@@ -222,12 +222,14 @@ def command_result_record(
         if command.action == CommandAction.CREDENTIAL_ROTATE and rotated:
             # The cabinet stored its new credential: close the link it holds with the old one
             # (4401) so that it reconnects with the new one, which completes the rotation.
+            # It comes straight back: it stays online meanwhile ("switching").
             push_after_commit(
                 cabinet_id,
                 {
                     "type": "link.revoke",
                     "reason": "rotated",
                     "key_id": command.payload["previous_key_id"],
+                    "switching": True,
                 },
             )
         _report_finished(command, late=late)

@@ -46,14 +46,20 @@ def _stale(stored_at: datetime | None, state: str, *, seen_at: float, resolution
     )
 
 
+def cabinets_alive(seen: dict[int, float], *, now: float) -> dict[int, float]:
+    """The liveness rule: of the presence set's entries (cabinet id -> last heartbeat), the
+    cabinets heard from within CABINET_OFFLINE_AFTER_S; any other cabinet is offline."""
+    cutoff = now - settings.CABINET_OFFLINE_AFTER_S
+    return {pk: ts for pk, ts in seen.items() if ts >= cutoff}
+
+
 def cabinets_liveness_sync(*, now: float | None = None) -> dict[str, int]:
     """Fold the Redis presence set into the database: refresh last_seen_at of live cabinets,
     mark the silent ones offline."""
     now = now or time.time()
-    cutoff = now - settings.CABINET_OFFLINE_AFTER_S
     seen = presence_snapshot()
-    alive = {pk: ts for pk, ts in seen.items() if ts >= cutoff}
-    stale = [pk for pk, ts in seen.items() if ts < cutoff]
+    alive = cabinets_alive(seen, now=now)
+    stale = [pk for pk in seen if pk not in alive]
 
     updated = 0
     alive_ids = sorted(alive)

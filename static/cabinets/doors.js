@@ -1,6 +1,7 @@
 /* The door grid of a cabinet's change page: polls the doors' JSON every few seconds and
    redraws the grid in place (no reload); Open asks a reason and posts it to the remote-open
-   endpoint. window.doorGrid tells tests what was drawn. */
+   endpoint. Times come formatted from the server (core/timefmt.py: the operator's zone, with
+   its offset), never in the browser's own zone. window.doorGrid tells tests what was drawn. */
 (function () {
   "use strict";
   var config = JSON.parse(document.getElementById("door-grid-data").textContent);
@@ -27,14 +28,6 @@
     return template.replace(/%\((\w+)\)s/g, function (_, key) { return values[key]; });
   }
 
-  function when(iso) {
-    if (!iso) return "—";
-    var d = new Date(iso);
-    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
-  }
-
   function csrf() {
     var input = document.querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
@@ -49,7 +42,7 @@
     box.appendChild(text("div", door.opening ? TEXTS.opening : door.door_label, "door-state"));
     box.appendChild(text("div", door.service_label, "door-service"));
     box.appendChild(text("div", door.tracking_number || TEXTS.empty, "door-parcel"));
-    box.appendChild(text("div", when(door.last_event_at), "door-when"));
+    box.appendChild(text("div", door.last_event_shown, "door-when"));
     if (config.may_open) {
       var button = text("button", TEXTS.open, "door-open-button");
       button.type = "button";
@@ -65,7 +58,7 @@
     data.doors.forEach(function (door) { cells.appendChild(cell(door)); });
     grid.replaceChildren(cells);
     if (!data.doors.length) grid.appendChild(text("p", TEXTS.no_compartments, "help"));
-    asOf.textContent = fill(TEXTS.as_of, { time: when(data.as_of) });
+    asOf.textContent = fill(TEXTS.as_of, { time: data.as_of_shown });
     state.doors = data.doors;
   }
 

@@ -49,7 +49,8 @@
     document.getElementById("rollout-state").textContent = data.state_label;
     document.getElementById("rollout-state-reason").textContent = data.state_reason ? " — " + data.state_reason : "";
     document.getElementById("rollout-state-changed").hidden = data.state === config.state;
-    document.getElementById("rollout-as-of").textContent = TEXTS.as_of.replace("%(time)s", new Date(data.as_of).toLocaleTimeString());
+    // Formatted by the server (core/timefmt.py), not in the browser's zone and locale.
+    document.getElementById("rollout-as-of").textContent = TEXTS.as_of.replace("%(time)s", data.as_of_shown);
     live.data = data;
   }
 

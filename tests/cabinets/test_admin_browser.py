@@ -4,8 +4,12 @@ test-artifacts/."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -169,18 +173,21 @@ def test_bulk_rotation_asks_for_confirmation_with_the_count_and_the_cabinet_stay
     from cabinets.services.credentials import cabinet_credential_issue
     from cabinets.services.liveness import cabinets_liveness_sync
     from core.staff_otp import staff_totp_enroll
-    from tests.cabinets.rotation import connected_cabinet
+    from tests.cabinets.connected import PresenceWatch, connected_cabinet
     from tests.cabinets.test_link_integration import eventually
     from tests.staff import totp_token
 
     for cabinet in Cabinet.objects.all():
         cabinet_credential_issue(cabinet=cabinet, actor=Actor.system("test"))
-    # One cabinet really connected, through uvicorn, with the reference agent.
-    with connected_cabinet(asgi_server_process, tmp_path, serial="SH-ROT-WEB") as (
-        linked,
-        issued,
-        agent,
-    ):
+    # Two cabinets really connected, through uvicorn, each with the reference agent in its
+    # own process; the fleet's other cabinets have no link.
+    with contextlib.ExitStack() as stack:
+        connected = [
+            stack.enter_context(connected_cabinet(asgi_server_process, tmp_path / s, serial=s))
+            for s in ("SH-ROT-WEB1", "SH-ROT-WEB2")
+        ]
+        linked = {cabinet.pk: (issued, agent) for cabinet, issued, agent in connected}
+        assert presence_snapshot().keys() == linked.keys()
         count = Cabinet.objects.count()
         device = staff_totp_enroll(user=User.objects.get(username="ops"))
 
@@ -202,29 +209,49 @@ def test_bulk_rotation_asks_for_confirmation_with_the_count_and_the_cabinet_stay
         page.screenshot(path=str(ARTIFACTS / "rotation-confirmation.png"), full_page=True)
         assert CabinetCredential.objects.count() == count  # nothing rotated before confirming
 
-        page.click("#action-confirm")
-        page.wait_for_selector(".messagelist")
-        assert f"Rotation started for {count} cabinet(s)" in page.inner_text(".messagelist")
-        assert CabinetCredential.objects.count() == 2 * count
-        page.reload()
-        assert CabinetCredential.objects.count() == 2 * count  # a reload rotates nothing
+        # From the confirmation until both agents are in on their new credentials, every
+        # reading of the presence set finds them alive by the liveness rule.
+        before = {pk: (agent.sessions(), agent.reconnects()) for pk, (_, agent) in linked.items()}
+        with PresenceWatch(linked) as watch:
+            page.click("#action-confirm")
+            page.wait_for_selector(".messagelist")
+            assert f"Rotation started for {count} cabinet(s)" in page.inner_text(".messagelist")
+            assert CabinetCredential.objects.count() == 2 * count
+            page.reload()
+            assert CabinetCredential.objects.count() == 2 * count  # a reload rotates nothing
 
-        # The connected cabinet switches by itself: old credential revoked, link up again.
-        old_key_id = issued.credential.split(".", 1)[0]
-        eventually(
-            lambda: (
-                CabinetCredential.objects.filter(
-                    key_id=old_key_id, revoked_reason="rotated"
-                ).exists()
-                and linked.pk in presence_snapshot()
-            ),
-            what="the rotation completed with the cabinet connected",
-            agent=agent,
-            server=asgi_server_process,
-        )
+            # Each connected cabinet switches by itself: it stores the delivered credential,
+            # the server closes its old link (4401), it comes back with the new one, and the
+            # old one is revoked.
+            def switched(pk: int) -> bool:
+                issued, agent = linked[pk]
+                old_key_id = issued.credential.split(".", 1)[0]
+                return agent.sessions() > before[pk][0] and (
+                    CabinetCredential.objects.filter(
+                        key_id=old_key_id, revoked_reason="rotated"
+                    ).exists()
+                )
+
+            for pk, (_, agent) in linked.items():
+                eventually(
+                    functools.partial(switched, pk),
+                    what=f"cabinet {pk} back on its new credential",
+                    agent=agent,
+                    server=asgi_server_process,
+                )
+        assert watch.readings > 0
+        assert watch.offline == [], f"offline by the liveness rule at (s, cabinet) {watch.offline}"
+        for pk, (_, agent) in linked.items():
+            # One new link each, after the planned reconnect: straight to the new credential,
+            # no backoff, no other drop.
+            sessions, reconnects = before[pk]
+            assert agent.sessions() == sessions + 1, agent.log()[-4000:]
+            assert agent.reconnects()[len(reconnects) :] == ["switched"], agent.log()[-4000:]
+
         cabinets_liveness_sync()
-        page.goto(f"{live_server.url}/admin/cabinets/cabinet/{linked.pk}/change/")
-        assert "Online" in page.inner_text(".field-connection_state")
+        for pk in linked:
+            page.goto(f"{live_server.url}/admin/cabinets/cabinet/{pk}/change/")
+            assert "Online" in page.inner_text(".field-connection_state")
         page.screenshot(path=str(ARTIFACTS / "rotation-online.png"), full_page=True)
 
 
@@ -257,61 +284,53 @@ def test_a_deposited_parcel_cannot_be_moved_from_its_change_form(
 
 
 def test_the_door_grid_opens_a_door_and_shows_it_open_without_reload(
-    browser, live_server, fleet
+    browser, live_server, fleet, asgi_server_process, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    from django.db import transaction
+    """The cabinet is the reference agent in its own process, connected through uvicorn: the
+    Open button's unlock travels to it, it opens its (simulated) lock and reports, and the
+    grid shows the door open."""
+    from playwright.sync_api import expect
 
-    from cabinets.models import CabinetCommand, CommandStatus, DoorState
-    from cabinets.services.commands import command_receipt_record, command_result_record
-    from cabinets.services.messages import door_event_apply
+    from cabinets.models import CabinetCommand, CommandStatus
+    from tests.cabinets.connected import connected_cabinet
 
-    cabinet = CabinetFactory(serial="GRID-0001", connection_state=ConnectionState.ONLINE)
-    for label in ("A01", "A02", "A03"):
-        CompartmentFactory(cabinet=cabinet, label=label, door_state=DoorState.CLOSED)
-    page, errors = logged_in_page(
-        browser,
-        live_server,
-        f"/admin/cabinets/cabinet/{cabinet.pk}/change/",
-        ready="window.doorGrid && window.doorGrid.ready",
-    )
-    assert page.inner_text("#door-A02 .door-state") == "Closed"
+    # The door stays open once opened: the page polls every few seconds and must see it.
+    with connected_cabinet(
+        asgi_server_process, tmp_path, serial="GRID-0001", auto_close_after=None
+    ) as (cabinet, _, agent):
+        page, errors = logged_in_page(
+            browser,
+            live_server,
+            f"/admin/cabinets/cabinet/{cabinet.pk}/change/",
+            ready="window.doorGrid && window.doorGrid.ready",
+        )
+        expect(page.locator("#door-A02 .door-state")).to_have_text("Closed")
 
-    page.click("#door-A02 button.door-open-button")
-    page.click("#door-open-confirm")  # no reason yet: refused on the page
-    assert page.inner_text("#door-open-error") == "Say why the door is opened."
-    assert not CabinetCommand.objects.exists()
-    page.fill("#door-open-reason", "recipient locked out, called support")
-    page.click("#door-open-confirm")
-    command = eventually(
-        lambda: CabinetCommand.objects.filter(compartment__label="A02").first(), "the unlock"
-    )
-    assert command.reason == "recipient locked out, called support"
-    page.wait_for_function(
-        "() => document.querySelector('#door-A02 .door-state').textContent === 'Opening…'",
-        timeout=15_000,
-    )
+        page.click("#door-A02 button.door-open-button")
+        page.click("#door-open-confirm")  # no reason yet: refused on the page
+        expect(page.locator("#door-open-error")).to_have_text("Say why the door is opened.")
+        assert not CabinetCommand.objects.exists()
+        page.fill("#door-open-reason", "recipient locked out, called support")
+        page.click("#door-open-confirm")
 
-    # The cabinet acknowledges, opens the door and reports it (the link's own services).
-    command_receipt_record(cabinet_id=cabinet.pk, command_id=str(command.pk))
-    command_result_record(
-        cabinet_id=cabinet.pk,
-        command_id=str(command.pk),
-        status="succeeded",
-        door="open",
-        detail="",
-    )
-    with transaction.atomic():
-        door_event_apply(cabinet_id=cabinet.pk, label="A02", event="opened", at=None)
-    assert CabinetCommand.objects.get().status == CommandStatus.SUCCEEDED
-
-    page.wait_for_function(
-        "() => document.querySelector('#door-A02').dataset.door === 'open'", timeout=15_000
-    )
-    assert page.inner_text("#door-A02 .door-state") == "Open"
-    assert page.inner_text("#door-A01 .door-state") == "Closed"
-    assert page.evaluate("window.sameDocument") is True  # no reload
-    page.screenshot(path=str(ARTIFACTS / "door-grid.png"), full_page=True)
-    assert errors == []
+        # The agent acknowledges, opens the door and reports it; the page's polls follow.
+        expect(page.locator("#door-A02")).to_have_attribute("data-door", "open", timeout=60_000)
+        expect(page.locator("#door-A02 .door-state")).to_have_text("Open", timeout=30_000)
+        expect(page.locator("#door-A01 .door-state")).to_have_text("Closed")
+        # A heartbeat may report the open door just before the result that closes the command.
+        command = eventually(
+            lambda: CabinetCommand.objects.filter(status=CommandStatus.SUCCEEDED).first(),
+            "the unlock reported done",
+        )
+        assert (command.compartment.label, command.reason) == (
+            "A02",
+            "recipient locked out, called support",
+        )
+        assert CabinetCommand.objects.count() == 1
+        assert agent.runs_of(str(command.pk)) == 1  # the agent itself drove the lock
+        assert page.evaluate("window.sameDocument") is True  # no reload
+        page.screenshot(path=str(ARTIFACTS / "door-grid.png"), full_page=True)
+        assert errors == []
 
 
 def test_the_rollout_page_shows_the_real_counts_while_a_simulated_fleet_runs_it(
@@ -445,3 +464,67 @@ def test_the_dashboard_refreshes_itself_and_clusters_the_map_at_fleet_scale(
     assert page.evaluate("window.sameDocument") is True
     page.screenshot(path=str(ARTIFACTS / "fleet-dashboard-clusters.png"), full_page=True)
     assert errors == []
+
+
+# The one format of config/formats/, "2026-12-02 21:38:20 +0800"; and anything that reads as a
+# time of day, to find times shown any other way ("10:44 p.m.", "22:44:49").
+# The zone as headers name it, "(UTC+08:00)", is not a time.
+POLICY_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}")
+TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}")
+ZONE_LABEL = re.compile(r"UTC[+-]\d{2}:\d{2}")
+
+
+def times_shown(text: str) -> list[datetime]:
+    """Every time in `text`, each of which must be in the one format."""
+    shown = POLICY_TIME.findall(text)
+    others = TIME_OF_DAY.findall(ZONE_LABEL.sub("", text))
+    assert len(others) == len(shown), f"a time in another format: {text!r}"
+    return [datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z") for value in shown]
+
+
+def test_the_live_pages_show_their_times_in_the_operators_zone_in_the_one_format(
+    browser, live_server, fleet
+) -> None:  # type: ignore[no-untyped-def]
+    """The dashboard, the door grid and the rollout page, in a browser whose own zone is New
+    York: their "as of", the doors' last events and every other time on them read as every
+    time of the admin does (core/timefmt.py), in TIME_ZONE with its offset."""
+    import zoneinfo
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    cabinet = CabinetFactory(serial="TIME-0001")
+    CompartmentFactory(cabinet=cabinet, label="A01", door_changed_at=timezone.now())
+    rollout = rollout_create(
+        name="config 7", kind="config", version="7", wave_plan="1", actor=Actor.system("test")
+    )
+    zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    offset = timezone.localtime(timezone.now(), zone).utcoffset()
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, timezone_id="America/New_York"
+    )
+    page = context.new_page()
+    login(page, live_server)
+    pages = {
+        "/admin/cabinets/cabinet/dashboard/": (
+            "window.fleetDashboard && window.fleetDashboard.ready",
+            ["#fleet-as-of"],
+        ),
+        f"/admin/cabinets/cabinet/{cabinet.pk}/change/": (
+            "window.doorGrid && window.doorGrid.ready",
+            ["#door-grid-asof", "#door-A01 .door-when"],
+        ),
+        f"/admin/cabinets/rollout/{rollout.pk}/change/": (
+            "window.rolloutLive && window.rolloutLive.ready",
+            ["#rollout-as-of", "#rollout-events tbody td:first-child"],
+        ),
+    }
+    for path, (ready, selectors) in pages.items():
+        page.goto(f"{live_server.url}{path}")
+        page.wait_for_function(f"() => {ready}", timeout=15_000)
+        for selector in selectors:
+            [shown] = times_shown(page.inner_text(selector))
+            assert shown.utcoffset() == offset, (path, selector, shown)
+            assert abs(shown - timezone.now()) < timedelta(minutes=10), (path, selector, shown)
+        times_shown(page.inner_text("#content"))  # and no time in another format
+    context.close()

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from cabinet_agent import protocol
 from cabinets.models import CabinetCommand, CabinetCredential, CommandAction, CommandStatus
+from cabinets.presence import presence_snapshot
 from cabinets.selectors import cabinet_authenticate, command_frame, valid_key_ids
 from cabinets.services.commands import compartment_unlock
 from cabinets.services.credentials import (
@@ -160,6 +161,19 @@ async def _next_command(comm, action: str | None) -> dict:  # type: ignore[no-un
             return frame
 
 
+async def _report_stored(comm, frame: dict) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """Answer a delivered `credential_rotate` as the cabinet does once it stored the credential."""
+    result = protocol.make_command_result(
+        command_id=frame["command"]["id"],
+        status="succeeded",
+        door=None,
+        detail="stored",
+        at=protocol.now_ms(),
+    )
+    await send(comm, result)
+    return result
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_link_delivers_the_credential_and_switches_to_it(provisioned) -> None:  # type: ignore[no-untyped-def]
     cabinet, old = provisioned
@@ -179,14 +193,7 @@ def test_the_link_delivers_the_credential_and_switches_to_it(provisioned) -> Non
         )
         assert verdict.ok
         payload = frame["command"]["payload"]
-        result = protocol.make_command_result(
-            command_id=frame["command"]["id"],
-            status="succeeded",
-            door=None,
-            detail="stored",
-            at=protocol.now_ms(),
-        )
-        await send(comm, result)
+        result = await _report_stored(comm, frame)
         while (reply := await receive(comm))["type"] != "ack":
             pass
         assert reply["ref"] == result["id"]
@@ -215,6 +222,43 @@ def test_the_link_delivers_the_credential_and_switches_to_it(provisioned) -> Non
 
     async_to_sync(scenario)()
     assert valid_key_ids(cabinet.pk) == [payload_key_id(cabinet.pk)]
+
+
+async def _closed_with(comm) -> int:  # type: ignore[no-untyped-def]
+    """The code the server closes the link with (frames before it skipped), once the consumer
+    has cleaned up after it."""
+    while (out := await comm.receive_output(timeout=15))["type"] == "websocket.send":
+        pass
+    assert out["type"] == "websocket.close"
+    await comm.disconnect()
+    return int(out["code"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_close_that_switches_a_cabinet_to_its_new_credential_leaves_it_online(
+    provisioned,
+) -> None:  # type: ignore[no-untyped-def]
+    """The cabinet stored its new credential and comes straight back with it: the 4401 that
+    sends it there keeps its presence, so no liveness tick in between marks it offline. A
+    4401 after a credential issued by hand (which the cabinet does not hold) is a drop."""
+    cabinet, old = provisioned
+
+    async def switched() -> int:
+        comm = await _connect(old.credential)
+        await database_sync_to_async(cabinet_credentials_rotate)(cabinets=[cabinet], actor=STAFF)
+        await _report_stored(comm, await _next_command(comm, CommandAction.CREDENTIAL_ROTATE))
+        return await _closed_with(comm)
+
+    assert async_to_sync(switched)() == protocol.CloseCode.BAD_CREDENTIAL
+    assert cabinet.pk in presence_snapshot()
+
+    async def reissued() -> int:
+        comm = await _connect(old.credential)
+        await database_sync_to_async(cabinet_credential_issue)(cabinet=cabinet, actor=STAFF)
+        return await _closed_with(comm)
+
+    assert async_to_sync(reissued)() == protocol.CloseCode.BAD_CREDENTIAL
+    assert cabinet.pk not in presence_snapshot()
 
 
 def payload_key_id(cabinet_id: int) -> str:

@@ -6,6 +6,7 @@ and its log. Every wait polls with a generous deadline; nothing asserts on timin
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from tests.live.server import ROOT, LiveServer
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 STAFF = Actor.system("test")
 DEADLINE_S = 60.0
+RECONNECT_LINE = re.compile(r"reconnecting in [0-9.]+ s \((\w+), \d+ failures\)")
 # The cabinet accepts a command until its expiry plus this; the server expires it only then.
 SKEW = timedelta(milliseconds=settings.CABINET_MAX_CLOCK_SKEW_MS)
 
@@ -49,7 +51,16 @@ SKEW = timedelta(milliseconds=settings.CABINET_MAX_CLOCK_SKEW_MS)
 class AgentProcess:
     """`python -m cabinet_agent` with a TOML config in a temporary directory."""
 
-    def __init__(self, directory: Path, *, url: str, issued: IssuedCredential) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        url: str,
+        issued: IssuedCredential,
+        auto_close_after: float | None = 2.0,
+    ) -> None:
+        """`auto_close_after`: seconds until the simulated lock closes an opened door by
+        itself; None leaves it open."""
         self.directory = directory
         self.config_path = directory / "agent.toml"
         self.log_path = directory / "agent.log"
@@ -78,8 +89,8 @@ cap = 1.0
 spread = 0.3
 
 [simulator]
-auto_close_after = 2.0
 """
+            + ("" if auto_close_after is None else f"auto_close_after = {auto_close_after}\n")
         )
         self.config_path.chmod(0o600)
         self.process: subprocess.Popen[bytes] | None = None
@@ -105,6 +116,15 @@ auto_close_after = 2.0
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def sessions(self) -> int:
+        """How many links the agent opened (its log line after each server hello)."""
+        return self.log().count("connected to ")
+
+    def reconnects(self) -> list[str]:
+        """Why the agent reconnected, each time, in order: "switched" (to a delivered
+        credential), "ended", "failed", ... (its log line, cabinet_agent.agent.Outcome)."""
+        return RECONNECT_LINE.findall(self.log())
 
     def runs_of(self, command_id: str) -> int:
         """How many times the agent drove an action for this command (its log line)."""

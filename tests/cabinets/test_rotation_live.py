@@ -20,7 +20,7 @@ from cabinets.presence import presence_snapshot
 from cabinets.services.commands import compartment_unlock
 from cabinets.services.credentials import cabinet_credentials_rotate
 from core.actors import Actor
-from tests.cabinets.rotation import connected_cabinet
+from tests.cabinets.connected import connected_cabinet
 from tests.cabinets.test_link_integration import AgentProcess, eventually, wait_status
 from tests.live.server import LiveServer
 

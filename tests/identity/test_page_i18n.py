@@ -30,6 +30,15 @@ def test_without_a_choice_the_page_is_in_the_default_language_chinese(
     assert ">English</button>" in page and ">简体中文</button>" in page
 
 
+def test_the_enrollment_links_first_page_is_in_the_browsers_language(client: Client) -> None:
+    link = reverse("identity:enroll-link")
+    chinese = client.get(link, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9").content.decode()
+    assert "确认是您本人" in chinese and "发送验证码" in chinese and "改用手机号登录" in chinese
+    assert "Text me a code" not in chinese
+    english = client.get(link, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Confirm it is you" in english and "Text me a code" in english
+
+
 def test_the_browser_language_and_the_switch_choose_the_language(client: Client) -> None:
     assert (
         "用手机号登录"
