@@ -42,6 +42,13 @@ class GcPolicy:
     last_thaw_s: float = 0.0
     _loop: asyncio.AbstractEventLoop | None = None
 
+    def freeze_start_up(self) -> None:
+        """Once the application is imported (config/asgi.py): everything imported so far
+        (Django, the apps, their modules) lives as long as the process."""
+        if settings.CABINET_ASGI_GC_FREEZE:
+            gc.collect()
+            gc.freeze()
+
     def watch(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is loop:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -12,9 +11,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
 
 from cabinets.admission import AdmissionGate  # noqa: E402
+from cabinets.gc_policy import gc_policy  # noqa: E402
 from cabinets.redaction import link_url_redaction_install  # noqa: E402
 from cabinets.routing import CabinetLinkUrlOnly, websocket_urlpatterns  # noqa: E402
 
@@ -30,10 +29,6 @@ application = ProtocolTypeRouter(
 # misconfigured cabinet must not reach the server's log (cabinets/redaction.py).
 link_url_redaction_install()
 
-if settings.CABINET_ASGI_GC_FREEZE:
-    # Everything imported so far (Django, the apps, their modules) lives as long as the
-    # process. A full collection walks every tracked object, and with 10,000 sockets it
-    # took 0.9-1.2 s, stalling every heartbeat and unlock in the process (CHANNELS-NOTES).
-    # Frozen objects are skipped by every later collection; new garbage is still collected.
-    gc.collect()
-    gc.freeze()
+# The start-up objects out of the garbage collector; later freezes follow from the first
+# handshake (cabinets/gc_policy.py: the whole policy in one place).
+gc_policy.freeze_start_up()

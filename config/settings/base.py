@@ -496,7 +496,8 @@ CELERY_BEAT_SCHEDULE["identity-purge-tokens"] = {
 # A pushed command with no receipt after this many seconds is sent again on the same
 # connection, until it expires (protocol §9).
 CABINET_RECEIPT_TIMEOUT_S = env.float("CABINET_RECEIPT_TIMEOUT_S", default=5.0)
-# The ASGI process freezes its start-up objects out of the garbage collector (config/asgi.py).
+# The ASGI process freezes its start-up objects out of the garbage collector
+# (cabinets/gc_policy.py) ...
 CABINET_ASGI_GC_FREEZE = env.bool("CABINET_ASGI_GC_FREEZE", default=True)
 # ... and then, every this many seconds, what has lived since (cabinets/gc_policy.py: a full
 # collection walked every socket's objects, up to 1.3 s with 5,000 sockets); 0: never.
