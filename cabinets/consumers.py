@@ -10,36 +10,35 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from cabinet_agent import protocol
 from cabinets.admission import admission_refuse, admission_ticket
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
-from cabinets.selectors import CabinetSession, cabinet_authenticate, link_backlog
+from cabinets.selectors import (
+    CabinetSession,
+    cabinet_authenticate_on_loop,
+    link_backlog_on_loop,
+)
 from cabinets.services.commands import command_mark_sent
 from cabinets.services.credentials import cabinet_credential_rotation_complete
 from cabinets.services.liveness import cabinet_telemetry_record
 from cabinets.services.messages import cabinet_message_handle
+from core.loop_reads import on_pool_thread
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
-def db(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """Run a service on the thread pool, not on the one thread Channels uses by default:
-    with 10,000 cabinets, handshakes, events and telemetry writes must not queue behind each
-    other. Each call is its own transaction, and each pool thread keeps its own persistent
-    database connection (DATABASE_CONN_MAX_AGE)."""
-    return database_sync_to_async(func, thread_sensitive=False)  # type: ignore[no-any-return]
+# Services from async code: on the thread pool, each call its own transaction.
+db = on_pool_thread
 
 
 # Protocol §12: one bad frame is answered, not punished; more than this many within the
@@ -121,7 +120,14 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         raw = headers.get(b"authorization")
-        auth = await db(cabinet_authenticate)(raw.decode("latin-1") if raw else None)
+        try:
+            # On the event loop (PostgreSQL): a thread hop cost more than the query.
+            auth = await cabinet_authenticate_on_loop(raw.decode("latin-1") if raw else None)
+        except DatabaseError as exc:
+            # The database is away or restarting: busy, not broken (the hint brings it back).
+            logger.warning("cabinet link refused, database: %s", exc)
+            await self._refuse_busy()
+            return
         if auth.session is None:
             self._refuse(auth.reason)
             await self.close()
@@ -173,7 +179,12 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             await self._refuse_busy()
             return
         # Read only now, in the group: pushes from here on queue until connect() returns.
-        backlog = await db(link_backlog)(auth.session)
+        try:
+            backlog = await link_backlog_on_loop(auth.session)
+        except DatabaseError as exc:
+            logger.warning("cabinet %s: link refused, database: %s", auth.session.serial, exc)
+            await self._refuse_busy()
+            return
         if backlog.state == protocol.CabinetLifecycle.RETIRED:
             # Retired after the credential check, before the join: no push told this link.
             self._refuse("retired")

@@ -40,6 +40,27 @@ def _empty_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _loop_connections_closed() -> Iterator[None]:
+    """Each scenario runs on an event loop of its own, and a handshake on PostgreSQL opens a
+    connection for that loop (core/loop_reads.py): closed once the loop is gone, or the test
+    database could not be dropped."""
+    yield
+    from core.loop_reads import loop_connections
+
+    loop_connections.close_idle()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _loop_connections_closed_at_the_end(django_db_setup: None) -> Iterator[None]:
+    """Torn down before the test database is dropped: a loop still running in a thread of
+    some test's (a simulated fleet's) would otherwise hold a connection to it."""
+    yield
+    from core.loop_reads import loop_connections
+
+    loop_connections.close_all()
+
+
+@pytest.fixture(autouse=True)
 def _language_of_the_test_settings() -> Iterator[None]:
     """A request through LocaleMiddleware leaves its language active in the thread; the next
     test starts in LANGUAGE_CODE again (English in the test settings)."""

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from cabinet_agent import protocol
@@ -56,7 +56,10 @@ def test_a_busy_process_refuses_a_handshake_at_once_with_4429_and_a_retry_hint(
         assert release.wait(30)
         return cabinet_authenticate(authorization)
 
-    monkeypatch.setattr(consumers, "cabinet_authenticate", slow_authenticate)
+    async def authenticate(authorization: str | None) -> AuthResult:
+        return await sync_to_async(slow_authenticate, thread_sensitive=False)(authorization)
+
+    monkeypatch.setattr(consumers, "cabinet_authenticate_on_loop", authenticate)
 
     async def scenario() -> None:
         first = communicator(issued.credential)

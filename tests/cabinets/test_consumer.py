@@ -9,10 +9,11 @@ import pytest
 import redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from cabinet_agent import protocol
-from cabinets import consumers, presence
+from cabinets import consumers, presence, selectors
 from cabinets.models import (
     Cabinet,
     CabinetCommand,
@@ -24,7 +25,6 @@ from cabinets.models import (
     ServiceState,
 )
 from cabinets.presence import presence_snapshot
-from cabinets.selectors import cabinet_authenticate
 from cabinets.services.commands import command_issue, commands_expire, compartment_unlock
 from cabinets.services.credentials import cabinet_credential_issue, cabinet_credential_revoke
 from cabinets.services.liveness import cabinets_liveness_sync
@@ -259,17 +259,18 @@ def test_a_command_committed_while_the_cabinet_connects_is_delivered_on_that_lin
     cabinet, compartment, issued = provisioned
     during: list[str] = []
 
-    read_backlog = consumers.link_backlog
+    read_backlog = consumers.link_backlog_on_loop
 
-    def read_then_issue(session):  # type: ignore[no-untyped-def]
-        backlog = read_backlog(session)
+    def issue() -> None:
+        during.append(str(compartment_unlock(compartment=compartment, actor=STAFF, reason="r").pk))
+
+    async def read_then_issue(session):  # type: ignore[no-untyped-def]
+        backlog = await read_backlog(session)
         if not during:
-            during.append(
-                str(compartment_unlock(compartment=compartment, actor=STAFF, reason="r").pk)
-            )
+            await database_sync_to_async(issue, thread_sensitive=False)()
         return backlog
 
-    monkeypatch.setattr(consumers, "link_backlog", read_then_issue)
+    monkeypatch.setattr(consumers, "link_backlog_on_loop", read_then_issue)
 
     async def scenario() -> dict:  # type: ignore[type-arg]
         comm, _ = await open_link(issued.credential)
@@ -307,12 +308,16 @@ def test_a_cabinet_retired_while_its_link_opens_is_refused(provisioned, monkeypa
     # reaches it, so the state read after joining must refuse it.
     cabinet, _, issued = provisioned
 
-    def authenticate_then_retire(authorization):  # type: ignore[no-untyped-def]
-        auth = cabinet_authenticate(authorization)
-        Cabinet.objects.filter(pk=cabinet.pk).update(state="retired")
+    authenticate = consumers.cabinet_authenticate_on_loop
+
+    async def authenticate_then_retire(authorization):  # type: ignore[no-untyped-def]
+        auth = await authenticate(authorization)
+        await database_sync_to_async(
+            Cabinet.objects.filter(pk=cabinet.pk).update, thread_sensitive=False
+        )(state="retired")
         return auth
 
-    monkeypatch.setattr(consumers, "cabinet_authenticate", authenticate_then_retire)
+    monkeypatch.setattr(consumers, "cabinet_authenticate_on_loop", authenticate_then_retire)
 
     async def scenario() -> bool:
         connected, _ = await communicator(issued.credential).connect(timeout=5)
@@ -530,3 +535,62 @@ def test_a_reconnecting_cabinet_whose_telemetry_did_not_change_writes_nothing(pr
     assert cabinet.telemetry["doors"] == {"A01": "open"}
     assert cabinet.telemetry_at > stored_at
     assert CabinetCommand.objects.count() == 0
+
+
+@pytest.mark.parametrize("read", ["_credential_read", "_backlog_read"])
+def test_a_database_that_is_away_refuses_the_handshake_as_busy_and_leaves_no_presence(
+    provisioned, monkeypatch, read
+) -> None:  # type: ignore[no-untyped-def]
+    # A database restarting (or failing over) mid-storm: the cabinet is told to come back
+    # later (protocol §11), not given a 500 or a dropped socket.
+    cabinet, _, issued = provisioned
+
+    async def away(**values):  # type: ignore[no-untyped-def]
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr(getattr(selectors, read), "arows", away)
+
+    async def scenario() -> tuple[int, int | None]:
+        comm = communicator(issued.credential)
+        connected, _ = await comm.connect(timeout=10)
+        assert connected  # accepted only to say why
+        closed = await comm.receive_output(timeout=10)
+        assert closed["type"] == "websocket.close"
+        await comm.disconnect()
+        return closed["code"], protocol.parse_retry_after(closed["reason"])
+
+    code, hint = async_to_sync(scenario)()
+    assert code == protocol.CloseCode.TRY_AGAIN_LATER and hint is not None and hint >= 1
+    assert cabinet.pk not in presence_snapshot()
+    monkeypatch.undo()
+
+    async def later() -> None:
+        comm, hello = await open_link(issued.credential)
+        assert hello["cabinet"] == cabinet.serial
+        await comm.disconnect()
+
+    async_to_sync(later)()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the event-loop path is PostgreSQL's")
+def test_on_postgresql_the_handshake_reads_on_the_event_loop_not_through_the_orm(
+    provisioned, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # core/loop_reads.py: the two reads of a handshake take no thread hop. The first
+    # handshake compiles them; the second must not touch the ORM for them at all.
+    cabinet, _, issued = provisioned
+
+    async def handshake() -> str:
+        comm, hello = await open_link(issued.credential)
+        await comm.disconnect()
+        return str(hello["cabinet"])
+
+    assert async_to_sync(handshake)() == cabinet.serial
+
+    def no_orm(**values):  # type: ignore[no-untyped-def]
+        raise AssertionError("read through the ORM")
+
+    for read in (selectors._credential_read, selectors._backlog_read):
+        monkeypatch.setattr(read, "rows", no_orm)
+        monkeypatch.setattr(read, "_compile", no_orm)
+    assert async_to_sync(handshake)() == cabinet.serial
