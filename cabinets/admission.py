@@ -15,11 +15,13 @@ them from coming back together.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +137,29 @@ def admission_ticket(scope: dict[str, Any]) -> AdmissionTicket:
     return ticket if isinstance(ticket, AdmissionTicket) else AdmissionTicket(left=True)
 
 
+# Set, in the handshake's own task, once it was refused with a denial response.
+_denied: ContextVar[bool] = ContextVar("cabinet_handshake_denied", default=False)
+SPURIOUS_DENIAL_ERROR = "ASGI callable returned without completing handshake."
+
+
+class SpuriousDenialError(logging.Filter):
+    """uvicorn's websockets-sansio logs `ASGI callable returned without completing
+    handshake.` at ERROR after every denial response, though the response went out (it never
+    marks such a handshake complete; uvicorn PR 3138, open): a reconnect storm wrote 13,776
+    of them. This drops that line only for a handshake this gate refused (the flag is set in
+    the task that runs the application, which is the one that logs it), so an application
+    that really returns without answering is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_denied.get() and record.getMessage() == SPURIOUS_DENIAL_ERROR)
+
+
+def admission_log_filter_install() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, SpuriousDenialError) for f in logger.filters):
+        logger.addFilter(SpuriousDenialError())
+
+
 async def admission_refuse(scope: dict[str, Any], send: Send) -> None:
     """Refuse a cabinet's handshake as busy, with a retry hint (protocol §11): HTTP 503 and
     `Retry-After` through the ASGI denial-response extension (uvicorn), else accept and close
@@ -153,6 +178,7 @@ async def admission_refuse(scope: dict[str, Any], send: Send) -> None:
             }
         )
         await send({"type": "websocket.http.response.body", "body": b"busy\n"})
+        _denied.set(True)
         return
     await send({"type": "websocket.accept"})
     await send(

@@ -12,7 +12,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from cabinets.admission import AdmissionGate  # noqa: E402
+from cabinets.admission import AdmissionGate, admission_log_filter_install  # noqa: E402
 from cabinets.gc_policy import gc_policy  # noqa: E402
 from cabinets.redaction import link_url_redaction_install  # noqa: E402
 from cabinets.routing import CabinetLinkUrlOnly, websocket_urlpatterns  # noqa: E402
@@ -28,6 +28,8 @@ application = ProtocolTypeRouter(
 # After Django's logging setup, in the ASGI server's process: a credential put in a URL by a
 # misconfigured cabinet must not reach the server's log (cabinets/redaction.py).
 link_url_redaction_install()
+# Nor the ERROR line uvicorn writes after each busy refusal (cabinets/admission.py).
+admission_log_filter_install()
 
 # The start-up objects out of the garbage collector; later freezes follow from the first
 # handshake (cabinets/gc_policy.py: the whole policy in one place).

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -108,18 +109,28 @@ def _names(queryset: QuerySet[Any]) -> list[str]:
     return [*query.extra_select, *query.values_select, *query.annotation_select]
 
 
+@dataclass
+class _Held:
+    connection: Any
+    # time.monotonic() after which it is closed and made again (DATABASE_CONN_MAX_AGE, as
+    # Django's own connections); None: kept for the process's life.
+    closes_at: float | None
+
+
 class LoopConnections:
     """One psycopg `AsyncConnection` per event loop (a connection belongs to the loop that
-    made it). Queries on it take turns (psycopg serialises them), each a fraction of a
-    millisecond. A broken connection (the database restarted) is dropped and made again
-    once; if that fails too, Django's `OperationalError` is raised to the caller, as the ORM
-    would raise it."""
+    made it), kept as long as `DATABASE_CONN_MAX_AGE` says, as Django keeps its own: 0 (the
+    development and test default) opens one for each read and closes it after. Queries on a
+    kept connection take turns (psycopg serialises them), each a fraction of a millisecond.
+    A broken connection (the database restarted) is dropped and made again once; if that
+    fails too, Django's `OperationalError` is raised to the caller, as the ORM would raise
+    it."""
 
     def __init__(self) -> None:
         # A plain dict, not a WeakKeyDictionary: a loop that is collected would take its entry
         # with it and leave the connection open until the cyclic collector frees it. Entries
         # of stopped loops are closed when the next connection is made (and by close_idle).
-        self._by_loop: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._by_loop: dict[asyncio.AbstractEventLoop, _Held] = {}
         self._opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -128,7 +139,8 @@ class LoopConnections:
         import psycopg
 
         for attempt in (1, 2):
-            connection = await self._connection()
+            max_age = connections["default"].settings_dict.get("CONN_MAX_AGE", 0)
+            connection = await (self._kept(max_age) if max_age != 0 else _connect())
             try:
                 async with connection.cursor() as cursor:
                     await cursor.execute(sql, params)
@@ -138,31 +150,41 @@ class LoopConnections:
                 if attempt == 2:
                     raise OperationalError(str(exc)) from exc
                 logger.warning("event-loop database connection lost; connecting again")
+            finally:
+                if max_age == 0:
+                    await self._drop(connection)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _connection(self) -> Any:
-        import psycopg
-
+    async def _kept(self, max_age: float | None) -> Any:
         loop = asyncio.get_running_loop()
-        connection = self._by_loop.get(loop)
-        if connection is not None and not connection.closed:
-            return connection
+        held = self._by_loop.get(loop)
+        if held is not None and self._usable(held):
+            return held.connection
         lock = self._opening.setdefault(loop, asyncio.Lock())
         async with lock:
-            connection = self._by_loop.get(loop)
-            if connection is None or connection.closed:
-                self.close_idle()
-                try:
-                    connection = self._by_loop[loop] = await _connect()
-                except psycopg.OperationalError as exc:
-                    raise OperationalError(str(exc)) from exc
+            held = self._by_loop.get(loop)
+            if held is not None and self._usable(held):
+                return held.connection
+            if held is not None:
+                await self._drop(held.connection)
+            self.close_idle()
+            connection = await _connect()
+            closes_at = None if max_age is None else time.monotonic() + max_age
+            self._by_loop[loop] = _Held(connection, closes_at)
             return connection
+
+    @staticmethod
+    def _usable(held: _Held) -> bool:
+        return not held.connection.closed and (
+            held.closes_at is None or time.monotonic() < held.closes_at
+        )
 
     async def _drop(self, connection: Any) -> None:
         loop = asyncio.get_running_loop()
-        if self._by_loop.get(loop) is connection:
+        held = self._by_loop.get(loop)
+        if held is not None and held.connection is connection:
             del self._by_loop[loop]
-        # Broken already: closing it may fail too, and nothing more is to be done with it.
+        # Broken already, or done with: closing may fail, and nothing more is to be done.
         with contextlib.suppress(Exception):
             await connection.close()
 
@@ -178,11 +200,11 @@ class LoopConnections:
 
     def _close(self, which: Callable[[asyncio.AbstractEventLoop], bool]) -> int:
         closed = 0
-        for loop, connection in list(self._by_loop.items()):
+        for loop, held in list(self._by_loop.items()):
             if which(loop):
                 self._by_loop.pop(loop, None)
-                if not connection.closed:
-                    connection.pgconn.finish()
+                if not held.connection.closed:
+                    held.connection.pgconn.finish()
                     closed += 1
         return closed
 
@@ -190,6 +212,13 @@ class LoopConnections:
 async def _connect() -> Any:
     import psycopg
 
+    try:
+        return await _connect_psycopg(psycopg)
+    except psycopg.OperationalError as exc:
+        raise OperationalError(str(exc)) from exc
+
+
+async def _connect_psycopg(psycopg: Any) -> Any:
     def parameters() -> tuple[dict[str, Any], str]:
         django_connection = connections["default"]
         params = dict(django_connection.get_connection_params())

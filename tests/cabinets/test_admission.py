@@ -189,3 +189,38 @@ def test_a_process_whose_event_loop_runs_late_refuses_until_it_catches_up(settin
         assert gate.try_enter()
 
     async_to_sync(scenario)()
+
+
+def test_uvicorns_error_after_a_denial_response_is_dropped_only_for_a_refused_handshake() -> None:
+    # uvicorn's websockets-sansio logs "ASGI callable returned without completing handshake."
+    # after every denial response (a storm wrote 13,776); the line stays for any other app.
+    import contextvars
+    import logging
+
+    from cabinets.admission import SPURIOUS_DENIAL_ERROR, SpuriousDenialError, admission_refuse
+
+    sent: list[dict] = []  # type: ignore[type-arg]
+
+    async def send(message: dict) -> None:  # type: ignore[type-arg]
+        sent.append(message)
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, message, None, None)
+
+    log_filter = SpuriousDenialError()
+    scope = {"type": "websocket", "extensions": {"websocket.http.response": {}}}
+
+    async def refused_then_logged() -> tuple[bool, bool]:
+        await admission_refuse(scope, send)
+        return log_filter.filter(record(SPURIOUS_DENIAL_ERROR)), log_filter.filter(
+            record("Exception in ASGI application")
+        )
+
+    async def only_logged() -> bool:
+        return log_filter.filter(record(SPURIOUS_DENIAL_ERROR))
+
+    # Each in a context of its own, as uvicorn runs each connection in a task of its own.
+    refused = contextvars.copy_context().run(async_to_sync(refused_then_logged))
+    assert refused == (False, True)
+    assert sent[0]["status"] == protocol.ADMISSION_HTTP_STATUS
+    assert contextvars.copy_context().run(async_to_sync(only_logged)) is True

@@ -32,7 +32,12 @@ from tests.live.wait import eventually
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 STAFF = Actor.system("fleet test")
 # What a server must never log, whatever the cabinets do.
-SERVER_FAULTS = ("Traceback", "Unexpected ASGI message", "No connection available")
+SERVER_FAULTS = (
+    "Traceback",
+    "Unexpected ASGI message",
+    "No connection available",
+    "returned without completing handshake",
+)
 
 
 def _faults(server: LiveServer) -> list[str]:

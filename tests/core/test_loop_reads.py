@@ -3,7 +3,9 @@ through the ORM on the thread pool (SQLite); the rows are the ORM's either way."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -103,23 +105,64 @@ def _terminate(pid: int) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+@pytest.fixture
+def kept_connections(monkeypatch):  # type: ignore[no-untyped-def]
+    """Connections kept, as production's DATABASE_CONN_MAX_AGE keeps them (tests use 0)."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+
+
+def _backend_pid() -> Any:
+    async def pid() -> int:
+        return (await loop_connections.fetch("SELECT pg_backend_pid()", []))[0][0]
+
+    return pid
+
+
 @on_postgresql
-def test_a_connection_the_database_dropped_is_made_again(cabinet_with_credential) -> None:  # type: ignore[no-untyped-def]
+def test_a_connection_the_database_dropped_is_made_again(
+    cabinet_with_credential, kept_connections
+) -> None:  # type: ignore[no-untyped-def]
     # A database restart or failover ends every session: the next read connects again.
     _, key_id, _ = cabinet_with_credential
     read = selectors._credential_read
+    pid = _backend_pid()
 
-    async def scenario() -> tuple[int, int, list]:  # type: ignore[type-arg]
+    async def scenario() -> tuple[int, int, int, list]:  # type: ignore[type-arg]
         await read.arows(key_id=key_id)
-        first = (await loop_connections._connection()).info.backend_pid
+        first, kept = await pid(), await pid()
         assert await database_sync_to_async(_terminate)(first)
         found = await read.arows(key_id=key_id)
-        second = (await loop_connections._connection()).info.backend_pid
-        return first, second, found
+        return first, kept, await pid(), found
 
-    first, second, found = async_to_sync(scenario)()
-    assert first != second
+    first, kept, second, found = async_to_sync(scenario)()
+    assert first == kept != second
     assert [row["cabinet__serial"] for row in found] == ["SH-LOOP-1"]
+
+
+@on_postgresql
+def test_connections_last_as_long_as_the_database_settings_say(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pid = _backend_pid()
+
+    async def three() -> list[int]:
+        return [await pid(), await pid(), await pid()]
+
+    # 0, as in development and tests: a connection for each read, closed after it.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    pids = async_to_sync(three)()
+    assert len(set(pids)) == 3
+    assert loop_connections.close_all() == 0  # none was left open
+
+    # A short age: kept while young, made again once it has lived that long.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0.3)
+
+    async def aged() -> tuple[int, int, int]:
+        first, again = await pid(), await pid()
+        await asyncio.sleep(0.4)
+        return first, again, await pid()
+
+    first, again, later = async_to_sync(aged)()
+    assert first == again != later
+    loop_connections.close_all()
 
 
 @on_postgresql
