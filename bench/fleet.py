@@ -8,7 +8,7 @@ unlock push latency, a burst of unlocks, and a reconnect storm.
 
 Environment: BENCH_FLEET_LEVELS (default "1000,5000,10000"), BENCH_FLEET_PROCESSES (2: ASGI
 processes sharing the port), BENCH_FLEET_KINDS ("echo,platform"), BENCH_FLEET_PUSHES (200
-sequential unlocks), BENCH_FLEET_BURST (1000 unlocks at once), BENCH_FLEET_STORM (1: drop
+unlocks at BENCH_FLEET_PUSH_RATE, 10 a second, and 200 more back to back), BENCH_FLEET_BURST (1000 unlocks at once), BENCH_FLEET_STORM (1: drop
 every socket at once and reconnect as the agent does), BENCH_FLEET_STORM_COMMANDS (200),
 BENCH_FLEET_CONNECT_RATE (500 handshakes/s for the first connect), BENCH_FLEET_WINDOW_S (30:
 the heartbeat-only window in which CPU, Redis commands and database writes are measured),
@@ -54,6 +54,9 @@ LEVELS = [int(n) for n in os.environ.get("BENCH_FLEET_LEVELS", "1000,5000,10000"
 PROCESSES = int(os.environ.get("BENCH_FLEET_PROCESSES", "2"))
 KINDS = os.environ.get("BENCH_FLEET_KINDS", "echo,platform").split(",")
 PUSHES = int(os.environ.get("BENCH_FLEET_PUSHES", "200"))
+# Unlocks a second for the paced pushes, issued open-loop (Poisson arrivals, whether or not the
+# last one has arrived): 10/s is 864,000 a day, 86 a day for each of 10,000 cabinets.
+PUSH_RATE = float(os.environ.get("BENCH_FLEET_PUSH_RATE", "10"))
 BURST = int(os.environ.get("BENCH_FLEET_BURST", "1000"))
 STORM = os.environ.get("BENCH_FLEET_STORM", "1") == "1"
 STORM_COMMANDS = int(os.environ.get("BENCH_FLEET_STORM_COMMANDS", "200"))
@@ -72,7 +75,12 @@ SPREAD_S = float(os.environ.get("BENCH_FLEET_SPREAD_S", "10"))
 BACKOFF_BASE_S, BACKOFF_CAP_S = 1.0, 60.0
 OPEN_TIMEOUT_S = float(os.environ.get("BENCH_FLEET_OPEN_TIMEOUT_S", "60"))
 STORM_SETTLE_S = 180.0  # "failed for good": not connected again after this long
-SERVER_FAULTS = ("Traceback", "Unexpected ASGI message", "No connection available")
+SERVER_FAULTS = (
+    "Traceback",
+    "Unexpected ASGI message",
+    "No connection available",
+    "returned without completing handshake",
+)
 
 
 # --- the bare echo consumer (served by uvicorn: bench.fleet:echo_application_factory) ---------
@@ -422,8 +430,13 @@ class Issuer:
             future = self._pending.pop(request_id)
             self._loop.call_soon_threadsafe(future.set_result, (command_id, started))
 
-    async def ready(self) -> None:
+    async def ready(self, warm: Client | None = None) -> None:
+        """Started, and the push path warmed by one unlock to `warm` (the push loop, its Redis
+        connections, the service's first queries): the first measured push must not pay
+        for the issuer's own start-up."""
         await self.unlock_cabinet(None)
+        if warm is not None:
+            await self.unlock(warm)
 
     async def unlock(self, client: Client) -> tuple[str, float]:
         """(command id, when the issue started)."""
@@ -582,7 +595,7 @@ async def measure(
         gc.freeze()
         rss = server.rss_kb()
         issuer = Issuer(kind, [c.cabinet_id for c in clients], env)
-        await issuer.ready()
+        await issuer.ready(next((c for c in clients if c.connected.is_set()), None))
         stats.record_heartbeats = True
         cpu0, t0 = server.cpu_s(), time.monotonic()
         redis0, db0 = redis_commands(), await sync_to_async(database_writes)()
@@ -606,7 +619,10 @@ async def measure(
         if not live:
             result["server_faults"] = server.faults()
             return result
+        paced = await pushes_paced(issuer, live, stats)
         push_ms, service_ms, lost = [], [], 0
+        # Back to back: the next unlock issued once the last one arrived (about 40 a second,
+        # each with the last one's receipt and result still being stored).
         for _ in range(PUSHES):
             client = random.choice(live)
             while not client.connected.is_set():  # reconnecting: a bare push would be lost
@@ -619,10 +635,11 @@ async def measure(
             except TimeoutError:
                 lost += 1
         stats.record_heartbeats = False
+        result.update(paced)
         result.update(
-            push_p50=percentile(push_ms, 50), push_p99=percentile(push_ms, 99), push_lost=lost,
-            push_service_p50=percentile(service_ms, 50),
-            push_service_p99=percentile(service_ms, 99),
+            b2b_p50=percentile(push_ms, 50), b2b_p99=percentile(push_ms, 99), b2b_lost=lost,
+            b2b_service_p50=percentile(service_ms, 50),
+            b2b_service_p99=percentile(service_ms, 99),
             heartbeat_rtt_p50=percentile(stats.heartbeat_rtt_ms, 50),
             heartbeat_rtt_p99=percentile(stats.heartbeat_rtt_ms, 99),
             heartbeat_ack_p99=percentile(stats.ack_rtt_ms, 99),
@@ -644,6 +661,41 @@ async def measure(
             issuer.stop()
         server.stop()
     return result
+
+
+async def pushes_paced(issuer: Issuer, live: list[Client], stats: Stats) -> dict[str, Any]:
+    """PUSHES unlocks to random connected cabinets at PUSH_RATE a second, open-loop: each is
+    issued at its own time (exponential gaps), whether or not the ones before have arrived,
+    as a fleet's unlocks come."""
+    started: dict[str, float] = {}
+
+    async def one(client: Client) -> None:
+        command_id, t = await issuer.unlock(client)
+        started[command_id] = t
+
+    issuing = []
+    for _ in range(PUSHES):
+        client = random.choice(live)
+        while not client.connected.is_set():
+            client = random.choice(live)
+        issuing.append(asyncio.create_task(one(client)))
+        await asyncio.sleep(random.expovariate(PUSH_RATE))
+    await asyncio.gather(*issuing)
+    arrivals = [asyncio.shield(stats.arrival(cid)) for cid in started]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*arrivals), 10)
+    push_ms = [
+        (stats.arrival(cid).result() - t) * 1000
+        for cid, t in started.items()
+        if stats.arrival(cid).done()
+    ]
+    service_ms = [(issuer.ended[cid] - t) * 1000 for cid, t in started.items()]
+    return {
+        "push_p50": percentile(push_ms, 50), "push_p99": percentile(push_ms, 99),
+        "push_lost": len(started) - len(push_ms),
+        "push_service_p50": percentile(service_ms, 50),
+        "push_service_p99": percentile(service_ms, 99),
+    }  # fmt: skip
 
 
 async def burst(issuer: Issuer, live: list[Client], stats: Stats) -> dict[str, Any]:
@@ -737,6 +789,14 @@ def setup_django(env: dict[str, str]) -> list[Client]:
     issued = simulated_fleet_provision(
         prefix=PREFIX, count=max(LEVELS), create=True, actor=Actor.system("bench")
     )
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # Fresh statistics for the planner, as autovacuum's analyze would give a production
+        # database (this machine's PostgreSQL runs without autovacuum: with no statistics at
+        # all, a run planned its queries for empty tables).
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
     labels: dict[int, list[str]] = {}
     for cabinet_id, label in Compartment.objects.filter(
         cabinet__serial__startswith=PREFIX
@@ -785,7 +845,8 @@ def report(results: list[dict[str, Any]], *, database: str, took: float, load: s
         "right after it (the server's event loop read the heartbeat). Push = issue → command "
         "frame received (platform: the `compartment_unlock` service, stored then pushed on "
         "commit; echo: a bare `group_send`; issued from a process of their own, not the "
-        f"clients'), {PUSHES} sequential unlocks; burst = {BURST} "
+        f"clients'), {PUSHES} unlocks at {PUSH_RATE:g} a second, open-loop (Poisson "
+        f"arrivals), and {PUSHES} back to back (the next once the last arrived); burst = {BURST} "
         "unlocks issued by 8 concurrent issuers. Storm = every socket cut at once, "
         f"{STORM_COMMANDS} unlocks issued just before and during the reconnect. KB/cabinet: "
         "server RSS (sum of the processes) added per cabinet once a fiftieth of the level was "
@@ -795,8 +856,9 @@ def report(results: list[dict[str, Any]], *, database: str, took: float, load: s
         "| server | cabinets | connected | connect s | handshake p50 / p99 ms | refused+retried "
         "| RSS MB (per process) | KB/cabinet (after warm-up / from start) | heartbeat CPU % "
         "| heartbeat RTT p50 / p99 ms "
-        "| push p50 / p99 ms | lost | burst lost | burst p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| push at {PUSH_RATE:g}/s p50 / p99 ms | lost | push back to back p50 / p99 ms "
+        "| burst lost | burst p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         per = "+".join(str(x) for x in r.get("rss_per_process_mb", []))
@@ -809,6 +871,7 @@ def report(results: list[dict[str, Any]], *, database: str, took: float, load: s
             f"{fmt(r.get('heartbeat_cpu_pct'))} | {fmt(r.get('heartbeat_rtt_p50'))} / "
             f"{fmt(r.get('heartbeat_rtt_p99'))} | {fmt(r.get('push_p50'))} / "
             f"{fmt(r.get('push_p99'))} | {r.get('push_lost', '-')} | "
+            f"{fmt(r.get('b2b_p50'))} / {fmt(r.get('b2b_p99'))} | "
             f"{r.get('burst_lost', '-')} of {r.get('burst', '-')} | {fmt(r.get('burst_p50'))} / "
             f"{fmt(r.get('burst_p99'))} |"
         )
@@ -849,7 +912,8 @@ def report(results: list[dict[str, Any]], *, database: str, took: float, load: s
             f"{fmt(1000 * r['heartbeat_cpu_pct'] / 100 / max(r.get('connected', 1), 1), '.3f')} "
             f"ms/s, server faults {r.get('server_faults', '-')}; of the push, the issuing "
             f"call (stored, committed, handed to Redis) p50 {fmt(r.get('push_service_p50'))} / "
-            f"p99 {fmt(r.get('push_service_p99'))} ms"
+            f"p99 {fmt(r.get('push_service_p99'))} ms at {PUSH_RATE:g}/s, "
+            f"{fmt(r.get('b2b_service_p50'))} / {fmt(r.get('b2b_service_p99'))} ms back to back"
         )
     by = {(r["kind"], r["level"]): r for r in results}
     ratios = []
