@@ -71,9 +71,12 @@ class LoopRead:
         self._compiled: _Compiled | None = None
 
     def rows(self, **values: Any) -> list[Row]:
-        """Through the ORM, in the calling thread."""
+        """Through the ORM, in the calling thread: the rows of the query's compiler, named as
+        on the event loop."""
         queryset = self._build(**values)
-        return [dict(zip(_names(queryset), row, strict=True)) for row in queryset]
+        compiler = queryset.query.get_compiler(using=queryset.db)
+        names = _names(queryset)
+        return [dict(zip(names, row, strict=True)) for row in compiler.results_iter()]
 
     async def arows(self, **values: Any) -> list[Row]:
         if connections["default"].vendor != "postgresql":
@@ -104,8 +107,11 @@ class LoopRead:
 
 
 def _names(queryset: QuerySet[Any]) -> list[str]:
-    """The columns of a values_list QuerySet, in the order its SQL selects them."""
+    """The columns of a values_list QuerySet, in the order its SQL selects them: as Django's
+    own ValuesIterable names them (Django 5.2 selects in the order values_list gives)."""
     query = queryset.query
+    if query.selected:
+        return list(query.selected)
     return [*query.extra_select, *query.values_select, *query.annotation_select]
 
 

@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.db import OperationalError, connection
+from django.db.models import Value
 from django.utils import timezone
 
 from cabinets import selectors
@@ -181,3 +182,20 @@ def test_a_database_that_cannot_be_reached_raises_djangos_operational_error(
     monkeypatch.setattr(DatabaseWrapper, "get_connection_params", unreachable)
     with pytest.raises(OperationalError):
         async_to_sync(selectors._credential_read.arows)(key_id=key_id)
+
+
+def test_each_value_is_named_by_its_own_column_whatever_the_order_values_list_gives() -> None:
+    # values_list puts an annotation where it is named, the SQL selects it last: both paths
+    # name the values by the SQL's order, so a value is never given another column's name.
+    cabinet = CabinetFactory(serial="SH-LOOP-3")
+    read = LoopRead(
+        lambda *, pk: (
+            Cabinet.objects.filter(pk=pk)
+            .annotate(marker=Value("m"))
+            .values_list("marker", "serial")
+        ),
+        placeholders={"pk": -1},
+    )
+    expected = [{"marker": "m", "serial": "SH-LOOP-3"}]
+    assert read.rows(pk=cabinet.pk) == expected
+    assert async_to_sync(read.arows)(pk=cabinet.pk) == expected
