@@ -663,6 +663,19 @@ async def measure(
     return result
 
 
+async def arrived_ms(started: dict[str, float], stats: Stats, *, within_s: float) -> list[float]:
+    """Issue-to-arrival latencies of the commands that arrived within `within_s` (command id
+    -> when its issue started); the rest count as lost."""
+    arrivals = [asyncio.shield(stats.arrival(cid)) for cid in started]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*arrivals), within_s)
+    return [
+        (stats.arrival(cid).result() - t) * 1000
+        for cid, t in started.items()
+        if stats.arrival(cid).done()
+    ]
+
+
 async def pushes_paced(issuer: Issuer, live: list[Client], stats: Stats) -> dict[str, Any]:
     """PUSHES unlocks to random connected cabinets at PUSH_RATE a second, open-loop: each is
     issued at its own time (exponential gaps), whether or not the ones before have arrived,
@@ -681,14 +694,7 @@ async def pushes_paced(issuer: Issuer, live: list[Client], stats: Stats) -> dict
         issuing.append(asyncio.create_task(one(client)))
         await asyncio.sleep(random.expovariate(PUSH_RATE))
     await asyncio.gather(*issuing)
-    arrivals = [asyncio.shield(stats.arrival(cid)) for cid in started]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*arrivals), 10)
-    push_ms = [
-        (stats.arrival(cid).result() - t) * 1000
-        for cid, t in started.items()
-        if stats.arrival(cid).done()
-    ]
+    push_ms = await arrived_ms(started, stats, within_s=10)
     service_ms = [(issuer.ended[cid] - t) * 1000 for cid, t in started.items()]
     return {
         "push_p50": percentile(push_ms, 50), "push_p99": percentile(push_ms, 99),
@@ -716,14 +722,7 @@ async def burst(issuer: Issuer, live: list[Client], stats: Stats) -> dict[str, A
     t0 = time.perf_counter()
     await asyncio.gather(*(issue() for _ in range(8)))
     issue_s = time.perf_counter() - t0
-    arrivals = [asyncio.shield(stats.arrival(cid)) for cid in started]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*arrivals), 60)
-    latencies = [
-        (stats.arrival(cid).result() - t) * 1000
-        for cid, t in started.items()
-        if stats.arrival(cid).done()
-    ]
+    latencies = await arrived_ms(started, stats, within_s=60)
     return {
         "burst": len(started), "burst_issue_s": issue_s,
         "burst_lost": len(started) - len(latencies),
