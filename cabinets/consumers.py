@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from cabinet_agent import protocol
-from cabinets.admission import admission_refuse, admission_ticket
+from cabinets.admission import admission, admission_refuse, admission_ticket
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import (
@@ -104,7 +104,8 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         completed = False
         try:
             await self._open()
-            completed = self.session is not None
+            # A link closed right after its hello (busy, retired) did not complete.
+            completed = self.session is not None and not self.closed
         finally:
             admission_ticket(self.scope).leave(completed=completed)
 
@@ -178,18 +179,6 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             logger.warning("cabinet %s: link refused, Redis: %s", auth.session.serial, exc)
             await self._refuse_busy()
             return
-        # Read only now, in the group: pushes from here on queue until connect() returns.
-        try:
-            backlog = await link_backlog_on_loop(auth.session)
-        except DatabaseError as exc:
-            logger.warning("cabinet %s: link refused, database: %s", auth.session.serial, exc)
-            await self._refuse_busy()
-            return
-        if backlog.state == protocol.CabinetLifecycle.RETIRED:
-            # Retired after the credential check, before the join: no push told this link.
-            self._refuse("retired")
-            await self.close()
-            return
         if auth.session.retiring_key_id is not None:
             # The cabinet proves it holds its new credential: the old one is revoked now,
             # before the hello, so that once the cabinet is told it is in, the old one is out.
@@ -206,6 +195,27 @@ class CabinetConsumer(AsyncWebsocketConsumer):
                 revision=protocol.PROTOCOL_REVISION,
             )
         )
+        # Read only now, in the group (a command committed from here on is pushed to this
+        # link, and pushes queue until connect() returns), and after the hello: what it finds
+        # follows the hello either way (protocol §3, §8), and the cabinet is in one database
+        # round trip sooner (docs/benchmarks.md, "Cabinet fleet").
+        try:
+            backlog = await link_backlog_on_loop(auth.session)
+        except DatabaseError as exc:
+            logger.warning("cabinet %s: link closed, database: %s", auth.session.serial, exc)
+            # Busy, as before the hello (protocol §1: 4429 with the hint); disconnect() undoes
+            # the presence and the group entry.
+            await self.close(
+                code=protocol.CloseCode.TRY_AGAIN_LATER,
+                reason=f"{protocol.RETRY_AFTER_REASON_PREFIX}{admission.retry_after_s()}",
+            )
+            return
+        if backlog.state == protocol.CabinetLifecycle.RETIRED:
+            # Retired after the credential check, before the join: no push told this link,
+            # so it is told here, as a link open at the retirement is (protocol §3).
+            await self._send(protocol.make_cabinet_state(state=backlog.state))
+            await self.close(code=protocol.CloseCode.REVOKED)
+            return
         if backlog.state == protocol.CabinetLifecycle.MAINTENANCE:
             # Protocol §3: the state a cabinet connects in is announced like a change to it.
             await self._send(protocol.make_cabinet_state(state=backlog.state))

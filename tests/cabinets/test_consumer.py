@@ -3,6 +3,7 @@ channels_redis layer and the real database."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -303,9 +304,12 @@ def test_a_heartbeat_whose_presence_write_fails_keeps_the_link_up(provisioned, m
     async_to_sync(scenario)()
 
 
-def test_a_cabinet_retired_while_its_link_opens_is_refused(provisioned, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_cabinet_retired_while_its_link_opens_is_told_so_and_closed(
+    provisioned, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     # Retired after the credential check and before the link joined its group: no push
-    # reaches it, so the state read after joining must refuse it.
+    # reaches it, so the state read after joining (after the hello) must tell it and close
+    # it, as a link open at the retirement is (protocol §3: cabinet_state, then 4403).
     cabinet, _, issued = provisioned
 
     authenticate = consumers.cabinet_authenticate_on_loop
@@ -319,11 +323,22 @@ def test_a_cabinet_retired_while_its_link_opens_is_refused(provisioned, monkeypa
 
     monkeypatch.setattr(consumers, "cabinet_authenticate_on_loop", authenticate_then_retire)
 
-    async def scenario() -> bool:
+    async def scenario() -> tuple[dict, int]:  # type: ignore[type-arg]
+        comm, _ = await open_link(issued.credential)
+        state = await receive(comm)
+        return state, await closed_with(comm)
+
+    state, code = async_to_sync(scenario)()
+    assert state == {"type": "cabinet_state", "state": "retired"}
+    assert code == protocol.CloseCode.REVOKED
+    # And the next handshake is refused before it is accepted.
+    monkeypatch.undo()
+
+    async def again() -> bool:
         connected, _ = await communicator(issued.credential).connect(timeout=5)
         return bool(connected)
 
-    assert async_to_sync(scenario)() is False
+    assert async_to_sync(again)() is False
 
 
 def test_a_second_connection_replaces_the_first(provisioned) -> None:  # type: ignore[no-untyped-def]
@@ -550,17 +565,21 @@ def test_a_database_that_is_away_refuses_the_handshake_as_busy_and_leaves_no_pre
 
     monkeypatch.setattr(getattr(selectors, read), "arows", away)
 
-    async def scenario() -> tuple[int, int | None]:
+    async def scenario() -> tuple[list[str], int, int | None]:
         comm = communicator(issued.credential)
         connected, _ = await comm.connect(timeout=10)
         assert connected  # accepted only to say why
-        closed = await comm.receive_output(timeout=10)
-        assert closed["type"] == "websocket.close"
+        frames = []
+        while (output := await comm.receive_output(timeout=10))["type"] != "websocket.close":
+            frames.append(json.loads(output["text"])["type"])
         await comm.disconnect()
-        return closed["code"], protocol.parse_retry_after(closed["reason"])
+        return frames, output["code"], protocol.parse_retry_after(output["reason"])
 
-    code, hint = async_to_sync(scenario)()
+    frames, code, hint = async_to_sync(scenario)()
     assert code == protocol.CloseCode.TRY_AGAIN_LATER and hint is not None and hint >= 1
+    # The credential is read before the hello, the state and the commands after it (and
+    # nothing else is sent before the close).
+    assert frames == ([] if read == "_credential_read" else ["hello"])
     assert cabinet.pk not in presence_snapshot()
     monkeypatch.undo()
 
