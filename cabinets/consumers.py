@@ -213,6 +213,9 @@ class CabinetConsumer(AsyncWebsocketConsumer):
         if backlog.state == protocol.CabinetLifecycle.RETIRED:
             # Retired after the credential check, before the join: no push told this link,
             # so it is told here, as a link open at the retirement is (protocol §3).
+            logger.warning(
+                "cabinet %s: retired while its link opened, closing", auth.session.serial
+            )
             await self._send(protocol.make_cabinet_state(state=backlog.state))
             await self.close(code=protocol.CloseCode.REVOKED)
             return

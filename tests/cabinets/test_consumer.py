@@ -305,7 +305,7 @@ def test_a_heartbeat_whose_presence_write_fails_keeps_the_link_up(provisioned, m
 
 
 def test_a_cabinet_retired_while_its_link_opens_is_told_so_and_closed(
-    provisioned, monkeypatch
+    provisioned, monkeypatch, caplog
 ) -> None:  # type: ignore[no-untyped-def]
     # Retired after the credential check and before the link joined its group: no push
     # reaches it, so the state read after joining (after the hello) must tell it and close
@@ -331,6 +331,7 @@ def test_a_cabinet_retired_while_its_link_opens_is_told_so_and_closed(
     state, code = async_to_sync(scenario)()
     assert state == {"type": "cabinet_state", "state": "retired"}
     assert code == protocol.CloseCode.REVOKED
+    assert f"cabinet {cabinet.serial}: retired while its link opened" in caplog.text
     # And the next handshake is refused before it is accepted.
     monkeypatch.undo()
 
@@ -565,7 +566,7 @@ def test_a_database_that_is_away_refuses_the_handshake_as_busy_and_leaves_no_pre
 
     monkeypatch.setattr(getattr(selectors, read), "arows", away)
 
-    async def scenario() -> tuple[list[str], int, int | None]:
+    async def scenario() -> tuple[list[str], int, float | None]:
         comm = communicator(issued.credential)
         connected, _ = await comm.connect(timeout=10)
         assert connected  # accepted only to say why
