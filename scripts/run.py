@@ -34,7 +34,7 @@ def main() -> int:
     if not env.get("REDIS_URL"):
         redis = embedded_redis.start(preferred_port=int(env.get("EMBEDDED_REDIS_PORT", "6380")))
         env["REDIS_URL"] = redis.url
-        print(f"* embedded Redis on {redis.url}")
+        say(f"* embedded Redis on {redis.url}")
 
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     var_dir = Path(env.get("VAR_DIR") or ROOT / "var")
@@ -53,13 +53,13 @@ def main() -> int:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                print(f"* {name} did not stop in time; killing it")
+                say(f"* {name} did not stop in time; killing it")
                 proc.kill()
                 proc.wait()
-            print(f"* stopped {name}")
+            say(f"* stopped {name}")
         if redis is not None:
             redis.stop()
-            print("* stopped the embedded Redis")
+            say("* stopped the embedded Redis")
 
     try:
         manage = [PY, str(ROOT / "manage.py")]
@@ -128,22 +128,35 @@ def main() -> int:
         for config in sorted((var_dir / "agents").glob("*.toml")):
             agent_cmd = [PY, "-m", "cabinet_agent", "--config", str(config), "--server-url", ws_url]
             start(f"cabinet {config.stem}", agent_cmd)
-            print(f"* simulated cabinet {config.stem} connecting ({config.name})")
-        print(f"* {web_concurrency} ASGI server process(es) on port {args.port} (WEB_CONCURRENCY)")
-        print(f"* platform on http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)")
+            say(f"* simulated cabinet {config.stem} connecting ({config.name})")
+        say(f"* {web_concurrency} ASGI server process(es) on port {args.port} (WEB_CONCURRENCY)")
+        say(f"* platform on http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)")
 
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while True:
             for name, proc in children:
                 if proc.poll() is not None:
-                    print(f"* {name} exited with code {proc.returncode}; stopping the rest")
+                    say(f"* {name} exited with code {proc.returncode}; stopping the rest")
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("\n* stopping")
+        say("\n* stopping")
         return 0
     finally:
         stop_all()
+
+
+def say(line: str) -> None:
+    """The supervisor's own lines. Its stdout may be a pipe whose reader is gone
+    (`./scripts/run.sh | tee run.log`, where Ctrl-C stops tee too): a write that fails must
+    not end the shutdown half-way and leave the server, the worker and Redis running."""
+    try:
+        print(line, flush=True)
+    except OSError:
+        # From now on the supervisor's lines go nowhere, and do not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def web_processes(env: dict[str, str]) -> int:

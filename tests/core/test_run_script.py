@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +68,50 @@ def test_the_platform_starts_and_stops_on_ctrl_c_cleanly_and_in_order(tmp_path: 
     stopped = re.findall(r"^\* stopped (.+)$", text, re.MULTILINE)
     assert stopped[-3:] == ["worker and beat", "server", "the embedded Redis"], text
     assert stopped[0].startswith("cabinet SH-XH-0001"), text
+
+
+def _refused(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_everything_even_when_the_output_pipe_is_gone(tmp_path: Path) -> None:
+    # `./scripts/run.sh | tee run.log`, then Ctrl-C: the terminal's SIGINT stops tee as well,
+    # and the supervisor's first line after it met a broken pipe. The BrokenPipeError ended
+    # its shutdown after the first child, and left the server, the worker and the embedded
+    # Redis running on their ports (seen by hand in session 8).
+    port, redis_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(
+        PORT=str(port),
+        EMBEDDED_REDIS_PORT=str(redis_port),
+        VAR_DIR=str(tmp_path / "var"),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+    )
+    run = subprocess.Popen(
+        [sys.executable, "scripts/run.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert run.stdout is not None
+    try:
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 240
+        # The pipe is read until the platform says it is up (readline returns b"" if it died).
+        while not any(b"* platform on" in line for line in seen):
+            assert time.monotonic() < deadline and run.poll() is None, b"".join(seen)
+            seen.append(run.stdout.readline())
+        assert not _refused(port)
+        run.stdout.close()  # the reader is gone, as tee is after Ctrl-C
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=90) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    # Every child was stopped: nothing listens on the server's or Redis's port any more.
+    assert _refused(port) and _refused(redis_port)
 
 
 @pytest.mark.parametrize(
