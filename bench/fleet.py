@@ -619,27 +619,10 @@ async def measure(
         if not live:
             result["server_faults"] = server.faults()
             return result
-        paced = await pushes_paced(issuer, live, stats)
-        push_ms, service_ms, lost = [], [], 0
-        # Back to back: the next unlock issued once the last one arrived (about 40 a second,
-        # each with the last one's receipt and result still being stored).
-        for _ in range(PUSHES):
-            client = random.choice(live)
-            while not client.connected.is_set():  # reconnecting: a bare push would be lost
-                client = random.choice(live)
-            command_id, start = await issuer.unlock(client)
-            try:
-                received = await asyncio.wait_for(asyncio.shield(stats.arrival(command_id)), 5)
-                push_ms.append((received - start) * 1000)
-                service_ms.append((issuer.ended[command_id] - start) * 1000)
-            except TimeoutError:
-                lost += 1
+        result.update(await pushes_paced(issuer, live, stats))
+        result.update(await pushes_back_to_back(issuer, live, stats))
         stats.record_heartbeats = False
-        result.update(paced)
         result.update(
-            b2b_p50=percentile(push_ms, 50), b2b_p99=percentile(push_ms, 99), b2b_lost=lost,
-            b2b_service_p50=percentile(service_ms, 50),
-            b2b_service_p99=percentile(service_ms, 99),
             heartbeat_rtt_p50=percentile(stats.heartbeat_rtt_ms, 50),
             heartbeat_rtt_p99=percentile(stats.heartbeat_rtt_ms, 99),
             heartbeat_ack_p99=percentile(stats.ack_rtt_ms, 99),
@@ -676,6 +659,39 @@ async def arrived_ms(started: dict[str, float], stats: Stats, *, within_s: float
     ]
 
 
+def connected_one(live: list[Client]) -> Client:
+    """A random cabinet of `live` that is connected now (to one reconnecting, a bare push
+    would be lost)."""
+    client = random.choice(live)
+    while not client.connected.is_set():
+        client = random.choice(live)
+    return client
+
+
+def push_figures(
+    prefix: str, started: dict[str, float], push_ms: list[float], issuer: Issuer
+) -> dict[str, Any]:
+    service_ms = [(issuer.ended[cid] - t) * 1000 for cid, t in started.items()]
+    return {
+        f"{prefix}_p50": percentile(push_ms, 50), f"{prefix}_p99": percentile(push_ms, 99),
+        f"{prefix}_lost": len(started) - len(push_ms),
+        f"{prefix}_service_p50": percentile(service_ms, 50),
+        f"{prefix}_service_p99": percentile(service_ms, 99),
+    }  # fmt: skip
+
+
+async def pushes_back_to_back(issuer: Issuer, live: list[Client], stats: Stats) -> dict[str, Any]:
+    """PUSHES unlocks, the next issued once the last one arrived (each meets the last one's
+    receipt and result still being stored)."""
+    started: dict[str, float] = {}
+    push_ms: list[float] = []
+    for _ in range(PUSHES):
+        command_id, t = await issuer.unlock(connected_one(live))
+        started[command_id] = t
+        push_ms += await arrived_ms({command_id: t}, stats, within_s=5)
+    return push_figures("b2b", started, push_ms, issuer)
+
+
 async def pushes_paced(issuer: Issuer, live: list[Client], stats: Stats) -> dict[str, Any]:
     """PUSHES unlocks to random connected cabinets at PUSH_RATE a second, open-loop: each is
     issued at its own time (exponential gaps), whether or not the ones before have arrived,
@@ -688,20 +704,11 @@ async def pushes_paced(issuer: Issuer, live: list[Client], stats: Stats) -> dict
 
     issuing = []
     for _ in range(PUSHES):
-        client = random.choice(live)
-        while not client.connected.is_set():
-            client = random.choice(live)
-        issuing.append(asyncio.create_task(one(client)))
+        issuing.append(asyncio.create_task(one(connected_one(live))))
         await asyncio.sleep(random.expovariate(PUSH_RATE))
     await asyncio.gather(*issuing)
     push_ms = await arrived_ms(started, stats, within_s=10)
-    service_ms = [(issuer.ended[cid] - t) * 1000 for cid, t in started.items()]
-    return {
-        "push_p50": percentile(push_ms, 50), "push_p99": percentile(push_ms, 99),
-        "push_lost": len(started) - len(push_ms),
-        "push_service_p50": percentile(service_ms, 50),
-        "push_service_p99": percentile(service_ms, 99),
-    }  # fmt: skip
+    return push_figures("push", started, push_ms, issuer)
 
 
 async def burst(issuer: Issuer, live: list[Client], stats: Stats) -> dict[str, Any]:

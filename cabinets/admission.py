@@ -160,6 +160,13 @@ def admission_log_filter_install() -> None:
         logger.addFilter(SpuriousDenialError())
 
 
+def admission_busy_reason(retry_after: int | None = None) -> str:
+    """The close reason of a busy refusal sent over an accepted link (close 4429, protocol
+    §1): `retry-after=N`."""
+    seconds = admission.retry_after_s() if retry_after is None else retry_after
+    return f"{protocol.RETRY_AFTER_REASON_PREFIX}{seconds}"
+
+
 async def admission_refuse(scope: dict[str, Any], send: Send) -> None:
     """Refuse a cabinet's handshake as busy, with a retry hint (protocol §11): HTTP 503 and
     `Retry-After` through the ASGI denial-response extension (uvicorn), else accept and close
@@ -185,7 +192,7 @@ async def admission_refuse(scope: dict[str, Any], send: Send) -> None:
         {
             "type": "websocket.close",
             "code": protocol.CloseCode.TRY_AGAIN_LATER,
-            "reason": f"{protocol.RETRY_AFTER_REASON_PREFIX}{retry_after}",
+            "reason": admission_busy_reason(retry_after),
         }
     )
 

@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from cabinet_agent import protocol
-from cabinets.admission import admission, admission_refuse, admission_ticket
+from cabinets.admission import admission_busy_reason, admission_refuse, admission_ticket
 from cabinets.presence import presence_claim, presence_release, presence_touch
 from cabinets.push import cabinet_group
 from cabinets.selectors import (
@@ -207,7 +207,7 @@ class CabinetConsumer(AsyncWebsocketConsumer):
             # the presence and the group entry.
             await self.close(
                 code=protocol.CloseCode.TRY_AGAIN_LATER,
-                reason=f"{protocol.RETRY_AFTER_REASON_PREFIX}{admission.retry_after_s()}",
+                reason=admission_busy_reason(),
             )
             return
         if backlog.state == protocol.CabinetLifecycle.RETIRED:

@@ -218,13 +218,6 @@ class LoopConnections:
 async def _connect() -> Any:
     import psycopg
 
-    try:
-        return await _connect_psycopg(psycopg)
-    except psycopg.OperationalError as exc:
-        raise OperationalError(str(exc)) from exc
-
-
-async def _connect_psycopg(psycopg: Any) -> Any:
     def parameters() -> tuple[dict[str, Any], str]:
         django_connection = connections["default"]
         params = dict(django_connection.get_connection_params())
@@ -234,12 +227,15 @@ async def _connect_psycopg(psycopg: Any) -> Any:
         return params, django_connection.timezone_name
 
     params, timezone_name = await on_pool_thread(parameters)()
-    connection = await psycopg.AsyncConnection.connect(
-        autocommit=True, cursor_factory=psycopg.AsyncClientCursor, **params
-    )
-    # Django's timestamp loaders take the session's zone to be the connection's (UTC), as
-    # Django sets it on its own connections (DatabaseWrapper.ensure_timezone).
-    await connection.execute("SELECT set_config('TimeZone', %s, false)", [timezone_name])
+    try:
+        connection = await psycopg.AsyncConnection.connect(
+            autocommit=True, cursor_factory=psycopg.AsyncClientCursor, **params
+        )
+        # Django's timestamp loaders take the session's zone to be the connection's (UTC), as
+        # Django sets it on its own connections (DatabaseWrapper.ensure_timezone).
+        await connection.execute("SELECT set_config('TimeZone', %s, false)", [timezone_name])
+    except psycopg.OperationalError as exc:
+        raise OperationalError(str(exc)) from exc
     return connection
 
 
